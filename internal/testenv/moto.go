@@ -1,0 +1,144 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Moto is a running moto server: real EC2 and Auto Scaling APIs on a loopback port.
+type Moto struct {
+	// Endpoint is the server's URL, e.g. http://127.0.0.1:41234; it serves every AWS service moto knows.
+	Endpoint string
+
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// StartMoto starts `moto_server` (or `python3 -m moto.server`) on a free loopback port and waits
+// until it answers.
+func StartMoto() (*Moto, error) {
+	name, args := "moto_server", []string{}
+	if _, err := exec.LookPath(name); err != nil {
+		name, args = "python3", []string{"-m", "moto.server"}
+	}
+	var lastErr error
+	for range 3 { // the free port can be taken between Listen and moto's bind; try another
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		m, err := startMoto(name, append(args, "-H", "127.0.0.1", "-p", strconv.Itoa(port)), port)
+		if err == nil {
+			return m, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func startMoto(name string, args []string, port int) (*Moto, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = nil, nil // moto logs every request; keep test output readable
+	cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
+	// Its own process group so Stop ends the shims and the Python process behind them; the parent
+	// death signal so nothing outlives a killed test binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting moto (%s): %w", name, err)
+	}
+	m := &Moto{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan error, 1)}
+	go func() { m.done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-m.done:
+			return nil, fmt.Errorf("moto exited before it answered on %s: %v", m.Endpoint, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get(m.Endpoint + "/moto-api/data.json")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return m, nil
+			}
+		}
+	}
+	m.Stop()
+	return nil, fmt.Errorf("moto did not answer on %s within a minute", m.Endpoint)
+}
+
+// Stop ends the server and every process it started.
+func (m *Moto) Stop() {
+	if m.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.done
+	}
+}
+
+// Reset drops every resource moto holds, so that a test starts from an empty cloud.
+func (m *Moto) Reset(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.Endpoint+"/moto-api/reset", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("moto reset: " + resp.Status)
+	}
+	return nil
+}
+
+// AWSConfig returns an SDK configuration for region that sends every call to the server, with
+// fixed test credentials.
+func (m *Moto) AWSConfig(ctx context.Context, region string) (aws.Config, error) {
+	return config.LoadDefaultConfig(ctx,
+		config.WithRegion(region),
+		config.WithBaseEndpoint(m.Endpoint),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),
+	)
+}
+
+// RequireMoto starts a moto server for the test and stops it when the test ends. A moto that cannot
+// start fails the test in CI and skips it elsewhere.
+func RequireMoto(tb testing.TB) *Moto {
+	tb.Helper()
+	m, err := StartMoto()
+	if err != nil {
+		Unavailable(tb, "moto server: %v", err)
+	}
+	tb.Cleanup(m.Stop)
+	return m
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,142 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
+	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Env is a running control plane with the CRDs installed.
+type Env struct {
+	// Config reaches the API server as a cluster administrator.
+	Config *rest.Config
+	// Client is a controller-runtime client for Config with Scheme.
+	Client client.Client
+	// Scheme knows the core Kubernetes types, CRDs and Cluster API's v1beta2 types; CAPA and CAPV
+	// objects are handled as unstructured.
+	Scheme *runtime.Scheme
+
+	env      *envtest.Environment
+	cleanup  func()
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// NewScheme returns the scheme of Env.Scheme.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(clusterv1.AddToScheme(s))
+	utilruntime.Must(bootstrapv1.AddToScheme(s))
+	utilruntime.Must(controlplanev1.AddToScheme(s))
+	return s
+}
+
+// Start starts etcd and kube-apiserver, installs the CRDs of CRDModules and waits until they
+// are served.
+func Start() (*Env, error) {
+	dir, err := binaryAssets()
+	if err != nil {
+		return nil, err
+	}
+	assets, cleanup, err := guardedAssets(dir)
+	if err != nil {
+		return nil, err
+	}
+	crds, err := CRDDirectories()
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	scheme := NewScheme()
+	env := &envtest.Environment{
+		Scheme:                   scheme,
+		CRDDirectoryPaths:        crds,
+		ErrorIfCRDPathMissing:    true,
+		BinaryAssetsDirectory:    assets,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		cleanup()
+		return nil, fmt.Errorf("starting the test bed's control plane from %s: %w", dir, err)
+	}
+	// Tests create many objects quickly; the default client-side limits only slow them down.
+	cfg.QPS, cfg.Burst = 500, 1000
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = env.Stop()
+		cleanup()
+		return nil, err
+	}
+	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env, cleanup: cleanup}, nil
+}
+
+// Stop stops the control plane and removes its data. It is safe to call more than once.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(func() {
+		e.stopErr = e.env.Stop()
+		e.cleanup()
+	})
+	return e.stopErr
+}
+
+// Main is the TestMain of an integration test package: it starts an Env, hands it to use (which
+// usually stores it in a package variable), runs the tests and stops the Env, also when the test
+// binary is interrupted.
+func Main(m *testing.M, use func(*Env)) {
+	env, err := Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		os.Exit(1)
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stderr, "testenv: %v: stopping the control plane\n", sig)
+		_ = env.Stop()
+		os.Exit(1)
+	}()
+	use(env)
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: stopping the control plane: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// InCI reports whether the tests run in CI (CI=true), where a missing server is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable ends the test because a server it needs could not start: a failure in CI, where
+// nothing may be silently left untested, and a skip on a developer's machine.
+func Unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		tb.Fatalf("%s (CI=true: a missing server is a failure)", msg)
+	}
+	tb.Skipf("%s (set CI=true to make this a failure)", msg)
+}

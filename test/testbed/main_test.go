@@ -1,0 +1,15 @@
+// Package testbed proves the test bed itself: the real control plane with the real CRDs, moto and
+// the vSphere simulator behave as every other integration test of driftd relies on.
+package testbed
+
+import (
+	"testing"
+
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(e *testenv.Env) { env = e })
+}
