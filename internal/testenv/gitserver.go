@@ -1,0 +1,252 @@
+package testenv
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/crypto/ssh"
+)
+
+// GitRepo is a git repository on disk that tests commit to and serve.
+type GitRepo struct {
+	// Dir is the repository's work tree; the repository itself is Dir/.git.
+	Dir  string
+	repo *git.Repository
+}
+
+// NewGitRepo creates a repository in a temporary folder with one commit holding files
+// (path → content) on branch main.
+func NewGitRepo(tb testing.TB, files map[string]string) *GitRepo {
+	tb.Helper()
+	dir := tb.TempDir()
+	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &GitRepo{Dir: dir, repo: repo}
+	r.Commit(tb, "initial fleet", files)
+	return r
+}
+
+// Commit writes files (a nil-like empty content "\x00" deletes the file) and commits them,
+// returning the commit's SHA.
+func (r *GitRepo) Commit(tb testing.TB, message string, files map[string]string) string {
+	tb.Helper()
+	wt, err := r.repo.Worktree()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for path, content := range files {
+		full := filepath.Join(r.Dir, path)
+		if content == Delete {
+			if _, err := wt.Remove(path); err != nil {
+				tb.Fatalf("removing %s: %v", path, err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := wt.Add(path); err != nil {
+			tb.Fatalf("adding %s: %v", path, err)
+		}
+	}
+	hash, err := wt.Commit(message, &git.CommitOptions{
+		AllowEmptyCommits: true,
+		Author:            &object.Signature{Name: "Fleet Maintainer", Email: "fleet@example.com", When: time.Now()},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hash.String()
+}
+
+// Tag tags the current HEAD.
+func (r *GitRepo) Tag(tb testing.TB, name string) {
+	tb.Helper()
+	head, err := r.repo.Head()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := r.repo.CreateTag(name, head.Hash(), nil); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Delete, as the content of a file given to Commit, removes the file.
+const Delete = "\x00delete"
+
+// ServeHTTP serves the repository over git's smart HTTP protocol (git http-backend behind
+// net/http/cgi) on a loopback port, requiring basic auth with user and password when user is set.
+// It returns the repository's URL.
+func (r *GitRepo) ServeHTTP(tb testing.TB, user, password string) string {
+	tb.Helper()
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		Unavailable(tb, "git http-backend: %v", err)
+	}
+	backend := &cgi.Handler{
+		Path: gitBin,
+		Args: []string{"http-backend"},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.Dir), "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if user != "" {
+			u, p, ok := req.BasicAuth()
+			if !ok || u != user || p != password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="fleet"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(r.Dir)
+}
+
+// SSHServer is a git server reached over SSH on a loopback port.
+type SSHServer struct {
+	// URL is the repository's ssh:// URL.
+	URL string
+	// KnownHostsFile trusts the server's host key.
+	KnownHostsFile string
+	// KeyFile is a client private key the server accepts.
+	KeyFile string
+}
+
+// ServeSSH serves the repository over SSH, running git-upload-pack for each fetch. Only the
+// client key in KeyFile is accepted.
+func (r *GitRepo) ServeSSH(tb testing.TB) *SSHServer {
+	tb.Helper()
+	uploadPack, err := exec.LookPath("git-upload-pack")
+	if err != nil {
+		Unavailable(tb, "git-upload-pack for the SSH git server: %v", err)
+	}
+	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
+	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clientPub, clientPriv, _ := ed25519.GenerateKey(rand.Reader)
+	authorized, err := ssh.NewPublicKey(clientPub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if string(key.Marshal()) == string(authorized.Marshal()) {
+				return nil, nil
+			}
+			return nil, errors.New("unknown key")
+		},
+	}
+	cfg.AddHostKey(hostSigner)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = l.Close() })
+	root := filepath.Dir(r.Dir)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serveSSHConn(conn, cfg, uploadPack, root)
+		}
+	}()
+
+	dir := tb.TempDir()
+	pemBlock, err := ssh.MarshalPrivateKey(clientPriv, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "id_ed25519")
+	writeFile(tb, keyFile, string(pem.EncodeToMemory(pemBlock)), 0o600)
+	addr := l.Addr().(*net.TCPAddr)
+	knownHosts := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", addr.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))))
+	writeFile(tb, knownHosts, line+"\n", 0o644)
+	return &SSHServer{
+		URL:            fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", addr.Port, filepath.Base(r.Dir)),
+		KnownHostsFile: knownHosts,
+		KeyFile:        keyFile,
+	}
+}
+
+func serveSSHConn(conn net.Conn, cfg *ssh.ServerConfig, uploadPack, root string) {
+	defer conn.Close()
+	_, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			_ = nc.Reject(ssh.UnknownChannelType, "session only")
+			continue
+		}
+		ch, requests, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer ch.Close()
+			for req := range requests {
+				if req.Type != "exec" || len(req.Payload) < 4 {
+					_ = req.Reply(false, nil)
+					continue
+				}
+				n := binary.BigEndian.Uint32(req.Payload)
+				command := string(req.Payload[4 : 4+n])
+				repo, ok := strings.CutPrefix(command, "git-upload-pack ")
+				if !ok {
+					_ = req.Reply(false, nil)
+					continue
+				}
+				_ = req.Reply(true, nil)
+				repo = strings.Trim(repo, "'\"/")
+				cmd := exec.Command(uploadPack, filepath.Join(root, filepath.Base(repo)))
+				cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+				status := uint32(0)
+				if err := cmd.Run(); err != nil {
+					status = 1
+				}
+				_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
+				return
+			}
+		}()
+	}
+}
+
+func writeFile(tb testing.TB, path, content string, mode os.FileMode) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		tb.Fatal(err)
+	}
+}
