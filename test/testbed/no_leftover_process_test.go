@@ -2,8 +2,8 @@ package testbed
 
 import (
 	"bufio"
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"os/exec"

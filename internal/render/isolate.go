@@ -1,0 +1,156 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// listFields are the kustomization fields that name other files or kustomizations.
+var listFields = []string{"resources", "bases", "components"}
+
+// isolate finds the entries of dir's kustomization that fail on their own, rewrites the
+// kustomization without them and returns one error per dropped entry, naming its file. A folder
+// entry that fails is isolated in turn, so only the broken part of it is dropped.
+func (r *renderer) isolate(dir string) ([]error, error) {
+	file := r.kustomizationFile(dir)
+	k, err := r.readKustomization(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", display(file), err)
+	}
+	var dropped []error
+	for _, field := range listFields {
+		entries, _ := k[field].([]any)
+		var keep []any
+		for _, e := range entries {
+			name, ok := e.(string)
+			if !ok {
+				keep = append(keep, e)
+				continue
+			}
+			p := path.Join(dir, name)
+			if r.fs.IsDir(p) {
+				if _, err := r.build(p); err != nil {
+					sub, isoErr := r.isolate(p)
+					if isoErr == nil && len(sub) > 0 {
+						if _, err := r.build(p); err == nil {
+							dropped = append(dropped, sub...)
+							keep = append(keep, e)
+							continue
+						}
+					}
+					dropped = append(dropped, fmt.Errorf("%s: %w", display(p), err))
+					continue
+				}
+			} else if err := r.checkFile(p); err != nil {
+				dropped = append(dropped, err)
+				continue
+			}
+			keep = append(keep, e)
+		}
+		if entries != nil {
+			k[field] = keep
+		}
+	}
+	if len(dropped) == 0 {
+		return nil, nil
+	}
+	return dropped, r.writeKustomization(file, k)
+}
+
+// checkFile checks that a resource file holds only well-formed objects with a kind and a name.
+func (r *renderer) checkFile(p string) error {
+	data, err := r.fs.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", display(p), err)
+	}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for doc := 1; ; doc++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: document %d: %w", display(p), doc, err)
+		}
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return fmt.Errorf("%s: document %d: malformed YAML: %w", display(p), doc, err)
+		}
+		if t := string(bytes.TrimSpace(js)); t == "null" || t == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			return fmt.Errorf("%s: document %d: %w", display(p), doc, err)
+		}
+		if u.GetName() == "" {
+			return fmt.Errorf("%s: document %d: %s has no metadata.name", display(p), doc, u.GetKind())
+		}
+	}
+}
+
+// refuseRemote removes every remote entry (a URL, a git repository) from the kustomizations of
+// the tree, since a render may only read the checkout, and reports each.
+func (r *renderer) refuseRemote() ([]error, error) {
+	var refused []error
+	err := r.fs.Walk("/", func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || !isKustomizationName(path.Base(p)) {
+			return err
+		}
+		k, err := r.readKustomization(p)
+		if err != nil {
+			return nil // kustomize reports a broken kustomization itself
+		}
+		changed := false
+		for _, field := range listFields {
+			entries, _ := k[field].([]any)
+			var keep []any
+			for _, e := range entries {
+				name, _ := e.(string)
+				if isRemote(name) && !r.fs.Exists(path.Join(path.Dir(p), name)) {
+					refused = append(refused, fmt.Errorf("%s: remote %s %q refused: driftd renders only what the repository holds", display(p), strings.TrimSuffix(field, "s"), name))
+					changed = true
+					continue
+				}
+				keep = append(keep, e)
+			}
+			if entries != nil {
+				k[field] = keep
+			}
+		}
+		if changed {
+			return r.writeKustomization(p, k)
+		}
+		return nil
+	})
+	return refused, err
+}
+
+func isKustomizationName(n string) bool {
+	for _, k := range kustomizationNames {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
+// isRemote tells a remote kustomize target (https://…, git@…, github.com/org/repo//path?ref=…)
+// from a local path.
+func isRemote(name string) bool {
+	if strings.Contains(name, "://") || strings.HasPrefix(name, "git@") || strings.Contains(name, "?ref=") || strings.Contains(name, "?version=") {
+		return true
+	}
+	first, _, _ := strings.Cut(name, "/")
+	return strings.Contains(first, ".") && first != "." && first != ".." && strings.Contains(name, "/")
+}

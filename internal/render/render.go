@@ -1,0 +1,232 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// ErrEmptyRender is returned when a build yields no object: driftd refuses to act on it, since an
+// empty fleet would make every live object look orphaned.
+var ErrEmptyRender = errors.New("the render produced no objects")
+
+// originAnnotation is set by kustomize's originAnnotations build metadata; render reads the file
+// of each object from it and removes it.
+const originAnnotation = "config.kubernetes.io/origin"
+
+var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+// Object is one desired object and the repository file it came from.
+type Object struct {
+	*unstructured.Unstructured
+	// File is the object's source file, relative to the repository root.
+	File string
+}
+
+// Result is the outcome of a render.
+type Result struct {
+	// Objects are the desired objects, in kustomize's order.
+	Objects []Object
+	// Errors name each part of the fleet that could not be rendered (a file, a folder) and why.
+	Errors []error
+	// Partial is true when parts were dropped: their objects are unknown, so nothing may be judged
+	// orphaned.
+	Partial bool
+}
+
+// Render builds dir (a folder of the checkout at root, "" or "." for the root) with kustomize.
+// A folder without a kustomization file is built as if it had one listing its YAML files and
+// sub-folders. The returned error means nothing could be rendered; a partial render returns a
+// Result with Errors and Partial set.
+func Render(root, dir string) (*Result, error) {
+	fsys, refused, err := loadTree(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading the checkout: %w", err)
+	}
+	target := path.Clean("/" + strings.TrimPrefix(path.Clean("/"+dir), "/"))
+	if !fsys.IsDir(target) {
+		return nil, fmt.Errorf("path %q is not a folder of the repository", dir)
+	}
+	r := &renderer{fs: fsys}
+	if _, err := r.ensureKustomization(target, true); err != nil {
+		return nil, err
+	}
+	remote, err := r.refuseRemote()
+	if err != nil {
+		return nil, err
+	}
+	refused = append(refused, remote...)
+	if err := r.addOriginAnnotations(target); err != nil {
+		return nil, err
+	}
+	res := &Result{Errors: refused}
+	objs, err := r.build(target)
+	if err != nil {
+		dropped, isoErr := r.isolate(target)
+		if isoErr != nil || len(dropped) == 0 {
+			return nil, errors.Join(append(refused, fmt.Errorf("rendering %s: %w", display(target), err))...)
+		}
+		res.Errors = append(res.Errors, dropped...)
+		res.Partial = true
+		if objs, err = r.build(target); err != nil {
+			return nil, errors.Join(append(res.Errors, fmt.Errorf("rendering %s: %w", display(target), err))...)
+		}
+	}
+	if len(refused) > 0 {
+		res.Partial = true
+	}
+	if len(objs) == 0 {
+		return res, ErrEmptyRender
+	}
+	res.Objects = objs
+	return res, nil
+}
+
+type renderer struct {
+	fs filesys.FileSystem
+}
+
+func (r *renderer) build(dir string) ([]Object, error) {
+	k := krusty.MakeKustomizer(&krusty.Options{
+		LoadRestrictions: types.LoadRestrictionsRootOnly,
+		PluginConfig:     types.DisabledPluginConfig(),
+	})
+	rm, err := k.Run(r.fs, dir)
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]Object, 0, rm.Size())
+	for _, res := range rm.Resources() {
+		js, err := res.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", res.CurId(), err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			return nil, fmt.Errorf("%s: %w", res.CurId(), err)
+		}
+		objs = append(objs, Object{Unstructured: u, File: takeOrigin(u, dir)})
+	}
+	return objs, nil
+}
+
+// takeOrigin returns the file an object came from and removes the annotation that said so.
+func takeOrigin(u *unstructured.Unstructured, dir string) string {
+	ann := u.GetAnnotations()
+	raw, ok := ann[originAnnotation]
+	if !ok {
+		return ""
+	}
+	delete(ann, originAnnotation)
+	if len(ann) == 0 {
+		ann = nil
+	}
+	u.SetAnnotations(ann)
+	var origin struct {
+		Path string `json:"path"`
+	}
+	if err := yaml.Unmarshal([]byte(raw), &origin); err != nil || origin.Path == "" {
+		return ""
+	}
+	return strings.TrimPrefix(path.Join(dir, origin.Path), "/")
+}
+
+// kustomizationFile returns the kustomization file of dir, or "".
+func (r *renderer) kustomizationFile(dir string) string {
+	for _, n := range kustomizationNames {
+		if p := path.Join(dir, n); r.fs.Exists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// ensureKustomization writes a kustomization for a folder that has none, listing its YAML files
+// and its sub-folders, as Flux's kustomize-controller does. It reports whether the folder holds
+// nothing to render (and then writes nothing, except for the top folder).
+func (r *renderer) ensureKustomization(dir string, top bool) (empty bool, err error) {
+	if r.kustomizationFile(dir) != "" {
+		return false, nil
+	}
+	entries, err := r.fs.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	sort.Strings(entries)
+	var resources []any
+	for _, e := range entries {
+		p := path.Join(dir, e)
+		switch {
+		case r.fs.IsDir(p):
+			subEmpty, err := r.ensureKustomization(p, false)
+			if err != nil {
+				return false, err
+			}
+			if !subEmpty {
+				resources = append(resources, e)
+			}
+		case strings.HasSuffix(e, ".yaml") || strings.HasSuffix(e, ".yml") || strings.HasSuffix(e, ".json"):
+			resources = append(resources, e)
+		}
+	}
+	if len(resources) == 0 && !top {
+		return true, nil
+	}
+	return len(resources) == 0, r.writeKustomization(path.Join(dir, "kustomization.yaml"), map[string]any{
+		"apiVersion": "kustomize.config.k8s.io/v1beta1",
+		"kind":       "Kustomization",
+		"resources":  resources,
+	})
+}
+
+// addOriginAnnotations asks kustomize to record each object's source file.
+func (r *renderer) addOriginAnnotations(dir string) error {
+	file := r.kustomizationFile(dir)
+	k, err := r.readKustomization(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", display(file), err)
+	}
+	meta, _ := k["buildMetadata"].([]any)
+	for _, m := range meta {
+		if m == "originAnnotations" {
+			return nil
+		}
+	}
+	k["buildMetadata"] = append(meta, "originAnnotations")
+	return r.writeKustomization(file, k)
+}
+
+func (r *renderer) readKustomization(file string) (map[string]any, error) {
+	data, err := r.fs.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	k := map[string]any{}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return nil, fmt.Errorf("not a valid kustomization: %w", err)
+	}
+	return k, nil
+}
+
+func (r *renderer) writeKustomization(file string, k map[string]any) error {
+	data, err := yaml.Marshal(k)
+	if err != nil {
+		return err
+	}
+	return r.fs.WriteFile(file, data)
+}
+
+func display(p string) string {
+	if p == "/" {
+		return "the repository root"
+	}
+	return strings.TrimPrefix(p, "/")
+}

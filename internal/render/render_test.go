@@ -1,0 +1,228 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func writeTree(tb testing.TB, files map[string]string) string {
+	tb.Helper()
+	root := tb.TempDir()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return root
+}
+
+func md(name string, replicas int) string {
+	return fmt.Sprintf("apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: %s\nspec:\n  clusterName: c\n  replicas: %d\n", name, replicas)
+}
+
+// names lists "Kind/namespace/name file" for each object, sorted.
+func names(objs []Object) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()+" "+o.File)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestRenderOverlaysRecordsFilesAndRemovesOrigin(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"base/kustomization.yaml":          "resources: [md.yaml]\n",
+		"base/md.yaml":                     md("workers", 2),
+		"clusters/prod/kustomization.yaml": "namespace: prod\nresources: [../../base, extra.yaml]\npatches:\n- target: {kind: MachineDeployment, name: workers}\n  patch: |\n    - op: replace\n      path: /spec/replicas\n      value: 5\n",
+		"clusters/prod/extra.yaml":         md("gpu", 1),
+	})
+	res, err := Render(root, "clusters/prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"MachineDeployment/prod/gpu clusters/prod/extra.yaml",
+		"MachineDeployment/prod/workers base/md.yaml",
+	}
+	if diff := cmp.Diff(want, names(res.Objects)); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	for _, o := range res.Objects {
+		if _, ok := o.GetAnnotations()[originAnnotation]; ok {
+			t.Errorf("%s still carries %s", o.GetName(), originAnnotation)
+		}
+		if o.GetName() == "workers" {
+			if got, _, _ := unstructuredInt(o, "spec", "replicas"); got != 5 {
+				t.Errorf("patched replicas = %d, want 5", got)
+			}
+		}
+	}
+	if res.Partial || len(res.Errors) > 0 {
+		t.Errorf("a clean render is partial=%v with errors %v", res.Partial, res.Errors)
+	}
+}
+
+func TestRenderWithoutKustomizationListsTheYAMLFiles(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"fleet/a/md.yaml":   md("a", 1),
+		"fleet/b/md.yml":    md("b", 1),
+		"fleet/README.md":   "not a manifest",
+		"fleet/empty/.keep": "",
+	})
+	res, err := Render(root, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"MachineDeployment//a fleet/a/md.yaml", "MachineDeployment//b fleet/b/md.yml"}
+	if diff := cmp.Diff(want, names(res.Objects)); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+}
+
+func TestRenderIsolatesBrokenParts(t *testing.T) {
+	tests := []struct {
+		name    string
+		files   map[string]string
+		want    []string
+		errWant string
+	}{
+		{
+			name: "malformed YAML in one cluster",
+			files: map[string]string{
+				"kustomization.yaml":            "resources: [clusters/a, clusters/b]\nlabels: [{pairs: {fleet: eu}}]\n",
+				"clusters/a/kustomization.yaml": "resources: [md.yaml]\n",
+				"clusters/a/md.yaml":            md("a", 1),
+				"clusters/b/kustomization.yaml": "resources: [md.yaml, broken.yaml]\n",
+				"clusters/b/md.yaml":            md("b", 1),
+				"clusters/b/broken.yaml":        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [oops\n",
+			},
+			want:    []string{"MachineDeployment//a clusters/a/md.yaml", "MachineDeployment//b clusters/b/md.yaml"},
+			errWant: "clusters/b/broken.yaml",
+		},
+		{
+			name: "object without a name",
+			files: map[string]string{
+				"kustomization.yaml": "resources: [good.yaml, nameless.yaml]\n",
+				"good.yaml":          md("good", 1),
+				"nameless.yaml":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+			},
+			want:    []string{"MachineDeployment//good good.yaml"},
+			errWant: "nameless.yaml: document 1: ConfigMap has no metadata.name",
+		},
+		{
+			name: "escape with ../ out of the repository",
+			files: map[string]string{
+				"kustomization.yaml": "resources: [good.yaml, ../../etc/passwd]\n",
+				"good.yaml":          md("good", 1),
+			},
+			want:    []string{"MachineDeployment//good good.yaml"},
+			errWant: "passwd",
+		},
+		{
+			name: "remote base",
+			files: map[string]string{
+				"kustomization.yaml": "resources:\n- good.yaml\n- https://github.com/example/fleet//base?ref=main\n",
+				"good.yaml":          md("good", 1),
+			},
+			want:    []string{"MachineDeployment//good good.yaml"},
+			errWant: `remote resource "https://github.com/example/fleet//base?ref=main" refused`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Render(writeTree(t, tt.files), "")
+			if err != nil {
+				t.Fatalf("Render = %v, want a partial render", err)
+			}
+			if diff := cmp.Diff(tt.want, names(res.Objects)); diff != "" {
+				t.Errorf("objects (-want +got):\n%s", diff)
+			}
+			if !res.Partial {
+				t.Error("result not marked partial")
+			}
+			if got := errors.Join(res.Errors...); got == nil || !strings.Contains(got.Error(), tt.errWant) {
+				t.Errorf("errors = %v, want one naming %q", got, tt.errWant)
+			}
+		})
+	}
+}
+
+func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
+	outside := writeTree(t, map[string]string{"secret.yaml": md("stolen", 1)})
+	root := writeTree(t, map[string]string{
+		"kustomization.yaml": "resources: [good.yaml, link.yaml]\n",
+		"good.yaml":          md("good", 1),
+		"inner.yaml":         md("inner", 1),
+	})
+	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(root, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Render(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"MachineDeployment//good good.yaml"}, names(res.Objects)); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	if got := errors.Join(res.Errors...); got == nil || !strings.Contains(got.Error(), "link.yaml: symlink points outside the repository") {
+		t.Errorf("errors = %v, want the refused symlink named", got)
+	}
+
+	t.Run("a symlink inside the repository is followed", func(t *testing.T) {
+		if err := os.Remove(filepath.Join(root, "link.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("inner.yaml", filepath.Join(root, "link.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Render(root, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"MachineDeployment//good good.yaml", "MachineDeployment//inner link.yaml"}
+		if diff := cmp.Diff(want, names(res.Objects)); diff != "" {
+			t.Errorf("objects (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestRenderFailures(t *testing.T) {
+	t.Run("empty render is refused", func(t *testing.T) {
+		_, err := Render(writeTree(t, map[string]string{"kustomization.yaml": "resources: []\n"}), "")
+		if !errors.Is(err, ErrEmptyRender) {
+			t.Fatalf("Render of an empty kustomization = %v, want ErrEmptyRender", err)
+		}
+	})
+	t.Run("a broken root kustomization names it", func(t *testing.T) {
+		_, err := Render(writeTree(t, map[string]string{
+			"kustomization.yaml": "resources: [md.yaml]\npatches:\n- path: missing-patch.yaml\n",
+			"md.yaml":            md("a", 1),
+		}), "")
+		if err == nil || !strings.Contains(err.Error(), "missing-patch.yaml") {
+			t.Fatalf("Render = %v, want an error naming missing-patch.yaml", err)
+		}
+	})
+	t.Run("path that is not a folder", func(t *testing.T) {
+		_, err := Render(writeTree(t, map[string]string{"md.yaml": md("a", 1)}), "clusters/nope")
+		if err == nil || !strings.Contains(err.Error(), "clusters/nope") {
+			t.Fatalf("Render = %v, want an error naming the path", err)
+		}
+	})
+}
+
+func unstructuredInt(o Object, fields ...string) (int64, bool, error) {
+	return unstructured.NestedInt64(o.Object, fields...)
+}
