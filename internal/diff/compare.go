@@ -1,0 +1,191 @@
+package diff
+
+import (
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// OwnerLabel marks the objects driftd applied, so that it can tell an orphan from an object it
+// never managed. It is bookkeeping, not drift: its absence on a live object is never reported.
+const OwnerLabel = "driftd.io/owner"
+
+// Masked replaces every value of a Secret's data in findings, Events, logs and plan output.
+const Masked = "******"
+
+// noise are the fields a server-side dry run changes by itself, or that no Git repository sets.
+var noise = map[string]bool{
+	"/metadata/managedFields":                true,
+	"/metadata/resourceVersion":              true,
+	"/metadata/generation":                   true,
+	"/metadata/creationTimestamp":            true,
+	"/metadata/uid":                          true,
+	"/metadata/selfLink":                     true,
+	"/status":                                true,
+	"/metadata/labels/" + escape(OwnerLabel): true,
+}
+
+// Compare returns the fields in which stored (the desired object as the API server would store
+// it: the result of a server-side dry-run apply) differs from live, each with who set the live
+// value. Values of Secrets are masked. Paths under ignored JSON pointers are left out.
+func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field {
+	var fields []Field
+	walk("", stored.Object, live.Object, func(path string, desired, liveVal any) {
+		for _, ig := range ignored {
+			if path == ig || strings.HasPrefix(path, ig+"/") {
+				return
+			}
+		}
+		fields = append(fields, Field{Path: path, Desired: desired, Live: liveVal})
+	})
+	if len(fields) == 0 {
+		return nil
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Path < fields[j].Path })
+	owners := newOwnerIndex(live)
+	for i := range fields {
+		owners.attribute(&fields[i])
+	}
+	if isSecret(live) || isSecret(stored) {
+		for i := range fields {
+			maskSecretField(&fields[i])
+		}
+	}
+	return fields
+}
+
+// walk calls found for every leaf where a and b differ; a map present on one side only is
+// compared field by field against nothing. Lists of different lengths are reported whole.
+func walk(path string, a, b any, found func(path string, a, b any)) {
+	if noise[path] {
+		return
+	}
+	if bm, ok := b.(map[string]any); ok && a == nil {
+		a = map[string]any{} // absent on one side: compare field by field, so noise stays out
+		if len(bm) == 0 {
+			return
+		}
+	}
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok && b != nil {
+			found(path, a, b)
+			return
+		}
+		if len(av) == 0 && len(bv) == 0 {
+			return
+		}
+		for k, x := range av {
+			walk(path+"/"+escape(k), x, bv[k], found)
+		}
+		for k, y := range bv {
+			if _, ok := av[k]; !ok {
+				walk(path+"/"+escape(k), nil, y, found)
+			}
+		}
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			if !equal(a, b) {
+				found(path, a, b)
+			}
+			return
+		}
+		for i := range av {
+			walk(path+"/"+strconv.Itoa(i), av[i], bv[i], found)
+		}
+	default:
+		if a == nil && b == nil {
+			return
+		}
+		if a == nil || b == nil {
+			if emptyValue(a) && emptyValue(b) {
+				return
+			}
+			found(path, a, b)
+			return
+		}
+		if !equal(a, b) {
+			found(path, a, b)
+		}
+	}
+}
+
+// emptyValue treats an absent field and an empty map or list as the same: the API server drops
+// empty objects in places and keeps them in others.
+func emptyValue(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
+}
+
+func equal(a, b any) bool {
+	if an, ok := number(a); ok {
+		if bn, ok := number(b); ok {
+			return an == bn
+		}
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// escape escapes a JSON pointer token (RFC 6901: ~ as ~0, / as ~1).
+func escape(token string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(token)
+}
+
+// unescape reverses escape.
+func unescape(token string) string {
+	return strings.NewReplacer("~1", "/", "~0", "~").Replace(token)
+}
+
+// splitPointer returns the unescaped tokens of a JSON pointer.
+func splitPointer(p string) []string {
+	if p == "" || p == "/" {
+		return nil
+	}
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i := range parts {
+		parts[i] = unescape(parts[i])
+	}
+	return parts
+}
+
+func isSecret(obj *unstructured.Unstructured) bool {
+	return obj != nil && obj.GetKind() == "Secret" && obj.GetAPIVersion() == "v1"
+}
+
+func maskSecretField(f *Field) {
+	if strings.HasPrefix(f.Path, "/data") || strings.HasPrefix(f.Path, "/stringData") {
+		f.Desired, f.Live = maskValue(f.Desired), maskValue(f.Live)
+	}
+}
+
+// maskValue hides a value but keeps whether it is there.
+func maskValue(v any) any {
+	if v == nil {
+		return nil
+	}
+	return Masked
+}

@@ -1,0 +1,187 @@
+package diff
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Mode is driftd's global mode.
+type Mode string
+
+const (
+	// ModeCorrect reports drift and corrects what it may.
+	ModeCorrect Mode = "correct"
+	// ModeDetect reports drift and writes nothing to the cluster or the cloud.
+	ModeDetect Mode = "detect"
+)
+
+// ParseMode validates a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeCorrect, ModeDetect:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("mode %q is neither %q nor %q", s, ModeCorrect, ModeDetect)
+}
+
+// Policy is what the configuration allows.
+type Policy struct {
+	Mode Mode
+	// Prune lets driftd delete orphaned objects (never a Cluster unless it opts in).
+	Prune bool
+}
+
+// Decide returns the action for a spec finding of class on an object (desired and/or live may be
+// nil) of a cluster that may be paused, and the reason when the action is not a correction.
+func Decide(class Class, desired, live *unstructured.Unstructured, cluster string, paused bool, p Policy) (Action, string) {
+	if annotation(desired, live, AnnotationReconcile) == "disabled" {
+		return ActionIgnored, AnnotationReconcile + ": disabled"
+	}
+	correction := ActionApply
+	switch class {
+	case ClassMissing:
+		correction = ActionCreate
+	case ClassOrphaned:
+		if !p.Prune {
+			return ActionReport, "no longer rendered from Git; pruning is off"
+		}
+		if live != nil && live.GetKind() == "Cluster" && live.GetAnnotations()[AnnotationPrune] != "enabled" {
+			return ActionReport, "no longer rendered from Git; a Cluster is pruned only with " + AnnotationPrune + ": enabled"
+		}
+		correction = ActionDelete
+	}
+	switch {
+	case p.Mode == ModeDetect:
+		return ActionReport, "detect mode"
+	case annotation(desired, live, AnnotationMode) == string(ModeDetect):
+		return ActionReport, AnnotationMode + ": detect"
+	case paused:
+		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+	}
+	return correction, ""
+}
+
+// annotation returns key's value on desired, else on live.
+func annotation(desired, live *unstructured.Unstructured, key string) string {
+	for _, o := range []*unstructured.Unstructured{desired, live} {
+		if o != nil {
+			if v, ok := o.GetAnnotations()[key]; ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// IsPaused reports whether a Cluster is paused (spec.paused or the pause annotation).
+func IsPaused(cluster *unstructured.Unstructured) bool {
+	if cluster == nil {
+		return false
+	}
+	if _, ok := cluster.GetAnnotations()[AnnotationPaused]; ok {
+		return true
+	}
+	paused, _, _ := unstructured.NestedBool(cluster.Object, "spec", "paused")
+	return paused
+}
+
+// Key identifies an object across versions: group, kind, namespace and name.
+type Key struct {
+	Group, Kind, Namespace, Name string
+}
+
+// KeyOf returns obj's key.
+func KeyOf(obj *unstructured.Unstructured) Key {
+	gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+	return Key{Group: gv.Group, Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+func (k Key) String() string {
+	if k.Namespace == "" {
+		return k.Kind + " " + k.Name
+	}
+	return k.Kind + " " + k.Namespace + "/" + k.Name
+}
+
+// Clusters maps objects to the Cluster API cluster they belong to.
+type Clusters map[Key]string
+
+// IndexClusters finds the cluster of each object: a Cluster is its own, an object with the
+// cluster-name label or spec.clusterName names its cluster, and what a Cluster, a control plane or
+// a MachineDeployment/MachinePool references (infrastructure, control plane, templates, bootstrap
+// configs) belongs to the referrer's cluster. Shared objects (a ClusterClass) belong to none.
+func IndexClusters(objs []*unstructured.Unstructured) Clusters {
+	c := Clusters{}
+	for _, o := range objs {
+		if name := directCluster(o); name != "" {
+			c[KeyOf(o)] = name
+		}
+	}
+	// References, two rounds: Cluster → control plane → its machine template.
+	for range 2 {
+		for _, o := range objs {
+			cluster, ok := c[KeyOf(o)]
+			if !ok {
+				continue
+			}
+			for _, ref := range references(o) {
+				ref.Namespace = o.GetNamespace()
+				if _, known := c[ref]; !known {
+					c[ref] = cluster
+				}
+			}
+		}
+	}
+	return c
+}
+
+func directCluster(o *unstructured.Unstructured) string {
+	if o.GetKind() == "Cluster" && o.GetAPIVersion() != "" && groupOf(o) == "cluster.x-k8s.io" {
+		return o.GetName()
+	}
+	if name := o.GetLabels()[LabelClusterName]; name != "" {
+		return name
+	}
+	name, _, _ := unstructured.NestedString(o.Object, "spec", "clusterName")
+	return name
+}
+
+func groupOf(o *unstructured.Unstructured) string {
+	gv, _ := schema.ParseGroupVersion(o.GetAPIVersion())
+	return gv.Group
+}
+
+// referencePaths are where Cluster API objects (v1beta2 and v1beta1) reference others.
+var referencePaths = [][]string{
+	{"spec", "infrastructureRef"},
+	{"spec", "controlPlaneRef"},
+	{"spec", "machineTemplate", "spec", "infrastructureRef"},
+	{"spec", "machineTemplate", "infrastructureRef"},
+	{"spec", "template", "spec", "infrastructureRef"},
+	{"spec", "template", "spec", "bootstrap", "configRef"},
+}
+
+func references(o *unstructured.Unstructured) []Key {
+	var keys []Key
+	for _, p := range referencePaths {
+		ref, ok, _ := unstructured.NestedMap(o.Object, p...)
+		if !ok {
+			continue
+		}
+		kind, _ := ref["kind"].(string)
+		name, _ := ref["name"].(string)
+		group, _ := ref["apiGroup"].(string)
+		if group == "" { // v1beta1 references carry an apiVersion
+			if av, _ := ref["apiVersion"].(string); av != "" {
+				gv, _ := schema.ParseGroupVersion(av)
+				group = gv.Group
+			}
+		}
+		if kind != "" && name != "" {
+			keys = append(keys, Key{Group: group, Kind: kind, Name: name})
+		}
+	}
+	return keys
+}

@@ -1,0 +1,108 @@
+package diff
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Layer is where drift was found.
+type Layer string
+
+const (
+	// LayerSpec is drift between Git and the live objects of the management cluster.
+	LayerSpec Layer = "spec"
+	// LayerCloud is drift between the live objects and the cloud inventory.
+	LayerCloud Layer = "cloud"
+)
+
+// Class names the kind of drift.
+type Class string
+
+const (
+	// ClassMissing: rendered from Git, absent in the cluster.
+	ClassMissing Class = "Missing"
+	// ClassModified: a field set in Git (or owned by driftd) differs live.
+	ClassModified Class = "Modified"
+	// ClassOrphaned: carries driftd's ownership label and is no longer rendered.
+	ClassOrphaned Class = "Orphaned"
+)
+
+// Action is what driftd does, or would do, about a finding.
+type Action string
+
+const (
+	// ActionCreate creates a missing object with server-side apply.
+	ActionCreate Action = "create"
+	// ActionApply re-applies the desired object with server-side apply.
+	ActionApply Action = "apply"
+	// ActionDelete deletes an orphaned object (only with pruning opted in).
+	ActionDelete Action = "delete"
+	// ActionReplace replaces a drifted Machine.
+	ActionReplace Action = "replace"
+	// ActionReport only reports: detect mode, `driftd.io/mode: detect`, or a class driftd never corrects.
+	ActionReport Action = "report"
+	// ActionIgnored is drift on an object with `driftd.io/reconcile: disabled`: shown, never acted on,
+	// never announced.
+	ActionIgnored Action = "ignored"
+	// ActionBlocked is a correction driftd may not make now (a paused cluster, a budget); Reason says why.
+	ActionBlocked Action = "blocked"
+)
+
+// Corrects reports whether the action writes to the cluster or the cloud.
+func (a Action) Corrects() bool {
+	return a == ActionCreate || a == ActionApply || a == ActionDelete || a == ActionReplace
+}
+
+// ObjectRef names a Kubernetes object.
+type ObjectRef struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+}
+
+// RefOf returns the reference of obj.
+func RefOf(obj *unstructured.Unstructured) ObjectRef {
+	return ObjectRef{APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// String is "Kind namespace/name" (or "Kind name" for cluster-scoped objects).
+func (r ObjectRef) String() string {
+	if r.Namespace == "" {
+		return r.Kind + " " + r.Name
+	}
+	return r.Kind + " " + r.Namespace + "/" + r.Name
+}
+
+// Field is one differing field of a Modified object.
+type Field struct {
+	// Path is the field's RFC 6901 JSON pointer, e.g. /spec/replicas.
+	Path string `json:"path"`
+	// Desired is the value Git asks for (as the server would store it); nil when Git removes it.
+	Desired any `json:"desired"`
+	// Live is the value in the cluster; nil when absent.
+	Live any `json:"live"`
+	// Manager is the field manager that set the live value, from metadata.managedFields.
+	Manager string `json:"manager,omitempty"`
+	// Operation is that manager's operation: Apply or Update.
+	Operation string `json:"operation,omitempty"`
+	// Time is when that manager last wrote the object.
+	Time *time.Time `json:"time,omitempty"`
+}
+
+// Finding is one drifted object (or instance).
+type Finding struct {
+	Layer   Layer     `json:"layer"`
+	Class   Class     `json:"class"`
+	Cluster string    `json:"cluster,omitempty"`
+	Object  ObjectRef `json:"object"`
+	// File is the repository file the desired object came from (spec layer).
+	File string `json:"file,omitempty"`
+	// Fields are the differing fields of a Modified object.
+	Fields []Field `json:"fields,omitempty"`
+	// Action is what driftd does about it.
+	Action Action `json:"action"`
+	// Reason explains a report, ignored or blocked action.
+	Reason string `json:"reason,omitempty"`
+}
