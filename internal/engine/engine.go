@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"context"
+	"hash/fnv"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/apply"
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
+	"github.com/driftd/driftd/internal/source"
+)
+
+// Fetcher is what the engine needs of a source.
+type Fetcher interface {
+	Fetch(ctx context.Context) (*source.Checkout, error)
+}
+
+var _ Fetcher = (*source.Source)(nil)
+
+// Options configure an Engine. Every field is optional except where noted.
+type Options struct {
+	// Path is the folder of the repository to render ("" for the root).
+	Path string
+	// Policy is the mode and pruning.
+	Policy diff.Policy
+	// Rules are the ignore rules.
+	Rules *diff.Rules
+	// Owner is the value of diff.OwnerLabel on the objects this driftd applies; "driftd" if empty.
+	// Two driftd instances on one cluster need different owners.
+	Owner string
+	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
+	// with a direct GET through Client before it is reported Missing.
+	LiveFromCache bool
+}
+
+// Deps are the parts an Engine works with.
+type Deps struct {
+	// Source fetches the fleet repository. Required.
+	Source Fetcher
+	// Reader reads live objects. Required.
+	Reader client.Reader
+	// Client dry-runs and writes. Required.
+	Client client.Client
+	// Mapper maps kinds to resources. Required.
+	Mapper meta.RESTMapper
+	// Events announces findings; nil announces nothing.
+	Events *report.Events
+	// Status keeps the status ConfigMap; nil keeps none.
+	Status *report.Status
+	// Metrics records metrics; nil records into an unregistered set.
+	Metrics *report.Metrics
+	// Log logs; the zero logger discards.
+	Log logr.Logger
+}
+
+// Engine runs cycles. Its methods are safe for concurrent use; they take turns.
+type Engine struct {
+	opts Options
+	deps Deps
+	app  *apply.Applier
+
+	mu sync.Mutex
+	// The last good render.
+	commit, revision string
+	desired          map[diff.Key]*desiredObject
+	order            []diff.Key
+	clusters         diff.Clusters
+	partial          bool
+	renderErrs       []error
+	// degraded is why corrections are off (a source or render failure), or "".
+	degraded string
+	// memo is the last evaluation of each desired object.
+	memo map[diff.Key]memo
+	// findings are the current findings by object.
+	findings map[diff.Key]diff.Finding
+	// gvks are the kinds of every object ever rendered, for orphan search.
+	gvks map[schema.GroupVersionKind]bool
+}
+
+// desiredObject is one rendered object, ready to dry-run and apply.
+type desiredObject struct {
+	obj  *unstructured.Unstructured
+	file string
+	hash uint64
+}
+
+// New returns an Engine.
+func New(opts Options, deps Deps) *Engine {
+	if opts.Owner == "" {
+		opts.Owner = "driftd"
+	}
+	if deps.Events == nil {
+		deps.Events = report.NewEvents(nil)
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = report.NewMetrics(nil)
+	}
+	return &Engine{
+		opts: opts, deps: deps, app: apply.New(deps.Client),
+		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, gvks: map[schema.GroupVersionKind]bool{},
+	}
+}
+
+// Revision is the revision of the last good render, or "".
+func (e *Engine) Revision() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.revision
+}
+
+// Tracks reports whether key is a rendered object, so a watch knows which changes matter.
+func (e *Engine) Tracks(key diff.Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.desired[key]
+	return ok
+}
+
+func hashObject(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}

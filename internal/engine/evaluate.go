@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/apply"
+	"github.com/driftd/driftd/internal/diff"
+)
+
+// memo is the evaluation of one desired object against one state of its live object.
+type memo struct {
+	key    memoKey
+	fields []diff.Field
+	err    error
+}
+
+// memoKey is what an evaluation depends on. generation moves with every spec change of objects
+// that have one (all Cluster API kinds); resourceVersion stands in for kinds that do not.
+// Labels and annotations do not move generation, so they are hashed in.
+type memoKey struct {
+	desired  uint64
+	uid      types.UID
+	version  string
+	metadata uint64
+}
+
+func memoKeyOf(d *desiredObject, live *unstructured.Unstructured) memoKey {
+	k := memoKey{desired: d.hash}
+	if live == nil {
+		return k
+	}
+	k.uid = live.GetUID()
+	if g := live.GetGeneration(); g > 0 {
+		k.version = fmt.Sprintf("g%d", g)
+	} else {
+		k.version = "rv" + live.GetResourceVersion()
+	}
+	h := fnv.New64a()
+	for _, m := range []map[string]string{live.GetLabels(), live.GetAnnotations()} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "%s=%s\x00", k, m[k])
+		}
+		h.Write([]byte{1})
+	}
+	k.metadata = h.Sum64()
+	return k
+}
+
+// getLive reads the live object of d, or nil when it does not exist.
+func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	if apierrors.IsNotFound(err) && e.opts.LiveFromCache {
+		// The cache may be narrower than the cluster (Secrets are cached by owner label only): ask
+		// the API before calling anything missing. Only missing objects cost this request.
+		err = e.deps.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return live, nil
+}
+
+// evaluate compares one desired object with its live object and decides the action.
+func (e *Engine) evaluate(ctx context.Context, key diff.Key) (*diff.Finding, error) {
+	d := e.desired[key]
+	live, err := e.getLive(ctx, d.obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
+	}
+	mk := memoKeyOf(d, live)
+	m, ok := e.memo[key]
+	if !ok || m.key != mk {
+		m = memo{key: mk}
+		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
+		stored, err := apply.DryRun(ctx, e.deps.Client, e.toApply(d, live))
+		switch {
+		case err != nil:
+			m.err = fmt.Errorf("%s: %s: %w", d.file, key, err)
+		case live != nil:
+			m.fields = diff.Compare(stored, live, ignored)
+		}
+		e.memo[key] = m
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	class := diff.ClassModified
+	if live == nil {
+		class = diff.ClassMissing
+	} else if len(m.fields) == 0 {
+		return nil, nil
+	}
+	cluster := e.clusters[key]
+	action, reason := diff.Decide(class, d.obj, live, cluster, e.clusterPaused(ctx, cluster, key.Namespace), e.opts.Policy)
+	if e.degraded != "" && action.Corrects() {
+		action, reason = diff.ActionReport, "no corrections while "+e.degraded
+	}
+	return &diff.Finding{
+		Layer: diff.LayerSpec, Class: class, Cluster: cluster, Object: diff.RefOf(d.obj), File: d.file,
+		Fields: m.fields, Action: action, Reason: reason,
+	}, nil
+}
+
+// toApply is the desired object with ignored fields set to their live values, as it is dry-run
+// and applied.
+func (e *Engine) toApply(d *desiredObject, live *unstructured.Unstructured) *unstructured.Unstructured {
+	obj := d.obj.DeepCopy()
+	if live != nil {
+		diff.KeepLive(obj, live, e.opts.Rules.IgnoredPaths(d.obj, live))
+	}
+	return obj
+}
+
+// clusterPaused reports whether the cluster is paused, live (where pausing is usually done) or in Git.
+func (e *Engine) clusterPaused(ctx context.Context, cluster, namespace string) bool {
+	if cluster == "" {
+		return false
+	}
+	key := diff.Key{Group: "cluster.x-k8s.io", Kind: "Cluster", Namespace: namespace, Name: cluster}
+	if d, ok := e.desired[key]; ok {
+		if diff.IsPaused(d.obj) {
+			return true
+		}
+		if live, err := e.getLive(ctx, d.obj); err == nil && diff.IsPaused(live) {
+			return true
+		}
+	}
+	return false
+}
+
+// orphans finds live objects carrying this driftd's owner label that are no longer rendered.
+func (e *Engine) orphans(ctx context.Context) (map[diff.Key]diff.Finding, []error) {
+	out := map[diff.Key]diff.Finding{}
+	var errs []error
+	for gvk := range e.gvks {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := e.deps.Reader.List(ctx, list, client.MatchingLabels{diff.OwnerLabel: e.opts.Owner}); err != nil {
+			errs = append(errs, fmt.Errorf("listing %s for orphans: %w", gvk.Kind, err))
+			continue
+		}
+		for i := range list.Items {
+			live := &list.Items[i]
+			key := diff.KeyOf(live)
+			if _, rendered := e.desired[key]; rendered || live.GetDeletionTimestamp() != nil {
+				continue
+			}
+			cluster := e.clusters[key]
+			if cluster == "" {
+				cluster = live.GetLabels()[diff.LabelClusterName]
+			}
+			action, reason := diff.Decide(diff.ClassOrphaned, nil, live, cluster, false, e.opts.Policy)
+			if e.degraded != "" && action.Corrects() {
+				action, reason = diff.ActionReport, "no corrections while "+e.degraded
+			}
+			out[key] = diff.Finding{Layer: diff.LayerSpec, Class: diff.ClassOrphaned, Cluster: cluster,
+				Object: diff.RefOf(live), Action: action, Reason: reason}
+		}
+	}
+	return out, errs
+}

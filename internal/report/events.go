@@ -1,0 +1,168 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+
+	"github.com/driftd/driftd/internal/diff"
+)
+
+// ReportingController is the reporting controller of every driftd Event.
+const ReportingController = "driftd"
+
+// Event reasons.
+const (
+	ReasonDriftDetected               = "DriftDetected"
+	ReasonDriftCorrected              = "DriftCorrected"
+	ReasonMachineReplacementRequested = "MachineReplacementRequested"
+	ReasonCorrectionBlocked           = "CorrectionBlocked"
+	ReasonCorrectionFailed            = "CorrectionFailed"
+	ReasonSourceFetchFailed           = "SourceFetchFailed"
+	ReasonRenderFailed                = "RenderFailed"
+	ReasonEmptyRender                 = "EmptyRender"
+	ReasonInventoryUnavailable        = "InventoryUnavailable"
+)
+
+// maxNote is the longest note events.k8s.io/v1 accepts.
+const maxNote = 1024
+
+// Events announces findings as Events, each drift once per occurrence.
+type Events struct {
+	recorder events.EventRecorder
+
+	mu        sync.Mutex
+	announced map[diff.Key]uint64 // fingerprint of the drift last announced per object
+}
+
+// NewEvents returns an Events writing through recorder; a nil recorder records nothing (plan).
+func NewEvents(recorder events.EventRecorder) *Events {
+	return &Events{recorder: recorder, announced: map[diff.Key]uint64{}}
+}
+
+// Detected announces f on obj unless the same drift was already announced. It reports whether
+// this is a new occurrence.
+func (e *Events) Detected(obj runtime.Object, key diff.Key, f diff.Finding) bool {
+	fp := fingerprint(f)
+	e.mu.Lock()
+	seen := e.announced[key] == fp
+	e.announced[key] = fp
+	e.mu.Unlock()
+	if seen || f.Action == diff.ActionIgnored {
+		return false
+	}
+	e.emit(obj, "Warning", ReasonDriftDetected, "Detect", Describe(f))
+	if f.Action == diff.ActionBlocked {
+		e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", f.Reason)
+	}
+	return true
+}
+
+// Corrected announces a correction. The drift is forgotten, so that if it comes back, that is a
+// new occurrence.
+func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
+	e.Forget(key)
+	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", fmt.Sprintf("%s corrected by %s: %s", f.Class, f.Action, fieldList(f.Fields)))
+}
+
+// Failed announces a correction the API server refused, with its error.
+func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err error) {
+	e.Forget(key) // the next cycle announces the drift (and tries) again
+	e.emit(obj, "Warning", ReasonCorrectionFailed, "Correct", fmt.Sprintf("%s %s failed: %v", f.Class, f.Action, err))
+}
+
+// Forget drops what was announced for key: the object no longer drifts.
+func (e *Events) Forget(key diff.Key) {
+	e.mu.Lock()
+	delete(e.announced, key)
+	e.mu.Unlock()
+}
+
+// Warning records a Warning Event with reason on obj (source-level trouble on the status ConfigMap).
+func (e *Events) Warning(obj runtime.Object, reason, note string) {
+	e.emit(obj, "Warning", reason, "Reconcile", note)
+}
+
+func (e *Events) emit(obj runtime.Object, eventType, reason, action, note string) {
+	if e.recorder == nil || obj == nil {
+		return
+	}
+	if len(note) > maxNote {
+		note = note[:maxNote-3] + "..."
+	}
+	// The recorder formats its note with Sprintf: pass the text as an argument.
+	e.recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
+}
+
+// Describe is the human sentence for a finding, used in Events and the table output.
+func Describe(f diff.Finding) string {
+	var sb strings.Builder
+	sb.WriteString(string(f.Class))
+	if f.Cluster != "" {
+		sb.WriteString(" in cluster " + f.Cluster)
+	}
+	if f.File != "" {
+		sb.WriteString(" (from " + f.File + ")")
+	}
+	if len(f.Fields) > 0 {
+		sb.WriteString(": " + fieldList(f.Fields))
+	}
+	sb.WriteString("; action " + string(f.Action))
+	if f.Reason != "" {
+		sb.WriteString(" (" + f.Reason + ")")
+	}
+	return sb.String()
+}
+
+func fieldList(fields []diff.Field) string {
+	parts := make([]string, 0, len(fields))
+	for _, fd := range fields {
+		s := fmt.Sprintf("%s desired %s live %s", fd.Path, value(fd.Desired), value(fd.Live))
+		if fd.Manager != "" {
+			s += " (set by " + fd.Manager
+			if fd.Operation != "" {
+				s += ", " + fd.Operation
+			}
+			if fd.Time != nil {
+				s += ", " + fd.Time.UTC().Format("2006-01-02T15:04:05Z")
+			}
+			s += ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func value(v any) string {
+	if v == nil {
+		return "<absent>"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(b) > 120 {
+		return string(b[:117]) + "..."
+	}
+	return string(b)
+}
+
+// fingerprint identifies a drift: its class, action and the differing fields with their live values.
+func fingerprint(f diff.Finding) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s|%s|", f.Class, f.Action)
+	paths := make([]string, 0, len(f.Fields))
+	for _, fd := range f.Fields {
+		paths = append(paths, fd.Path+"="+value(fd.Live))
+	}
+	sort.Strings(paths)
+	h.Write([]byte(strings.Join(paths, ",")))
+	return h.Sum64()
+}
+
