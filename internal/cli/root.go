@@ -55,7 +55,7 @@ with server-side apply, replacing drifted machines the immutable way.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCommand())
+	root.AddCommand(newRunCommand(), newPlanCommand(), newVersionCommand())
 	return root
 }
 

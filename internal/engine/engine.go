@@ -128,3 +128,19 @@ func hashObject(b []byte) uint64 {
 	h.Write(b)
 	return h.Sum64()
 }
+
+// GVKs returns the kinds of the current render.
+func (e *Engine) GVKs() []schema.GroupVersionKind {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[schema.GroupVersionKind]bool{}
+	var out []schema.GroupVersionKind
+	for _, d := range e.desired {
+		gvk := d.obj.GroupVersionKind()
+		if !seen[gvk] {
+			seen[gvk] = true
+			out = append(out, gvk)
+		}
+	}
+	return out
+}

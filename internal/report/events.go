@@ -68,7 +68,7 @@ func (e *Events) Detected(obj runtime.Object, key diff.Key, f diff.Finding) bool
 // new occurrence.
 func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
 	e.Forget(key)
-	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", fmt.Sprintf("%s corrected by %s: %s", f.Class, f.Action, fieldList(f.Fields)))
+	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", fmt.Sprintf("%s corrected by %s: %s", f.Class, f.Action, FieldList(f.Fields)))
 }
 
 // Failed announces a correction the API server refused, with its error.
@@ -111,7 +111,7 @@ func Describe(f diff.Finding) string {
 		sb.WriteString(" (from " + f.File + ")")
 	}
 	if len(f.Fields) > 0 {
-		sb.WriteString(": " + fieldList(f.Fields))
+		sb.WriteString(": " + FieldList(f.Fields))
 	}
 	sb.WriteString("; action " + string(f.Action))
 	if f.Reason != "" {
@@ -120,7 +120,8 @@ func Describe(f diff.Finding) string {
 	return sb.String()
 }
 
-func fieldList(fields []diff.Field) string {
+// FieldList describes fields as "path desired X live Y (set by manager, operation, time)", joined by "; ".
+func FieldList(fields []diff.Field) string {
 	parts := make([]string, 0, len(fields))
 	for _, fd := range fields {
 		s := fmt.Sprintf("%s desired %s live %s", fd.Path, value(fd.Desired), value(fd.Live))
@@ -165,4 +166,3 @@ func fingerprint(f diff.Finding) uint64 {
 	h.Write([]byte(strings.Join(paths, ",")))
 	return h.Sum64()
 }
-

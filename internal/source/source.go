@@ -39,6 +39,7 @@ type Source struct {
 	opts Options
 	dir  string
 	auth transport.AuthMethod
+	ca   []byte
 
 	mu   sync.Mutex
 	last *Checkout
@@ -60,12 +61,18 @@ func New(opts Options) (*Source, error) {
 	// Local repositories are served by go-git's in-process server rather than a git-upload-pack
 	// binary, which the driftd image does not ship.
 	installLocalTransport.Do(func() { client.InstallProtocol("file", server.DefaultServer) })
+	var ca []byte
+	if opts.CAFile != "" {
+		if ca, err = os.ReadFile(opts.CAFile); err != nil {
+			return nil, fmt.Errorf("--git-ca-file: %w", err)
+		}
+	}
 	cache := opts.CacheDir
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "driftd-source")
 	}
 	sum := sha256.Sum256([]byte(opts.URL + "\x00" + opts.Ref))
-	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth}, nil
+	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth, ca: ca}, nil
 }
 
 // Last returns the last checkout Fetch produced, or nil.
@@ -137,7 +144,7 @@ func (s *Source) resolve(ctx context.Context, url string) (plumbing.Hash, plumbi
 		return plumbing.NewHash(ref), "", nil
 	}
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
-	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: s.auth})
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: s.auth, CABundle: s.ca})
 	if err != nil {
 		return plumbing.ZeroHash, "", fmt.Errorf("listing remote refs: %w", err)
 	}
@@ -191,7 +198,7 @@ func (s *Source) checkout(ctx context.Context, url string, target plumbing.Hash,
 }
 
 func (s *Source) clone(ctx context.Context, url string, refName plumbing.ReferenceName) (*git.Repository, error) {
-	opts := &git.CloneOptions{URL: url, Auth: s.auth, NoCheckout: true, Tags: git.NoTags}
+	opts := &git.CloneOptions{URL: url, Auth: s.auth, CABundle: s.ca, NoCheckout: true, Tags: git.NoTags}
 	if refName != "" && refName != plumbing.HEAD {
 		// A branch or tag: only its newest commit is needed.
 		opts.ReferenceName, opts.SingleBranch = refName, true
@@ -216,7 +223,7 @@ func (s *Source) depth() int {
 }
 
 func (s *Source) fetch(ctx context.Context, repo *git.Repository, refName plumbing.ReferenceName) error {
-	opts := &git.FetchOptions{RemoteName: "origin", Auth: s.auth, Tags: git.NoTags, Force: true}
+	opts := &git.FetchOptions{RemoteName: "origin", Auth: s.auth, CABundle: s.ca, Tags: git.NoTags, Force: true}
 	if refName != "" && refName != plumbing.HEAD {
 		opts.RefSpecs = []config.RefSpec{config.RefSpec(fmt.Sprintf("+%s:%s", refName, refName))}
 		opts.Depth = s.depth()

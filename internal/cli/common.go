@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/source"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+)
+
+// commonOptions are the option groups `run` and `plan` share.
+type commonOptions struct {
+	source  sourceOptions
+	cluster clusterOptions
+	drift   driftOptions
+}
+
+func (o *commonOptions) bind(fs *pflag.FlagSet) {
+	o.source.bind(fs)
+	o.cluster.bind(fs)
+	o.drift.bind(fs)
+}
+
+// complete reads the config file into the flags the command line left unset and validates.
+func (o *commonOptions) complete(cmd *cobra.Command) error {
+	ignore, err := applyConfigFile(cmd.Flags(), o.drift.configFile)
+	if err != nil {
+		return err
+	}
+	if o.drift.rules, err = diff.CompileRules(ignore); err != nil {
+		return fmt.Errorf("config file %s: %w", o.drift.configFile, err)
+	}
+	if _, err := o.drift.policy(); err != nil {
+		return err
+	}
+	return o.source.Validate()
+}
+
+// parts are the clients and the source an engine is built from.
+type parts struct {
+	cfg    *rest.Config
+	scheme *runtime.Scheme
+	client client.Client
+	src    *source.Source
+	opts   engine.Options
+}
+
+func (o *commonOptions) parts() (*parts, error) {
+	cfg, err := o.cluster.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the management cluster: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mapper, HTTPClient: httpClient})
+	if err != nil {
+		return nil, err
+	}
+	src, err := source.New(o.source.Options)
+	if err != nil {
+		return nil, err
+	}
+	policy, _ := o.drift.policy()
+	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
+		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner,
+	}}, nil
+}

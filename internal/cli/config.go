@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/driftd/driftd/internal/diff"
+)
+
+// fileConfig is the config file: every flag as a key (its value as a string, number, boolean or
+// list), and the ignore rules, which have no flag.
+type fileConfig struct {
+	flags  map[string]any
+	ignore []diff.IgnoreRule
+}
+
+// parseConfig reads a config file. Unknown keys are errors that name the file and the key;
+// nothing is taken from a file that has one.
+func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, error) {
+	raw := map[string]any{}
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	cfg := &fileConfig{flags: map[string]any{}}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := raw[k]
+		if k == "ignore" {
+			js, _ := yaml.Marshal(v)
+			if err := yaml.UnmarshalStrict(js, &cfg.ignore); err != nil {
+				return nil, fmt.Errorf("config file %s: ignore: %w", path, err)
+			}
+			continue
+		}
+		if k == "config" || fs.Lookup(k) == nil {
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flags of the command, and ignore)", path, k)
+		}
+		cfg.flags[k] = v
+	}
+	return cfg, nil
+}
+
+// applyConfigFile reads --config (when set) and sets every flag the command line did not set.
+// It returns the ignore rules of the file.
+func applyConfigFile(fs *pflag.FlagSet, path string) ([]diff.IgnoreRule, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	cfg, err := parseConfig(path, data, fs)
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range cfg.flags {
+		if fs.Changed(name) {
+			continue // the command line wins
+		}
+		var values []string
+		if list, ok := v.([]any); ok {
+			for _, item := range list {
+				values = append(values, fmt.Sprint(item))
+			}
+		} else {
+			values = []string{fmt.Sprint(v)}
+		}
+		for _, s := range values {
+			if err := fs.Set(name, s); err != nil {
+				return nil, fmt.Errorf("config file %s: %s: %w", path, name, err)
+			}
+		}
+	}
+	return cfg.ignore, nil
+}

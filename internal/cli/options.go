@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/source"
+)
+
+// sourceOptions say where the fleet repository is and how to render it.
+type sourceOptions struct {
+	source.Options
+	path string
+}
+
+func (o *sourceOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.URL, "repo", "", "fleet repository: https://, ssh://, user@host:path, file:// or a local path (required)")
+	fs.StringVar(&o.Ref, "ref", "", "branch, tag or commit SHA to follow (default: the remote's default branch)")
+	fs.StringVar(&o.path, "path", "", "folder of the repository to render with kustomize (default: the root)")
+	fs.DurationVar(&o.Timeout, "git-timeout", 2*time.Minute, "time limit of one fetch")
+	fs.StringVar(&o.CacheDir, "git-cache-dir", "", "folder for the clone between fetches (default: a folder in the temporary directory)")
+	fs.StringVar(&o.Username, "git-username", "", "user name for HTTPS basic auth")
+	fs.StringVar(&o.PasswordFile, "git-password-file", "", "file holding the HTTPS password (else $"+source.EnvGitPassword+")")
+	fs.StringVar(&o.TokenFile, "git-token-file", "", "file holding an HTTPS access token (else $"+source.EnvGitToken+")")
+	fs.StringVar(&o.CAFile, "git-ca-file", "", "PEM bundle of certificate authorities to trust for HTTPS")
+	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", "", "SSH private key (passphrase in $"+source.EnvSSHKeyPassphrase+")")
+	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH")
+}
+
+// clusterOptions say how to reach the management cluster.
+type clusterOptions struct {
+	kubeconfig string
+}
+
+func (o *clusterOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the management cluster (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+}
+
+func (o *clusterOptions) restConfig() (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if o.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		cfg, err = ctrlconfig.GetConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reaching the management cluster: %w", err)
+	}
+	cfg.UserAgent = "driftd"
+	// Dry-runs of a large fleet come in bursts; the API server's own priority and fairness limits them.
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// driftOptions say what driftd may do about drift.
+type driftOptions struct {
+	mode       string
+	prune      bool
+	owner      string
+	configFile string
+	rules      *diff.Rules
+}
+
+func (o *driftOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
+	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled)")
+	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
+	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, and ignore rules under `ignore`")
+}
+
+func (o *driftOptions) policy() (diff.Policy, error) {
+	mode, err := diff.ParseMode(o.mode)
+	if err != nil {
+		return diff.Policy{}, fmt.Errorf("--mode: %w", err)
+	}
+	return diff.Policy{Mode: mode, Prune: o.prune}, nil
+}
+
+// podNamespace is driftd's namespace when it runs in a cluster.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
+		return string(b)
+	}
+	return "driftd-system"
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
+)
+
+type planOptions struct {
+	commonOptions
+	output string
+}
+
+func newPlanCommand() *cobra.Command {
+	o := &planOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Compare the fleet once and print the drift; writes nothing",
+		Long: `plan fetches and renders the fleet repository, compares it with the management cluster and
+prints every drifted object with the action "driftd run" would take. It writes nothing.
+
+Exit codes: 0 no drift, 2 drift found, 1 error (including objects that could not be checked).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.complete(cmd); err != nil {
+				return err
+			}
+			if o.output != "table" && o.output != "json" {
+				return fmt.Errorf("-o %q: use table or json", o.output)
+			}
+			return o.run(cmd)
+		},
+	}
+	o.bind(cmd.Flags())
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func (o *planOptions) run(cmd *cobra.Command) error {
+	p, err := o.parts()
+	if err != nil {
+		return err
+	}
+	e := engine.New(p.opts, engine.Deps{Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(), Log: logr.Discard()})
+	res, err := e.Plan(cmd.Context())
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.output == "json" {
+		err = writeJSON(out, res)
+	} else {
+		err = writeTable(out, res)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range res.Errors {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", e)
+	}
+	switch {
+	case len(res.Errors) > 0:
+		return exitError{ExitError}
+	case res.Drifted():
+		return exitError{ExitDrift}
+	}
+	return nil
+}
+
+// planDocument is the JSON document of `plan -o json`.
+type planDocument struct {
+	Revision string         `json:"revision"`
+	Findings []diff.Finding `json:"findings"`
+	Errors   []string       `json:"errors,omitempty"`
+}
+
+func writeJSON(w io.Writer, res *engine.Result) error {
+	doc := planDocument{Revision: res.Revision, Findings: res.Findings}
+	if doc.Findings == nil {
+		doc.Findings = []diff.Finding{}
+	}
+	for _, err := range res.Errors {
+		doc.Errors = append(doc.Errors, err.Error())
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+func writeTable(w io.Writer, res *engine.Result) error {
+	fmt.Fprintf(w, "Revision %s: ", res.Revision)
+	if len(res.Findings) == 0 {
+		fmt.Fprintln(w, "no drift")
+		return nil
+	}
+	fmt.Fprintf(w, "%d drifted\n\n", len(res.Findings))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tOBJECT\tCLASS\tACTION\tDETAIL")
+	for _, f := range res.Findings {
+		cluster := f.Cluster
+		if cluster == "" {
+			cluster = "-"
+		}
+		detail := detailOf(f)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cluster, f.Object, f.Class, f.Action, detail)
+	}
+	return tw.Flush()
+}
+
+func detailOf(f diff.Finding) string {
+	var parts []string
+	if len(f.Fields) > 0 {
+		parts = append(parts, report.FieldList(f.Fields))
+	}
+	if f.Reason != "" {
+		parts = append(parts, f.Reason)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
+)
+
+type runOptions struct {
+	commonOptions
+	interval         time.Duration
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	leaderElectionNS string
+	namespace        string
+	once             bool
+	development      bool
+}
+
+func newRunCommand() *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Keep the fleet equal to its Git repository: report and correct drift continuously",
+		Long: `run compares the fleet repository with the management cluster every --interval and whenever
+a watched object changes, announces drift as Kubernetes Events and, in correct mode, puts it right
+with server-side apply. It serves metrics and health probes and elects a leader when asked.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.complete(cmd); err != nil {
+				return err
+			}
+			if o.interval <= 0 {
+				return fmt.Errorf("--interval must be positive, got %s", o.interval)
+			}
+			return o.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	o.bind(fs)
+	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "time between full cycles (watched objects are re-checked as soon as they change)")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 turns them off")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: --namespace)")
+	fs.StringVar(&o.namespace, "namespace", podNamespace(), "namespace of the status ConfigMap driftd-status and its Events")
+	fs.BoolVar(&o.once, "once", false, "run one full cycle against the API (no leader election), print its findings and exit")
+	fs.BoolVar(&o.development, "log-development", false, "human-readable logs instead of JSON")
+	return cmd
+}
+
+func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
+	logger := zap.New(zap.UseDevMode(o.development), zap.WriteTo(errOut))
+	log.SetLogger(logger)
+	p, err := o.parts()
+	if err != nil {
+		return err
+	}
+	if o.once {
+		return o.runOnce(ctx, p, out, logger)
+	}
+	leNS := o.leaderElectionNS
+	if leNS == "" {
+		leNS = o.namespace
+	}
+	ownerSel := labels.SelectorFromSet(labels.Set{diff.OwnerLabel: p.opts.Owner})
+	mgr, err := manager.New(p.cfg, manager.Options{
+		Scheme:                        p.scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "driftd-" + p.opts.Owner,
+		LeaderElectionNamespace:       leNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptr(30 * time.Second),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data);
+			// cache only driftd's own. Others are read with a GET when Git names them.
+			&corev1.Secret{}: {Label: ownerSel},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	status := report.NewStatus(mgr.GetClient(), o.namespace)
+	p.opts.LiveFromCache = true
+	e := engine.New(p.opts, engine.Deps{
+		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(),
+		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
+		Status:  status,
+		Metrics: report.NewMetrics(ctrlmetrics.Registry),
+		Log:     logger.WithName("engine"),
+	})
+	loop := engine.NewLoop(e, mgr.GetCache(), o.interval, logger.WithName("loop"))
+	if err := mgr.Add(loop); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	logger.Info("Starting driftd", "repo", o.source.URL, "ref", o.source.Ref, "path", o.source.path, "mode", p.opts.Policy.Mode)
+	return mgr.Start(ctx)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// runOnce runs a single cycle against the API directly (no cache, no leader election) and prints
+// its findings as `plan` does.
+func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logger logr.Logger) error {
+	clientset, err := kubernetes.NewForConfig(p.cfg)
+	if err != nil {
+		return err
+	}
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
+	broadcaster.StartRecordingToSink(ctx.Done())
+	defer broadcaster.Shutdown()
+	e := engine.New(p.opts, engine.Deps{
+		Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
+		Events: report.NewEvents(broadcaster.NewRecorder(p.scheme, report.ReportingController)),
+		Status: report.NewStatus(p.client, o.namespace),
+		Log:    logger.WithName("engine"),
+	})
+	res, err := e.Cycle(ctx)
+	if err != nil {
+		return err
+	}
+	if err := writeTable(out, res); err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 {
+		return errors.Join(res.Errors...)
+	}
+	return nil
+}
