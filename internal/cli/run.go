@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -110,7 +111,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(),
 		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
 		Status:  status,
-		Metrics: report.NewMetrics(ctrlmetrics.Registry),
+		Metrics: daemonMetrics(),
 		Log:     logger.WithName("engine"),
 	})
 	loop := engine.NewLoop(e, mgr.GetCache(), o.interval, logger.WithName("loop"))
@@ -128,6 +129,10 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// daemonMetrics are registered once with controller-runtime's registry, which the manager serves;
+// a process runs one daemon, tests run several in turn.
+var daemonMetrics = sync.OnceValue(func() *report.Metrics { return report.NewMetrics(ctrlmetrics.Registry) })
 
 // runOnce runs a single cycle against the API directly (no cache, no leader election) and prints
 // its findings as `plan` does.

@@ -82,6 +82,12 @@ func (l *Loop) watch(ctx context.Context) {
 			continue
 		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			// The informer's first list: anything edited between the cycle and the watch is seen.
+			AddFunc: func(obj any) {
+				if u, ok := obj.(*unstructured.Unstructured); ok {
+					l.enqueue(u)
+				}
+			},
 			UpdateFunc: func(oldObj, newObj any) {
 				o, ok1 := oldObj.(*unstructured.Unstructured)
 				n, ok2 := newObj.(*unstructured.Unstructured)
