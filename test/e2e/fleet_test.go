@@ -305,3 +305,12 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// replaceOnce replaces old with new in s, failing the test if old is not in s exactly once.
+func replaceOnce(tb testing.TB, s, old, new string) string {
+	tb.Helper()
+	if strings.Count(s, old) != 1 {
+		tb.Fatalf("fixture: %q occurs %d times", old, strings.Count(s, old))
+	}
+	return strings.Replace(s, old, new, 1)
+}
