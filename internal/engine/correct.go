@@ -53,6 +53,10 @@ func (e *Engine) corrected(res *Result, target runtime.Object, key diff.Key, f d
 		e.deps.Log.Error(err, "Correction failed", "object", f.Object.String(), "class", f.Class)
 		return
 	}
+	if res.corrected == nil {
+		res.corrected = map[diff.Key]bool{}
+	}
+	res.corrected[key] = true
 	e.deps.Events.Corrected(target, key, f)
 	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
 	e.deps.Log.Info("Drift corrected", "object", f.Object.String(), "class", f.Class, "action", f.Action)
@@ -78,9 +82,10 @@ func (e *Engine) eventTarget(ctx context.Context, key diff.Key, f diff.Finding) 
 	return u
 }
 
-// report writes the summary and the metrics of the cycle.
+// report writes the summary and the metrics of the cycle: the drift that remains after it.
 func (e *Engine) report(ctx context.Context, res *Result) {
-	e.deps.Metrics.SetDrift(res.Findings)
+	remaining := res.Remaining()
+	e.deps.Metrics.SetDrift(remaining)
 	if e.deps.Status == nil {
 		return
 	}
@@ -88,7 +93,7 @@ func (e *Engine) report(ctx context.Context, res *Result) {
 	for _, err := range res.Errors {
 		errs = append(errs, err.Error())
 	}
-	if err := e.deps.Status.Write(ctx, report.Summarize(res.Revision, res.Findings, errs)); err != nil {
+	if err := e.deps.Status.Write(ctx, report.Summarize(res.Revision, remaining, errs)); err != nil {
 		res.Errors = append(res.Errors, fmt.Errorf("writing the status ConfigMap: %w", err))
 	}
 }

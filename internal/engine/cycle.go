@@ -27,6 +27,19 @@ type Result struct {
 	// Errors are what went wrong without stopping the cycle: source and render trouble, objects
 	// that could not be checked or corrected. Each names its file or object.
 	Errors []error `json:"-"`
+
+	corrected map[diff.Key]bool
+}
+
+// Remaining are the findings the cycle did not correct.
+func (r *Result) Remaining() []diff.Finding {
+	var out []diff.Finding
+	for _, f := range r.Findings {
+		if !r.corrected[keyOfRef(f.Object)] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Drifted reports whether any finding calls for attention (ignored ones do not).
@@ -94,7 +107,8 @@ func (e *Engine) refresh(ctx context.Context) (*Result, error) {
 			e.partial, e.renderErrs = rendered.Partial, rendered.Errors
 			e.setDesired(ctx, rendered.Objects)
 			if len(e.renderErrs) > 0 {
-				e.sourceTrouble(res, report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that failed: %w", co.Revision(), errors.Join(e.renderErrs...)))
+				res.Errors = append(res.Errors, e.renderErrs...)
+				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that failed: %w", co.Revision(), errors.Join(e.renderErrs...)))
 			}
 			e.deps.Metrics.SetRevision(e.revision)
 			log.Info("Rendered the fleet", "revision", e.revision, "objects", len(e.desired), "partial", e.partial)
@@ -121,6 +135,11 @@ func orNone(rev string) string {
 
 func (e *Engine) sourceTrouble(res *Result, reason string, err error) {
 	res.Errors = append(res.Errors, err)
+	e.warn(reason, err)
+}
+
+// warn logs source-level trouble and records it as a Warning Event on the status ConfigMap.
+func (e *Engine) warn(reason string, err error) {
 	e.deps.Log.Error(err, "Source trouble", "reason", reason)
 	if e.deps.Status != nil {
 		e.deps.Events.Warning(e.deps.Status.Object(), reason, err.Error())

@@ -8,7 +8,7 @@ import (
 
 // Metrics are driftd's Prometheus metrics.
 type Metrics struct {
-	// Drifted counts drifted objects by cluster, layer and class, as of the last cycle.
+	// Drifted counts the objects that still drift after the last cycle, by cluster, layer and class.
 	Drifted *prometheus.GaugeVec
 	// CycleDuration is the time one full cycle takes.
 	CycleDuration prometheus.Histogram
@@ -26,7 +26,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Drifted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "driftd_drifted_objects", Help: "Drifted objects found by the last cycle, by cluster, layer and class.",
+			Name: "driftd_drifted_objects", Help: "Objects still drifting after the last cycle (found and not corrected), by cluster, layer and class.",
 		}, []string{"cluster", "layer", "class"}),
 		CycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "driftd_cycle_duration_seconds", Help: "Duration of a full drift cycle (fetch, render, diff, correct).",

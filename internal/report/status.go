@@ -21,7 +21,8 @@ type Summary struct {
 	Revision string `json:"revision"`
 	// Time is when the summary last changed.
 	Time time.Time `json:"time"`
-	// Counts are the drifted objects per cluster and class ("" is objects of no cluster).
+	// Counts are the objects that still drift after the cycle, per cluster and class ("" is
+	// objects of no cluster).
 	Counts map[string]map[diff.Class]int `json:"counts"`
 	// Errors are the source, render and object errors of the cycle.
 	Errors []string `json:"errors,omitempty"`
@@ -72,6 +73,9 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 	if err != nil {
 		return err
 	}
+	if s.last == "" {
+		s.last = s.stored(ctx)
+	}
 	if string(fp) == s.last {
 		return nil
 	}
@@ -96,4 +100,20 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 	}
 	s.last = string(fp)
 	return nil
+}
+
+// stored returns the fingerprint of the summary the ConfigMap holds, so that a restarted driftd
+// does not rewrite an unchanged summary.
+func (s *Status) stored(ctx context.Context) string {
+	cm := &corev1.ConfigMap{}
+	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: StatusName}, cm); err != nil {
+		return ""
+	}
+	var sum Summary
+	if err := json.Unmarshal([]byte(cm.Data["summary.json"]), &sum); err != nil {
+		return ""
+	}
+	sum.Time = time.Time{}
+	fp, _ := json.Marshal(sum)
+	return string(fp)
 }

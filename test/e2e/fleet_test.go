@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/driftd/driftd/internal/cli"
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
 )
 
 // fleetFiles is a small fleet of one AWS cluster in namespace ns: what a platform team keeps in Git.
@@ -313,4 +316,12 @@ func replaceOnce(tb testing.TB, s, old, new string) string {
 		tb.Fatalf("fixture: %q occurs %d times", old, strings.Count(s, old))
 	}
 	return strings.Replace(s, old, new, 1)
+}
+
+// breakRepo makes the repository unreadable, as a server that lost it would.
+func breakRepo(tb testing.TB, repo *testenv.GitRepo) {
+	tb.Helper()
+	if err := os.Rename(filepath.Join(repo.Dir, ".git"), filepath.Join(repo.Dir, ".git-gone")); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
+	ns := namespace(t, "bad-input")
+	files := fleetFiles(ns)
+	files["fleet/kustomization.yaml"] = "namespace: " + ns + "\nresources:\n- cluster.yaml\n- workers.yaml\n- broken.yaml\n- unknown.yaml\n- invalid.yaml\n"
+	files["fleet/broken.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n"
+	files["fleet/unknown.yaml"] = "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: sprocket\n"
+	files["fleet/invalid.yaml"] = "apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: negative\nspec:\n  clusterName: prod\n  replicas: -2\n"
+	repo := testenv.NewGitRepo(t, files)
+	args := commonArgs(t, repo.Dir, "bad-input")
+
+	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	if code != 1 {
+		t.Errorf("run --once over bad input exited %d, want 1", code)
+	}
+	for _, want := range []string{
+		"fleet/broken.yaml", // malformed YAML: the file
+		"fleet/unknown.yaml: Widget sprocket: unknown kind",         // unknown kind: file, object, reason
+		"fleet/invalid.yaml: MachineDeployment " + ns + "/negative", // schema-invalid: file, object
+		"spec.replicas", // ... and the server's reason
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("errors do not name %q:\n%s", want, errOut)
+		}
+	}
+	// The rest of the fleet was created regardless.
+	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+		t.Errorf("prod-md-0 replicas = %d; the valid part of the fleet was not applied\n%s", got, out)
+	}
+
+	// And drift in the valid part is still corrected.
+	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 9)
+	code, doc, stderr := plan(t, args...)
+	if code != 1 || len(doc.Findings) != 1 || doc.Findings[0].Object.Name != "prod-md-0" || len(doc.Errors) != 3 {
+		t.Errorf("plan: exit %d, findings %+v, errors %q; want exit 1, the prod-md-0 drift and 3 errors\n%s", code, doc.Findings, doc.Errors, stderr)
+	}
+	_, _, _ = driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+		t.Errorf("prod-md-0 replicas = %d after a correcting run beside bad input, want 3", got)
+	}
+}
+
+func TestSourceTroubleCausesNoWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason string
+		breakIt      func(t *testing.T, repo *testenv.GitRepo)
+	}{
+		{"empty render", "EmptyRender", func(t *testing.T, repo *testenv.GitRepo) {
+			repo.Commit(t, "oops", map[string]string{"fleet/kustomization.yaml": "resources: []\n"})
+		}},
+		{"render failure", "RenderFailed", func(t *testing.T, repo *testenv.GitRepo) {
+			repo.Commit(t, "oops", map[string]string{"fleet/kustomization.yaml": "resources: [cluster.yaml]\npatches:\n- path: gone.yaml\n"})
+		}},
+		{"failing fetch", "SourceFetchFailed", func(t *testing.T, repo *testenv.GitRepo) {
+			repo.Commit(t, "force the next fetch", map[string]string{"fleet/README": "x"})
+			breakRepo(t, repo)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t, "trouble-"+strings.ReplaceAll(tc.name, " ", "-"))
+			repo := testenv.NewGitRepo(t, fleetFiles(ns))
+			url := repo.ServeHTTP(t, "", "")
+			args := append(commonArgs(t, url, ns), "--interval", "500ms", "--prune")
+			startRun(t, ns, args...)
+			eventually(t, 30*time.Second, "the fleet to be created", func() bool { return watching(ns) && replicasOrZero(ns, "prod-md-0") == 3 })
+
+			tc.breakIt(t, repo)
+			eventually(t, 20*time.Second, tc.reason+" on the status ConfigMap", func() bool {
+				return hasReason(events(t, ns, "ConfigMap", "driftd-status"), tc.reason)
+			})
+			before := resourceVersions(t, ns, fleetKinds[:7]...)
+			scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)
+			eventually(t, 10*time.Second, "the edit reported", func() bool {
+				for _, e := range events(t, ns, "MachineDeployment", "prod-md-0") {
+					if strings.HasPrefix(e, "DriftDetected: Modified") && strings.Contains(e, "no corrections while") {
+						return true
+					}
+				}
+				return false
+			})
+			time.Sleep(1500 * time.Millisecond) // three more cycles
+			if got := replicas(t, ns, "prod-md-0"); got != 4 {
+				t.Errorf("replicas = %d: driftd corrected although the source is in trouble", got)
+			}
+			after := resourceVersions(t, ns, fleetKinds[:7]...)
+			delete(before, "MachineDeployment/prod-md-0")
+			delete(after, "MachineDeployment/prod-md-0")
+			if len(after) != len(before) {
+				t.Errorf("objects before %v, after %v: something was deleted", before, after)
+			}
+			for k, rv := range before {
+				if after[k] != rv {
+					t.Errorf("%s was written (resourceVersion %s -> %s)", k, rv, after[k])
+				}
+			}
+		})
+	}
+}
+
+func TestSecondRunOverAnUnchangedFleetWritesNothing(t *testing.T) {
+	ns := namespace(t, "second-run")
+	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	args := commonArgs(t, repo.Dir, "second-run")
+	runOnce(t, ns, args...)
+	before := resourceVersions(t, ns, fleetKinds...)
+	if len(before) < 8 {
+		t.Fatalf("the fleet has %d objects after the first run: %v", len(before), before)
+	}
+	runOnce(t, ns, args...)
+	after := resourceVersions(t, ns, fleetKinds...)
+	for k, rv := range before {
+		if after[k] != rv {
+			t.Errorf("%s was written by the second run (resourceVersion %s -> %s)", k, rv, after[k])
+		}
+	}
+}
