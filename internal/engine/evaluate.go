@@ -7,7 +7,9 @@ import (
 	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -150,10 +152,13 @@ func (e *Engine) clusterPaused(ctx context.Context, cluster, namespace string) b
 func (e *Engine) orphans(ctx context.Context) (map[diff.Key]diff.Finding, []error) {
 	out := map[diff.Key]diff.Finding{}
 	var errs []error
-	for gvk := range e.gvks {
+	for _, gvk := range e.orphanKinds() {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := e.deps.Reader.List(ctx, list, client.MatchingLabels{diff.OwnerLabel: e.opts.Owner}); err != nil {
+			if meta.IsNoMatchError(err) {
+				continue
+			}
 			errs = append(errs, fmt.Errorf("listing %s for orphans: %w", gvk.Kind, err))
 			continue
 		}
@@ -176,4 +181,53 @@ func (e *Engine) orphans(ctx context.Context) (map[diff.Key]diff.Finding, []erro
 		}
 	}
 	return out, errs
+}
+
+// fleetKinds are the kinds a fleet repository usually holds. Orphans are looked for among them
+// and every kind rendered since driftd started, so an object whose whole kind left Git is found
+// too, without listing every kind the API server serves.
+var fleetKinds = []schema.GroupKind{
+	{Group: "cluster.x-k8s.io", Kind: "Cluster"},
+	{Group: "cluster.x-k8s.io", Kind: "ClusterClass"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineDeployment"},
+	{Group: "cluster.x-k8s.io", Kind: "MachinePool"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineHealthCheck"},
+	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlane"},
+	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlaneTemplate"},
+	{Group: "bootstrap.cluster.x-k8s.io", Kind: "KubeadmConfigTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSCluster"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSClusterTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachineTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachinePool"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereCluster"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereClusterTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereMachineTemplate"},
+	{Group: "", Kind: "Secret"},
+	{Group: "", Kind: "ConfigMap"},
+}
+
+// orphanKinds returns the kinds to look for orphans in, each at the version it was rendered
+// with or the server's preferred one.
+func (e *Engine) orphanKinds() []schema.GroupVersionKind {
+	seen := map[schema.GroupKind]bool{}
+	out := make([]schema.GroupVersionKind, 0, len(e.gvks)+len(fleetKinds))
+	for gvk := range e.gvks {
+		if !seen[gvk.GroupKind()] {
+			seen[gvk.GroupKind()] = true
+			out = append(out, gvk)
+		}
+	}
+	for _, gk := range fleetKinds {
+		if seen[gk] {
+			continue
+		}
+		mapping, err := e.deps.Mapper.RESTMapping(gk)
+		if err != nil {
+			continue // not installed
+		}
+		seen[gk] = true
+		out = append(out, mapping.GroupVersionKind)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
 }

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+var (
+	gvkCluster = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+	gvkMHC     = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineHealthCheck"}
+)
+
+func TestPausedClusterIsDetectOnly(t *testing.T) {
+	ns := namespace(t, "paused")
+	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	args := commonArgs(t, repo.Dir, "paused")
+	runOnce(t, ns, args...)
+
+	cluster := get(t, gvkCluster, ns, "prod")
+	cluster.SetAnnotations(map[string]string{diff.AnnotationPaused: ""})
+	if err := env.Client.Update(context.Background(), cluster); err != nil {
+		t.Fatal(err)
+	}
+	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 2)
+
+	code, doc, _ := plan(t, args...)
+	if code != 2 || len(doc.Findings) != 1 || doc.Findings[0].Action != diff.ActionBlocked || !strings.Contains(doc.Findings[0].Reason, "paused") {
+		t.Fatalf("plan: exit %d, findings %+v; want the MachineDeployment blocked because its cluster is paused", code, doc.Findings)
+	}
+	runOnce(t, ns, args...)
+	if got := replicas(t, ns, "prod-md-0"); got != 2 {
+		t.Errorf("replicas = %d: a paused cluster's MachineDeployment was corrected", got)
+	}
+	if evs := events(t, ns, "MachineDeployment", "prod-md-0"); !hasReason(evs, "CorrectionBlocked") {
+		t.Errorf("Events %q lack CorrectionBlocked", evs)
+	}
+}
+
+func TestIgnoreRulesFromTheConfigFile(t *testing.T) {
+	ns := namespace(t, "ignore-rules")
+	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	config := filepath.Join(t.TempDir(), "driftd.yaml")
+	if err := os.WriteFile(config, []byte(`
+mode: correct
+ignore:
+- paths: ["/spec/template/spec/version"]
+  target:
+    kind: MachineDeployment
+    name: prod-md-.*
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append(commonArgs(t, repo.Dir, "ignore-rules"), "--config", config)
+	runOnce(t, ns, args...)
+
+	md := get(t, gvkMD, ns, "prod-md-0")
+	unstructured.SetNestedField(md.Object, "v1.35.0", "spec", "template", "spec", "version")
+	if err := env.Client.Update(context.Background(), md, client.FieldOwner("upgrade-bot")); err != nil {
+		t.Fatal(err)
+	}
+	if code, doc, _ := plan(t, args...); code != 0 || len(doc.Findings) != 0 {
+		t.Errorf("plan: exit %d, findings %+v; the ignored version is no drift", code, doc.Findings)
+	}
+	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 1)
+	runOnce(t, ns, args...)
+	md = get(t, gvkMD, ns, "prod-md-0")
+	version, _, _ := unstructured.NestedString(md.Object, "spec", "template", "spec", "version")
+	if r, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas"); r != 3 || version != "v1.35.0" {
+		t.Errorf("after a correcting run replicas = %d, version = %s; want replicas restored to 3 and the ignored version kept", r, version)
+	}
+
+	t.Run("a bad config file is named", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		if err := os.WriteFile(bad, []byte("repo: x\nintervall: 5m\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := driftd(context.Background(), "plan", "--config", bad)
+		if code != 1 || !strings.Contains(errOut, bad) || !strings.Contains(errOut, `"intervall"`) {
+			t.Errorf("plan with an unknown config key: exit %d, stderr %q", code, errOut)
+		}
+	})
+}
+
+func TestOrphansAreReportedAndPrunedOnlyWhenAllowed(t *testing.T) {
+	ns := namespace(t, "orphans")
+	files := fleetFiles(ns)
+	repo := testenv.NewGitRepo(t, files)
+	args := commonArgs(t, repo.Dir, "orphans")
+	start0 := time.Now()
+	runOnce(t, ns, args...)
+	t.Logf("first run took %s", time.Since(start0))
+
+	// The MachineHealthCheck and the whole Cluster leave Git.
+	workers := replaceOnce(t, files["fleet/workers.yaml"], "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck", "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: placeholder\n---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")
+	workers = workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")]
+	repo.Commit(t, "retire the health check and the cluster", map[string]string{
+		"fleet/workers.yaml":       workers,
+		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- workers.yaml\n",
+	})
+	start := time.Now()
+	code, doc, _ := plan(t, args...)
+	t.Logf("plan took %s", time.Since(start))
+	orphaned := map[string]diff.Action{}
+	for _, f := range doc.Findings {
+		if f.Class == diff.ClassOrphaned {
+			orphaned[f.Object.Kind+"/"+f.Object.Name] = f.Action
+		}
+	}
+	if code != 2 || orphaned["MachineHealthCheck/prod-md-0"] != diff.ActionReport || orphaned["Cluster/prod"] != diff.ActionReport {
+		t.Fatalf("plan: exit %d, orphans %v; want the MachineHealthCheck and the Cluster reported", code, orphaned)
+	}
+	t.Log("before prune")
+	t.Log(runOnce(t, ns, append(args, "--prune")...))
+	t.Log("after prune")
+	mhc := &unstructured.Unstructured{}
+	mhc.SetGroupVersionKind(gvkMHC)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-md-0"}, mhc); !apierrors.IsNotFound(err) {
+		t.Errorf("the orphaned MachineHealthCheck survived --prune: %v", err)
+	}
+	get(t, gvkCluster, ns, "prod") // a Cluster is never pruned unless it opts in
+}
