@@ -8,6 +8,8 @@ GOTESTSUM   := $(GO) run gotest.tools/gotestsum@v1.13.0
 # Integration tests start real API servers; give a cold, loaded 2-core machine room.
 TEST_FLAGS  ?= -timeout 30m
 PKGS        ?= ./...
+BENCH_CLUSTERS ?= 1000
+BENCHTIME   ?= 1x
 
 # Every go command uses the toolchain on the machine, whatever a module asks for.
 export GOTOOLCHAIN := local
@@ -29,6 +31,10 @@ testbin: ## Build the test bed's kube-apiserver and etcd (once per pinned versio
 .PHONY: test
 test: testbin ## Run every test against the test bed (real API server, CRDs, moto, vcsim)
 	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(PKGS)
+
+.PHONY: bench
+bench: testbin ## Benchmarks on a generated fleet (BENCH_CLUSTERS, default 1000): no-change cycle vs ssa.Diff, detection latency, peak RSS
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" BENCH_CLUSTERS=$(BENCH_CLUSTERS) $(GO) test -run '^$$' -bench . -benchtime=$(BENCHTIME) -timeout 60m ./test/bench/ ./internal/...
 
 .PHONY: lint
 lint: ## go vet and a gofmt check

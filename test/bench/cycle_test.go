@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/source"
+)
+
+// daemonEngine builds an Engine as `driftd run` does: live objects from an informer cache, dry-runs
+// and writes through a client. Every request goes through the counter.
+func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Engine, client.Reader) {
+	tb.Helper()
+	cfg := counter.config(env.Config)
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	informers, err := cache.New(cfg, cache.Options{Scheme: env.Scheme, Mapper: c.RESTMapper()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	go func() { _ = informers.Start(ctx) }()
+	informers.WaitForCacheSync(ctx)
+	src, err := source.New(source.Options{URL: f.repo.Dir, Ref: "main", CacheDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return engine.New(
+		engine.Options{Path: "fleet", Policy: diff.Policy{Mode: diff.ModeCorrect}, Owner: f.owner, LiveFromCache: true},
+		engine.Deps{Source: src, Reader: informers, Client: c, Mapper: c.RESTMapper()},
+	), informers
+}
+
+func cycle(tb testing.TB, e *engine.Engine) *engine.Result {
+	tb.Helper()
+	res, err := e.Cycle(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, err := range res.Errors {
+		tb.Error(err)
+	}
+	return res
+}
+
+func TestNoChangeCycleCostsNoRequest(t *testing.T) {
+	f := newFleet(t, "no-change", 5)
+	counter := &requestCounter{}
+	e, informers := daemonEngine(t, f, counter)
+	if res := cycle(t, e); len(res.Findings) != 0 {
+		t.Fatalf("a fleet applied as driftd would has findings: %+v", res.Findings)
+	}
+
+	counter.n.Store(0)
+	if res := cycle(t, e); len(res.Findings) != 0 {
+		t.Fatalf("findings %+v in an unchanged cycle", res.Findings)
+	}
+	if n := counter.n.Load(); n != 0 {
+		t.Errorf("an unchanged cycle made %d API requests, want 0", n)
+	}
+
+	// The counter counts: an edit costs the cycle a dry-run and a correction.
+	md := f.objects[4].DeepCopy()
+	md.SetNamespace(f.ns)
+	if err := env.Client.Patch(context.Background(), md, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":9}}`)), client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the cache to see the edit", func() bool {
+		live := md.DeepCopy()
+		if err := informers.Get(context.Background(), client.ObjectKeyFromObject(md), live); err != nil {
+			return false
+		}
+		r, _, _ := unstructured.NestedInt64(live.Object, "spec", "replicas")
+		return r == 9
+	})
+	counter.n.Store(0)
+	if res := cycle(t, e); len(res.Findings) != 1 || res.Findings[0].Object.Name != md.GetName() {
+		t.Fatalf("findings %+v after editing %s", res.Findings, md.GetName())
+	}
+	if n := counter.n.Load(); n == 0 {
+		t.Error("the cycle that corrected an edit counted no request")
+	}
+}
+
+// eventually polls cond for up to 30 seconds.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// BenchmarkFleet measures driftd on a generated fleet of BENCH_CLUSTERS clusters (default 1,000,
+// 8 objects each), applied once and shared by the sub-benchmarks.
+func BenchmarkFleet(b *testing.B) {
+	n := fleetSize(1000)
+	f := newFleet(b, fmt.Sprintf("fleet-%d", n), n)
+	b.Logf("fleet: %d clusters, %d objects", n, len(f.objects))
+	b.Run("NoChangeCycle", func(b *testing.B) { benchNoChangeCycle(b, f) })
+	b.Run("DetectionLatency", func(b *testing.B) { benchDetectionLatency(b, f) })
+	b.Run("RunPeakRSS", func(b *testing.B) { benchRunPeakRSS(b, f) })
+}
+
+// benchNoChangeCycle compares driftd's cycle over an unchanged fleet with what Flux's
+// kustomize-controller does every interval: ssa.ResourceManager.Diff (a GET and a server-side
+// dry-run) of every object, over the same objects on the same API server.
+func benchNoChangeCycle(b *testing.B, f *fleet) {
+	b.Run("driftd", func(b *testing.B) {
+		counter := &requestCounter{}
+		e, _ := daemonEngine(b, f, counter)
+		cycle(b, e) // the first cycle renders and remembers every object
+		counter.n.Store(0)
+		b.ResetTimer()
+		for range b.N {
+			if res := cycle(b, e); len(res.Findings) != 0 {
+				b.Fatalf("%d findings in an unchanged fleet", len(res.Findings))
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(counter.n.Load())/float64(b.N), "requests/op")
+		b.ReportMetric(float64(len(f.objects)), "objects")
+	})
+
+	b.Run("ssa.Diff", func(b *testing.B) {
+		counter := &requestCounter{}
+		c, err := client.New(counter.config(env.Config), client.Options{Scheme: env.Scheme})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rm := ssa.NewResourceManager(c, nil, ssa.Owner{Field: "driftd", Group: "driftd.io"})
+		objs := prepared(f)
+		b.ResetTimer()
+		for range b.N {
+			for _, o := range objs {
+				entry, _, _, err := rm.Diff(context.Background(), o, ssa.DiffOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if entry.Action != ssa.UnchangedAction {
+					b.Fatalf("%s: %s in an unchanged fleet", entry.Subject, entry.Action)
+				}
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(counter.n.Load())/float64(b.N), "requests/op")
+	})
+}
+
+// prepared returns the fleet's objects as driftd applies them: namespaced and labelled.
+func prepared(f *fleet) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, 0, len(f.objects))
+	for _, o := range f.objects {
+		c := o.DeepCopy()
+		c.SetNamespace(f.ns)
+		c.SetLabels(map[string]string{diff.OwnerLabel: f.owner})
+		out = append(out, c)
+	}
+	return out
+}

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+func runArgs(tb testing.TB, f *fleet) []string {
+	return []string{"run", "--repo", f.repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", env.KubeconfigFile(tb),
+		"--owner", f.owner, "--namespace", f.ns, "--interval", "1h", "--git-cache-dir", tb.TempDir(),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+}
+
+// waitForFirstCycle waits until driftd wrote its status, i.e. finished its first cycle, failing
+// with driftd's output if it exits or takes more than 10 minutes.
+func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *syncWriter) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, &corev1.ConfigMap{}) != nil {
+		select {
+		case err := <-exited:
+			tb.Fatalf("driftd exited (%v) before its first cycle:\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("driftd finished no cycle within 10 minutes:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// benchDetectionLatency measures the time from an out-of-band patch of a MachineDeployment by
+// another field manager to driftd's DriftDetected Event on it: "detected" is the Event's own time
+// (when driftd decided), "visible" is when a watcher of Events sees it. 50 edits, p50 and p95.
+func benchDetectionLatency(b *testing.B, f *fleet) {
+	_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncWriter
+	exited := make(chan error, 1)
+	go func() { exited <- fmt.Errorf("exit %d", cli.Execute(ctx, runArgs(b, f), &out, &out)) }()
+	defer func() { cancel(); <-exited }()
+	waitForFirstCycle(b, f.ns, exited, &out)
+	time.Sleep(2 * time.Second) // the watches start right after the first cycle
+
+	clientset := kubernetes.NewForConfigOrDie(env.Config)
+	w, err := clientset.EventsV1().Events(f.ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	const edits = 50
+	var detected, visible []time.Duration
+	b.ResetTimer()
+	for i := range edits {
+		name := fmt.Sprintf("c%04d-md-0", i%(len(f.objects)/8))
+		want := fmt.Sprintf("live %d", 10+i)
+		md := &unstructured.Unstructured{}
+		md.SetGroupVersionKind(gvkMD)
+		md.SetNamespace(f.ns)
+		md.SetName(name)
+		t0 := time.Now()
+		if err := env.Client.Patch(ctx, md, client.RawPatch("application/merge-patch+json", []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, 10+i))), client.FieldOwner("kubectl-edit")); err != nil {
+			b.Fatal(err)
+		}
+		timeout := time.After(30 * time.Second)
+	wait:
+		for {
+			select {
+			case ev := <-w.ResultChan():
+				e, ok := ev.Object.(*eventsv1.Event)
+				if ok && e.Reason == "DriftDetected" && e.Regarding.Name == name && strings.Contains(e.Note, want) {
+					visible = append(visible, time.Since(t0))
+					detected = append(detected, e.EventTime.Sub(t0))
+					break wait
+				}
+			case <-timeout:
+				b.Fatalf("no DriftDetected for %s within 30s", name)
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(ms(percentile(detected, 50)), "detected-p50-ms")
+	b.ReportMetric(ms(percentile(detected, 95)), "detected-p95-ms")
+	b.ReportMetric(ms(percentile(visible, 50)), "visible-p50-ms")
+	b.ReportMetric(ms(percentile(visible, 95)), "visible-p95-ms")
+}
+
+// benchRunPeakRSS runs the driftd binary on the fleet until it has finished two cycles and
+// reports its peak resident memory (VmHWM).
+func benchRunPeakRSS(b *testing.B, f *fleet) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(b.TempDir(), "driftd")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/driftd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building driftd: %v\n%s", err, out)
+	}
+	var peak float64
+	for range b.N {
+		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
+		args := runArgs(b, f)[1:]
+		args = append([]string{"run"}, append(args, "--interval", "5s")...)
+		cmd := exec.Command(bin, args...)
+		var out syncWriter
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		waitForFirstCycle(b, f.ns, exited, &out)
+		time.Sleep(7 * time.Second) // a second, unchanged cycle
+		peak = max(peak, vmHWM(b, cmd.Process.Pid))
+		_ = cmd.Process.Signal(os.Interrupt)
+		<-exited
+	}
+	b.ReportMetric(peak, "peak-RSS-MiB")
+}
+
+// vmHWM is a process's peak resident set size in MiB.
+func vmHWM(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	tb.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+type syncWriter struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
