@@ -113,7 +113,7 @@ func (e *Engine) ReconcileObject(ctx context.Context, key diff.Key) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.desired[key]; !ok {
-		return nil
+		return e.reconcileTopology(ctx, key)
 	}
 	f, err := e.evaluate(ctx, key)
 	if err != nil {

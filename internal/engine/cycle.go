@@ -214,6 +214,11 @@ func (e *Engine) evaluateAll(ctx context.Context, res *Result) {
 			current[key] = *f
 		}
 	}
+	topo, errs := e.topologyFindings(ctx)
+	res.Errors = append(res.Errors, errs...)
+	for key, f := range topo {
+		current[key] = f
+	}
 	if !e.partial {
 		orphans, err := e.orphans(ctx)
 		res.Errors = append(res.Errors, err...)

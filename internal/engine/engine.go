@@ -82,6 +82,9 @@ type Engine struct {
 	findings map[diff.Key]diff.Finding
 	// gvks are the kinds of every object ever rendered, for orphan search.
 	gvks map[schema.GroupVersionKind]bool
+	// topologyMDs are the MachineDeployments generated from a rendered Cluster's topology, and the
+	// key of that Cluster.
+	topologyMDs map[diff.Key]diff.Key
 }
 
 // desiredObject is one rendered object, ready to dry-run and apply.
@@ -105,6 +108,7 @@ func New(opts Options, deps Deps) *Engine {
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client),
 		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, gvks: map[schema.GroupVersionKind]bool{},
+		topologyMDs: map[diff.Key]diff.Key{},
 	}
 }
 
@@ -120,7 +124,8 @@ func (e *Engine) Tracks(key diff.Key) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_, ok := e.desired[key]
-	return ok
+	_, generated := e.topologyMDs[key]
+	return ok || generated
 }
 
 func hashObject(b []byte) uint64 {
@@ -129,12 +134,17 @@ func hashObject(b []byte) uint64 {
 	return h.Sum64()
 }
 
-// GVKs returns the kinds of the current render.
+// GVKs returns the kinds to watch: those of the current render, and MachineDeployments when a
+// rendered Cluster has a topology.
 func (e *Engine) GVKs() []schema.GroupVersionKind {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seen := map[schema.GroupVersionKind]bool{}
 	var out []schema.GroupVersionKind
+	if len(e.topologyMDs) > 0 {
+		seen[gvkMachineDeployment] = true
+		out = append(out, gvkMachineDeployment)
+	}
 	for _, d := range e.desired {
 		gvk := d.obj.GroupVersionKind()
 		if !seen[gvk] {

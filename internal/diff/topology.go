@@ -1,0 +1,65 @@
+package diff
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Labels Cluster API sets on the MachineDeployments it generates from a Cluster's topology.
+const (
+	LabelTopologyOwned          = "topology.cluster.x-k8s.io/owned"
+	LabelTopologyDeploymentName = "topology.cluster.x-k8s.io/deployment-name"
+)
+
+// TopologyFindings judges the MachineDeployments Cluster API generated from a Cluster's topology
+// (live, carrying the topology labels) against that topology as Git has it. Only replicas are
+// compared: versions roll out gradually by design. Such drift is corrected through the Cluster,
+// never by editing the MachineDeployment, so the action is a report; Cluster API's topology
+// controller restores the MachineDeployment from the Cluster, which driftd keeps equal to Git.
+func TopologyFindings(cluster *unstructured.Unstructured, generated []*unstructured.Unstructured) []Finding {
+	entries, _, _ := unstructured.NestedSlice(cluster.Object, "spec", "topology", "workers", "machineDeployments")
+	want := map[string]int64{}
+	for _, e := range entries {
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := m["name"].(string)
+		replicas, ok, _ := unstructured.NestedFieldNoCopy(m, "replicas")
+		if name == "" || !ok {
+			continue // no replicas in the topology: the autoscaler or CAPI's default owns them
+		}
+		if ann, _, _ := unstructured.NestedStringMap(m, "metadata", "annotations"); ann[AnnotationAutoscalerMin] != "" && ann[AnnotationAutoscalerMax] != "" {
+			continue
+		}
+		if n, ok := number(replicas); ok {
+			want[name] = int64(n)
+		}
+	}
+	var out []Finding
+	for _, md := range generated {
+		labels := md.GetLabels()
+		if labels[LabelClusterName] != cluster.GetName() || md.GetNamespace() != cluster.GetNamespace() {
+			continue
+		}
+		desired, ok := want[labels[LabelTopologyDeploymentName]]
+		if !ok || replicasManagedElsewhere(md) {
+			continue
+		}
+		stored := md.DeepCopy()
+		if err := unstructured.SetNestedField(stored.Object, desired, "spec", "replicas"); err != nil {
+			continue
+		}
+		fields := Compare(stored, md, nil)
+		if len(fields) == 0 {
+			continue
+		}
+		out = append(out, Finding{
+			Layer: LayerSpec, Class: ClassModified, Cluster: cluster.GetName(), Object: RefOf(md), Fields: fields,
+			Action: ActionReport,
+			Reason: fmt.Sprintf("generated from the topology of Cluster %s: corrected through the Cluster by Cluster API's topology controller, not edited by driftd", cluster.GetName()),
+		})
+	}
+	return out
+}
