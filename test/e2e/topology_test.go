@@ -66,7 +66,7 @@ func TestTopologyMachineDeploymentIsJudgedAgainstItsCluster(t *testing.T) {
 			"metadata": map[string]any{"labels": map[string]any{"pool": "edge-md-0"}},
 			"spec": map[string]any{
 				"clusterName": "edge", "version": "v1.34.1",
-				"bootstrap": map[string]any{"dataSecretName": "edge-md-0"},
+				"bootstrap":         map[string]any{"dataSecretName": "edge-md-0"},
 				"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "VSphereMachineTemplate", "name": "edge-md-0"},
 			},
 		},
