@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -75,6 +76,7 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	logger := zap.New(zap.UseDevMode(o.development), zap.WriteTo(errOut))
 	log.SetLogger(logger)
+	klog.SetLogger(logger) // client-go's leader election and informers log through klog
 	p, err := o.parts()
 	if err != nil {
 		return err

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
+	ns := namespace(t, "endpoints")
+	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	probes, metrics := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan int, 1)
+	args := append([]string{"run", "--namespace", ns, "--leader-elect", "--interval", "1h",
+		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, commonArgs(t, repo.Dir, "endpoints")...)
+	go func() { done <- cli.Execute(ctx, args, &out, &out) }()
+
+	eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := httpGet(t, "http://"+probes+path); code != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, code)
+		}
+	}
+	_, body := httpGet(t, "http://"+metrics+"/metrics")
+	for _, metric := range []string{"driftd_cycle_duration_seconds", "driftd_source_revision_info{revision=\"main@sha1:", "driftd_corrections_total{result=\"succeeded\"}", "driftd_last_cycle_timestamp_seconds"} {
+		if !strings.Contains(body, metric) {
+			t.Errorf("/metrics lacks %s", metric)
+		}
+	}
+	lease := &coordinationv1.Lease{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-endpoints"}, lease); err != nil {
+		t.Fatalf("no leader election lease: %v", err)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Error("the lease has no holder while driftd runs")
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("driftd run exited %d on shutdown\n%s", code, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("driftd run did not shut down within 30s")
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-endpoints"}, lease); err != nil {
+		t.Fatal(err)
+	}
+	if lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
+		t.Errorf("the lease is still held by %q after shutdown", *lease.Spec.HolderIdentity)
+	}
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
