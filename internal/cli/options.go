@@ -73,7 +73,7 @@ func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
 	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled)")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
-	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, and ignore rules under `ignore`")
+	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, and the ignore rules under the key ignore")
 }
 
 func (o *driftOptions) policy() (diff.Policy, error) {
