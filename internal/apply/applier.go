@@ -74,6 +74,7 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 
 // Delete deletes an orphan, letting its owners' garbage collection run in the background.
 func (a *Applier) Delete(ctx context.Context, obj *unstructured.Unstructured) Result {
+	obj = obj.DeepCopy() // it may be the cache's own copy
 	err := a.client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground),
 		client.Preconditions{UID: ptr(obj.GetUID())})
 	if apierrors.IsNotFound(err) {

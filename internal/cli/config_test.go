@@ -18,7 +18,7 @@ func testFlags() *pflag.FlagSet {
 func TestParseConfig(t *testing.T) {
 	tests := []struct {
 		name, yaml, err string
-		rules          int
+		rules           int
 	}{
 		{name: "flags and rules", yaml: "repo: https://example.com/fleet.git\nmode: detect\nignore:\n- paths: [/spec/replicas]\n  target: {kind: MachineDeployment}\n", rules: 1},
 		{name: "unknown key", yaml: "repo: x\nintervall: 5m\n", err: `unknown key "intervall"`},

@@ -98,11 +98,16 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       ptr(30 * time.Second),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data);
-			// cache only driftd's own. Others are read with a GET when Git names them.
-			&corev1.Secret{}: {Label: ownerSel},
-		}},
+		Cache: cache.Options{
+			// driftd only reads what it caches, and asks the API for managedFields when it found
+			// drift: no copies on read, no managedFields held.
+			DefaultUnsafeDisableDeepCopy: ptr(true),
+			DefaultTransform:             cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data);
+				// cache only driftd's own. Others are read with a GET when Git names them.
+				&corev1.Secret{}: {Label: ownerSel},
+			}},
 	})
 	if err != nil {
 		return err

@@ -61,7 +61,8 @@ func memoKeyOf(d *desiredObject, live *unstructured.Unstructured) memoKey {
 	return k
 }
 
-// getLive reads the live object of d, or nil when it does not exist.
+// getLive reads the live object of obj, or nil when it does not exist. Objects read from the
+// cache are shared with it and must not be changed.
 func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
@@ -69,12 +70,25 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 	if apierrors.IsNotFound(err) && e.opts.LiveFromCache {
 		// The cache may be narrower than the cluster (Secrets are cached by owner label only): ask
 		// the API before calling anything missing. Only missing objects cost this request.
-		err = e.deps.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
+		return e.fromAPI(ctx, obj)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	return live, nil
+}
+
+// fromAPI reads obj's live object from the API server rather than the cache, or nil.
+func (e *Engine) fromAPI(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	if err := e.deps.Client.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	return live, nil
@@ -98,6 +112,13 @@ func (e *Engine) evaluate(ctx context.Context, key diff.Key) (*diff.Finding, err
 			m.err = fmt.Errorf("%s: %s: %w", d.file, key, err)
 		case live != nil:
 			m.fields = diff.Compare(stored, live, ignored)
+			if len(m.fields) > 0 && len(live.GetManagedFields()) == 0 && e.opts.LiveFromCache {
+				// The cache keeps no managedFields (they would double its memory); only a drifted
+				// object needs them, to say who set each value: read it once from the API.
+				if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
+					m.fields = diff.Compare(stored, fresh, ignored)
+				}
+			}
 		}
 		e.memo[key] = m
 	}

@@ -25,7 +25,8 @@ func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Eng
 	if err != nil {
 		tb.Fatal(err)
 	}
-	informers, err := cache.New(cfg, cache.Options{Scheme: env.Scheme, Mapper: c.RESTMapper()})
+	informers, err := cache.New(cfg, cache.Options{Scheme: env.Scheme, Mapper: c.RESTMapper(),
+		DefaultUnsafeDisableDeepCopy: ptr(true), DefaultTransform: cache.TransformStripManagedFields()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -171,3 +172,5 @@ func prepared(f *fleet) []*unstructured.Unstructured {
 	}
 	return out
 }
+
+func ptr[T any](v T) *T { return &v }
