@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/driftd/driftd/internal/infra"
 )
 
 // Layer is where drift was found.
@@ -99,8 +101,13 @@ type Finding struct {
 	Object  ObjectRef `json:"object"`
 	// File is the repository file the desired object came from (spec layer).
 	File string `json:"file,omitempty"`
-	// Fields are the differing fields of a Modified object.
+	// Fields are the differing fields: of a Modified object, or for the cloud layer the
+	// infrastructure spec's value (desired) against the instance's or group's (live).
 	Fields []Field `json:"fields,omitempty"`
+	// Instance is the cloud instance of a cloud finding.
+	Instance *infra.Instance `json:"instance,omitempty"`
+	// Pool is the node pool of a NodePoolMismatch.
+	Pool *infra.NodePool `json:"pool,omitempty"`
 	// Action is what driftd does about it.
 	Action Action `json:"action"`
 	// Reason explains a report, ignored or blocked action.

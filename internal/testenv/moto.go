@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +24,9 @@ type Moto struct {
 	// Endpoint is the server's URL, e.g. http://127.0.0.1:41234; it serves every AWS service moto knows.
 	Endpoint string
 
-	cmd  *exec.Cmd
-	done chan error
+	cmd      *exec.Cmd
+	done     chan error
+	stopOnce sync.Once
 }
 
 // StartMoto starts `moto_server` (or `python3 -m moto.server`) on a free loopback port and waits
@@ -81,18 +83,20 @@ func startMoto(name string, args []string, port int) (*Moto, error) {
 	return nil, fmt.Errorf("moto did not answer on %s within a minute", m.Endpoint)
 }
 
-// Stop ends the server and every process it started.
+// Stop ends the server and every process it started. It is safe to call more than once.
 func (m *Moto) Stop() {
-	if m.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		<-m.done
-	}
+	m.stopOnce.Do(func() {
+		if m.cmd.Process == nil {
+			return
+		}
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-m.done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+			<-m.done
+		}
+	})
 }
 
 // Reset drops every resource moto holds, so that a test starts from an empty cloud.

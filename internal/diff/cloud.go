@@ -1,0 +1,221 @@
+package diff
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/driftd/driftd/internal/infra"
+)
+
+// Cloud drift classes.
+const (
+	// ClassInstanceMissing: a Machine's providerID names an instance that is gone or terminated.
+	ClassInstanceMissing Class = "InstanceMissing"
+	// ClassInstanceStopped: the instance is stopped or powered off while the Machine counts as running.
+	ClassInstanceStopped Class = "InstanceStopped"
+	// ClassInstanceMismatch: instance type, CPU, memory or image differ from the infrastructure spec.
+	ClassInstanceMismatch Class = "InstanceMismatch"
+	// ClassUnmanagedInstance: tagged for or placed in a cluster, referenced by no Machine, older
+	// than the grace period.
+	ClassUnmanagedInstance Class = "UnmanagedInstance"
+	// ClassNodePoolMismatch: an Auto Scaling group's desired/min/max differ from its MachinePool.
+	ClassNodePoolMismatch Class = "NodePoolMismatch"
+)
+
+// Inventory is what diff needs of a cloud provider: the instances and node pools of the clusters
+// in scope, and whether the answer is complete.
+type Inventory interface {
+	// Provider is infra.ProviderAWS or infra.ProviderVSphere.
+	Provider() string
+	// Snapshot reads the inventory of clusters. An error or an incomplete snapshot means nothing
+	// may be concluded from what is absent.
+	Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error)
+}
+
+// CloudMachine is a live Machine with its infrastructure machine (AWSMachine, VSphereMachine).
+type CloudMachine struct {
+	Machine *unstructured.Unstructured
+	// Infra is the infrastructure machine; nil when it cannot be read.
+	Infra *unstructured.Unstructured
+}
+
+// CloudPool is a live MachinePool with its infrastructure pool (AWSMachinePool).
+type CloudPool struct {
+	MachinePool *unstructured.Unstructured
+	Infra       *unstructured.Unstructured
+}
+
+// CloudInput is everything a cloud comparison looks at.
+type CloudInput struct {
+	// Snapshots are the complete snapshots, by provider. A provider whose snapshot failed or is
+	// incomplete is absent: none of its machines is judged.
+	Snapshots map[string]*infra.Snapshot
+	// Machines are the live Machines of the clusters in scope.
+	Machines []CloudMachine
+	// Pools are the live MachinePools of the clusters in scope.
+	Pools []CloudPool
+	// Clusters are the clusters in scope, by name: only their instances can be unmanaged.
+	Clusters map[string]bool
+	// Now and Grace: an instance younger than Grace is still being provisioned.
+	Now   time.Time
+	Grace time.Duration
+}
+
+// CloudFindings compares Machines and MachinePools with the cloud. The findings have no action
+// yet: PlanReplacements and the node-pool policy decide it.
+func CloudFindings(in CloudInput) []Finding {
+	var out []Finding
+	referenced := map[string]bool{} // provider/id
+	for _, cm := range in.Machines {
+		pid, _, _ := unstructured.NestedString(cm.Machine.Object, "spec", "providerID")
+		if pid == "" {
+			continue // not provisioned yet
+		}
+		provider, id, err := infra.InstanceKey(pid)
+		if err != nil {
+			continue
+		}
+		referenced[provider+"/"+id] = true
+		snap, ok := in.Snapshots[provider]
+		if !ok {
+			continue
+		}
+		inst := find(snap, id)
+		cluster, _, _ := unstructured.NestedString(cm.Machine.Object, "spec", "clusterName")
+		f := Finding{Layer: LayerCloud, Cluster: cluster, Object: RefOf(cm.Machine)}
+		switch {
+		case inst == nil || inst.State == infra.StateTerminated:
+			f.Class = ClassInstanceMissing
+			f.Instance = &infra.Instance{Provider: provider, ID: id, ProviderID: pid, State: "absent"}
+			if inst != nil {
+				f.Instance = inst
+			}
+		case (inst.State == infra.StateStopped || inst.State == infra.StateStopping || inst.State == infra.StateSuspended) && machineRunning(cm.Machine):
+			f.Class, f.Instance = ClassInstanceStopped, inst
+		default:
+			fields := mismatch(cm.Infra, inst)
+			if len(fields) == 0 {
+				continue
+			}
+			f.Class, f.Instance, f.Fields = ClassInstanceMismatch, inst, fields
+		}
+		out = append(out, f)
+	}
+	for provider, snap := range in.Snapshots {
+		for i := range snap.Instances {
+			inst := &snap.Instances[i]
+			if referenced[provider+"/"+inst.ID] || inst.State == infra.StateTerminated || !in.Clusters[inst.Cluster] {
+				continue
+			}
+			if inst.LaunchTime.IsZero() || in.Now.Sub(inst.LaunchTime) < in.Grace {
+				continue // provisioning: its Machine may not carry the providerID yet
+			}
+			out = append(out, Finding{
+				Layer: LayerCloud, Class: ClassUnmanagedInstance, Cluster: inst.Cluster,
+				Object:   ObjectRef{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "Cluster", Name: inst.Cluster},
+				Instance: inst, Action: ActionReport,
+				Reason: fmt.Sprintf("no Machine references it; running for %s", in.Now.Sub(inst.LaunchTime).Round(time.Second)),
+			})
+		}
+	}
+	out = append(out, poolFindings(in)...)
+	return out
+}
+
+func find(snap *infra.Snapshot, id string) *infra.Instance {
+	for i := range snap.Instances {
+		if strings.EqualFold(snap.Instances[i].ID, id) {
+			return &snap.Instances[i]
+		}
+	}
+	return nil
+}
+
+// machineRunning reports whether a Machine counts as running (phase Running), so that a stopped
+// instance under a Machine still being provisioned or deleted is not drift.
+func machineRunning(m *unstructured.Unstructured) bool {
+	phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
+	return phase == "Running" && m.GetDeletionTimestamp() == nil
+}
+
+// mismatch compares an instance with the spec of its infrastructure machine.
+func mismatch(infraMachine *unstructured.Unstructured, inst *infra.Instance) []Field {
+	if infraMachine == nil {
+		return nil
+	}
+	var fields []Field
+	str := func(path ...string) string {
+		s, _, _ := unstructured.NestedString(infraMachine.Object, path...)
+		return s
+	}
+	num := func(path ...string) (int64, bool) {
+		v, ok, _ := unstructured.NestedFieldNoCopy(infraMachine.Object, path...)
+		n, isNum := number(v)
+		return int64(n), ok && isNum
+	}
+	switch inst.Provider {
+	case infra.ProviderAWS:
+		if want := str("spec", "instanceType"); want != "" && inst.Type != "" && want != inst.Type {
+			fields = append(fields, Field{Path: "/spec/instanceType", Desired: want, Live: inst.Type})
+		}
+		if want := str("spec", "ami", "id"); want != "" && inst.Image != "" && want != inst.Image {
+			fields = append(fields, Field{Path: "/spec/ami/id", Desired: want, Live: inst.Image})
+		}
+	case infra.ProviderVSphere:
+		if want, ok := num("spec", "numCPUs"); ok && want > 0 && int64(inst.CPUs) != want {
+			fields = append(fields, Field{Path: "/spec/numCPUs", Desired: want, Live: int64(inst.CPUs)})
+		}
+		if want, ok := num("spec", "memoryMiB"); ok && want > 0 && inst.MemoryMiB != want {
+			fields = append(fields, Field{Path: "/spec/memoryMiB", Desired: want, Live: inst.MemoryMiB})
+		}
+	}
+	return fields
+}
+
+// poolFindings compares each AWSMachinePool's Auto Scaling group with the pool's sizes.
+func poolFindings(in CloudInput) []Finding {
+	snap, ok := in.Snapshots[infra.ProviderAWS]
+	if !ok {
+		return nil
+	}
+	var out []Finding
+	for _, p := range in.Pools {
+		if p.Infra == nil {
+			continue
+		}
+		cluster, _, _ := unstructured.NestedString(p.MachinePool.Object, "spec", "clusterName")
+		var group *infra.NodePool
+		for i := range snap.Pools {
+			if snap.Pools[i].Name == p.Infra.GetName() && snap.Pools[i].Cluster == cluster {
+				group = &snap.Pools[i]
+			}
+		}
+		if group == nil {
+			continue
+		}
+		var fields []Field
+		if !replicasManagedElsewhere(p.MachinePool) {
+			if want, ok, _ := unstructured.NestedInt64(p.MachinePool.Object, "spec", "replicas"); ok && int64(group.Desired) != want {
+				fields = append(fields, Field{Path: "/spec/replicas", Desired: want, Live: int64(group.Desired)})
+			}
+		}
+		if want, ok, _ := unstructured.NestedInt64(p.Infra.Object, "spec", "minSize"); ok && int64(group.Min) != want {
+			fields = append(fields, Field{Path: "/spec/minSize", Desired: want, Live: int64(group.Min)})
+		}
+		if want, ok, _ := unstructured.NestedInt64(p.Infra.Object, "spec", "maxSize"); ok && int64(group.Max) != want {
+			fields = append(fields, Field{Path: "/spec/maxSize", Desired: want, Live: int64(group.Max)})
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		out = append(out, Finding{
+			Layer: LayerCloud, Class: ClassNodePoolMismatch, Cluster: cluster, Object: RefOf(p.MachinePool),
+			Fields: fields, Pool: group,
+		})
+	}
+	return out
+}

@@ -1,0 +1,295 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/infra"
+)
+
+// CAPA's tags.
+const (
+	// ClusterTagPrefix + cluster name = "owned" marks what CAPA created for a cluster.
+	ClusterTagPrefix = "sigs.k8s.io/cluster-api-provider-aws/cluster/"
+	// RoleTag is control-plane, node, bastion...
+	RoleTag = "sigs.k8s.io/cluster-api-provider-aws/role"
+	// MachineNameTag is "<namespace>/<machine>".
+	MachineNameTag = "MachineName"
+)
+
+// maxFilterValues is how many values one EC2 or Auto Scaling filter takes.
+const maxFilterValues = 200
+
+// Options configure a Provider; every field is optional.
+type Options struct {
+	// OnCall is called once per API call with its operation name (for metrics).
+	OnCall func(operation string)
+	// PageSize is DescribeInstances' MaxResults (5 to 1000); 1000 when zero.
+	PageSize int32
+	// MaxAttempts bounds the retries of a throttled or failing call; 8 when zero.
+	MaxAttempts int
+	// LoadConfig loads the SDK configuration of a region; config.LoadDefaultConfig when nil.
+	LoadConfig func(ctx context.Context, region string) (aws.Config, error)
+}
+
+// Provider is the AWS inventory.
+type Provider struct {
+	opts Options
+}
+
+type regionClients struct {
+	ec2 *ec2.Client
+	asg *autoscaling.Client
+}
+
+var _ diff.Inventory = (*Provider)(nil)
+
+// New returns a Provider.
+func New(opts Options) *Provider {
+	if opts.PageSize == 0 {
+		opts.PageSize = 1000
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 8
+	}
+	if opts.LoadConfig == nil {
+		attempts := opts.MaxAttempts
+		opts.LoadConfig = func(ctx context.Context, region string) (aws.Config, error) {
+			return config.LoadDefaultConfig(ctx, config.WithRegion(region), config.WithRetryer(func() aws.Retryer {
+				// The standard retryer retries RequestLimitExceeded and the other throttling codes
+				// with jittered exponential backoff.
+				return retry.NewStandard(func(o *retry.StandardOptions) {
+					o.MaxAttempts = attempts
+					o.MaxBackoff = 20 * time.Second
+				})
+			}))
+		}
+	}
+	return &Provider{opts: opts}
+}
+
+// Provider is infra.ProviderAWS.
+func (p *Provider) Provider() string { return infra.ProviderAWS }
+
+// Snapshot reads the instances and Auto Scaling groups of clusters, region by region.
+func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error) {
+	snap := &infra.Snapshot{Provider: infra.ProviderAWS, Complete: true, Calls: map[string]int{}}
+	byRegion := map[string][]string{}
+	for _, c := range clusters {
+		if c.Region == "" {
+			snap.Complete = false
+			snap.Errors = append(snap.Errors, fmt.Errorf("AWSCluster %s/%s has no region", c.Namespace, c.Name))
+			continue
+		}
+		byRegion[c.Region] = append(byRegion[c.Region], c.Name)
+	}
+	regions := make([]string, 0, len(byRegion))
+	for r := range byRegion {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	var mu sync.Mutex
+	count := func(op string) {
+		mu.Lock()
+		snap.Calls[op]++
+		mu.Unlock()
+		if p.opts.OnCall != nil {
+			p.opts.OnCall(op)
+		}
+	}
+	for _, region := range regions {
+		rc, err := p.clients(ctx, region, count)
+		if err != nil {
+			snap.Complete = false
+			snap.Errors = append(snap.Errors, fmt.Errorf("region %s: %w", region, err))
+			continue
+		}
+		names := unique(byRegion[region])
+		for start := 0; start < len(names); start += maxFilterValues {
+			batch := names[start:min(start+maxFilterValues, len(names))]
+			if err := p.instances(ctx, rc, region, batch, snap); err != nil {
+				snap.Complete = false
+				snap.Errors = append(snap.Errors, fmt.Errorf("region %s: DescribeInstances: %w", region, err))
+			}
+			if err := p.groups(ctx, rc, region, batch, snap); err != nil {
+				snap.Complete = false
+				snap.Errors = append(snap.Errors, fmt.Errorf("region %s: DescribeAutoScalingGroups: %w", region, err))
+			}
+		}
+	}
+	if !snap.Complete && len(snap.Instances) == 0 && len(snap.Pools) == 0 && len(snap.Errors) > 0 {
+		return snap, errors.Join(snap.Errors...)
+	}
+	return snap, nil
+}
+
+func (p *Provider) clients(ctx context.Context, region string, count func(string)) (*regionClients, error) {
+	cfg, err := p.opts.LoadConfig(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	counter := func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("driftdCallCounter",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				count(middleware.GetOperationName(ctx))
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	}
+	// Clients are made anew per snapshot so that credentials and endpoints set in the environment
+	// since the last cycle apply; the SDK caches credentials itself.
+	return &regionClients{
+		ec2: ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.APIOptions = append(o.APIOptions, counter) }),
+		asg: autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.APIOptions = append(o.APIOptions, counter) }),
+	}, nil
+}
+
+func tagKeys(names []string) []string {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = ClusterTagPrefix + n
+	}
+	return keys
+}
+
+// instances lists every instance carrying one of the clusters' tags, in every state.
+func (p *Provider) instances(ctx context.Context, rc *regionClients, region string, names []string, snap *infra.Snapshot) error {
+	pages := ec2.NewDescribeInstancesPaginator(rc.ec2, &ec2.DescribeInstancesInput{
+		Filters:    []ec2types.Filter{{Name: aws.String("tag-key"), Values: tagKeys(names)}},
+		MaxResults: aws.Int32(p.opts.PageSize),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				snap.Instances = append(snap.Instances, instance(region, i))
+			}
+		}
+	}
+	return nil
+}
+
+func instance(region string, i ec2types.Instance) infra.Instance {
+	tags := map[string]string{}
+	for _, t := range i.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	zone := ""
+	if i.Placement != nil {
+		zone = aws.ToString(i.Placement.AvailabilityZone)
+	}
+	inst := infra.Instance{
+		Provider: infra.ProviderAWS, ID: aws.ToString(i.InstanceId), Region: region, Zone: zone,
+		Type: string(i.InstanceType), Image: aws.ToString(i.ImageId), State: state(i.State),
+		Role: tags[RoleTag], MachineName: tags[MachineNameTag], Name: tags["Name"], Tags: tags,
+		Pool: tags["aws:autoscaling:groupName"],
+	}
+	inst.ProviderID = infra.AWSProviderID(zone, inst.ID)
+	if i.LaunchTime != nil {
+		inst.LaunchTime = *i.LaunchTime
+	}
+	for k := range tags {
+		if name, ok := strings.CutPrefix(k, ClusterTagPrefix); ok {
+			inst.Cluster = name
+		}
+	}
+	return inst
+}
+
+func state(s *ec2types.InstanceState) string {
+	if s == nil {
+		return ""
+	}
+	switch s.Name {
+	case ec2types.InstanceStateNameRunning:
+		return infra.StateRunning
+	case ec2types.InstanceStateNamePending:
+		return infra.StatePending
+	case ec2types.InstanceStateNameStopped:
+		return infra.StateStopped
+	case ec2types.InstanceStateNameStopping:
+		return infra.StateStopping
+	case ec2types.InstanceStateNameTerminated, ec2types.InstanceStateNameShuttingDown:
+		return infra.StateTerminated
+	}
+	return string(s.Name)
+}
+
+// groups lists the Auto Scaling groups carrying one of the clusters' tags.
+func (p *Provider) groups(ctx context.Context, rc *regionClients, region string, names []string, snap *infra.Snapshot) error {
+	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(rc.asg, &autoscaling.DescribeAutoScalingGroupsInput{
+		Filters:    []asgtypes.Filter{{Name: aws.String("tag-key"), Values: tagKeys(names)}},
+		MaxRecords: aws.Int32(100),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range page.AutoScalingGroups {
+			pool := infra.NodePool{
+				Provider: infra.ProviderAWS, Name: aws.ToString(g.AutoScalingGroupName), Region: region,
+				Desired: aws.ToInt32(g.DesiredCapacity), Min: aws.ToInt32(g.MinSize), Max: aws.ToInt32(g.MaxSize),
+			}
+			for _, t := range g.Tags {
+				if name, ok := strings.CutPrefix(aws.ToString(t.Key), ClusterTagPrefix); ok {
+					pool.Cluster = name
+				}
+			}
+			for _, i := range g.Instances {
+				pool.Members = append(pool.Members, aws.ToString(i.InstanceId))
+			}
+			snap.Pools = append(snap.Pools, pool)
+		}
+	}
+	return nil
+}
+
+// RestorePool sets an Auto Scaling group's desired, min and max sizes (UpdateAutoScalingGroup).
+// desired nil leaves the desired capacity to whoever manages it.
+func (p *Provider) RestorePool(ctx context.Context, region, name string, desired *int32, minSize, maxSize int32) error {
+	rc, err := p.clients(ctx, region, func(op string) {
+		if p.opts.OnCall != nil {
+			p.opts.OnCall(op)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	_, err = rc.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(name), DesiredCapacity: desired,
+		MinSize: aws.Int32(minSize), MaxSize: aws.Int32(maxSize),
+	})
+	if err != nil {
+		return fmt.Errorf("UpdateAutoScalingGroup %s in %s: %w", name, region, err)
+	}
+	return nil
+}
+
+func unique(ss []string) []string {
+	sort.Strings(ss)
+	out := ss[:0]
+	for i, s := range ss {
+		if i == 0 || s != ss[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,184 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/driftd/driftd/internal/infra"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+// cloud is moto with the SDK's standard variables pointing at it, as an emulator needs no more.
+func cloud(tb testing.TB) *testenv.Moto {
+	tb.Helper()
+	m := testenv.RequireMoto(tb)
+	tb.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
+	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	return m
+}
+
+// launch starts count instances of a cluster in region with CAPA's tags, one reservation each
+// as CAPA launches them, and returns their IDs.
+func launch(tb testing.TB, m *testenv.Moto, region, cluster, role string, count int32, extra ...ec2types.Tag) []string {
+	tb.Helper()
+	ctx := context.Background()
+	cfg, err := m.AWSConfig(ctx, region)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := ec2.NewFromConfig(cfg)
+	images, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(images.Images) == 0 {
+		tb.Fatalf("no image to launch: %v", err)
+	}
+	tags := append([]ec2types.Tag{
+		{Key: aws.String(ClusterTagPrefix + cluster), Value: aws.String("owned")},
+		{Key: aws.String(RoleTag), Value: aws.String(role)},
+	}, extra...)
+	var ids []string
+	for range count {
+		out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{
+			ImageId: images.Images[0].ImageId, InstanceType: ec2types.InstanceTypeM5Large,
+			MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+			Placement:         &ec2types.Placement{AvailabilityZone: aws.String(region + "a")},
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
+		})
+		if err != nil {
+			tb.Fatalf("RunInstances: %v", err)
+		}
+		ids = append(ids, aws.ToString(out.Instances[0].InstanceId))
+	}
+	return ids
+}
+
+func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
+	ctx := context.Background()
+	m := cloud(t)
+	prod := launch(t, m, "eu-west-1", "prod", "node", 12, ec2types.Tag{Key: aws.String(MachineNameTag), Value: aws.String("fleet/prod-md-0-abc")})
+	launch(t, m, "eu-west-1", "prod", "control-plane", 1)
+	launch(t, m, "us-east-1", "edge", "node", 3)
+	launch(t, m, "eu-west-1", "not-in-scope", "node", 4)
+
+	// An Auto Scaling group of prod's AWSMachinePool.
+	cfg, _ := m.AWSConfig(ctx, "eu-west-1")
+	images, _ := ec2.NewFromConfig(cfg).DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("prod-pool"),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: images.Images[0].ImageId, InstanceType: ec2types.InstanceTypeM5Large},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String("prod-pool"), MinSize: aws.Int32(1), MaxSize: aws.Int32(6), DesiredCapacity: aws.Int32(2),
+		AvailabilityZones: []string{"eu-west-1a"},
+		LaunchTemplate:    &asgtypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("prod-pool")},
+		Tags: []asgtypes.Tag{{Key: aws.String(ClusterTagPrefix + "prod"), Value: aws.String("owned"), PropagateAtLaunch: aws.Bool(true)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := New(Options{PageSize: 5})
+	snap, err := p.Snapshot(ctx, []infra.Cluster{
+		{Name: "prod", Namespace: "fleet", Region: "eu-west-1"},
+		{Name: "edge", Namespace: "fleet", Region: "us-east-1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Complete {
+		t.Fatalf("snapshot incomplete: %v", snap.Errors)
+	}
+	perCluster := map[string]int{}
+	for _, i := range snap.Instances {
+		perCluster[i.Cluster]++
+	}
+	// prod: 12 nodes + 1 control plane + the group's 2 instances (they carry the propagated tag).
+	if diff := cmp.Diff(map[string]int{"prod": 15, "edge": 3}, perCluster); diff != "" {
+		t.Errorf("instances per cluster (-want +got):\n%s", diff)
+	}
+	var got infra.Instance
+	for _, i := range snap.Instances {
+		if i.ID == prod[0] {
+			got = i
+		}
+	}
+	if got.MachineName != "fleet/prod-md-0-abc" || got.Role != "node" || got.Type != "m5.large" || got.State != infra.StateRunning ||
+		got.Zone != "eu-west-1a" || got.ProviderID != "aws:///eu-west-1a/"+prod[0] || got.LaunchTime.IsZero() {
+		t.Errorf("instance %s = %+v", prod[0], got)
+	}
+	if len(snap.Pools) != 1 || snap.Pools[0].Name != "prod-pool" || snap.Pools[0].Cluster != "prod" ||
+		snap.Pools[0].Desired != 2 || snap.Pools[0].Min != 1 || snap.Pools[0].Max != 6 || len(snap.Pools[0].Members) != 2 {
+		t.Errorf("pools = %+v", snap.Pools)
+	}
+	// 15 instances at 5 a page in eu-west-1 and 3 in us-east-1: 3 + 1 pages. (moto pages by
+	// reservation, and the group launched its 2 together; a final empty page may follow a full one.)
+	if n := snap.Calls["DescribeInstances"]; n < 4 || n > 5 {
+		t.Errorf("DescribeInstances calls = %d, want the 4 pages (5 with a trailing empty page)", n)
+	}
+}
+
+func TestSnapshotOfAStoppedCloudFails(t *testing.T) {
+	m := cloud(t)
+	launch(t, m, "eu-west-1", "prod", "node", 1)
+	m.Stop()
+	p := New(Options{MaxAttempts: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	snap, err := p.Snapshot(ctx, []infra.Cluster{{Name: "prod", Region: "eu-west-1"}})
+	if err == nil {
+		t.Fatal("a snapshot of a stopped cloud succeeded")
+	}
+	if snap != nil && snap.Complete {
+		t.Error("a failed snapshot says it is complete")
+	}
+}
+
+// BenchmarkSnapshotCalls counts the API calls of a snapshot of 50, 500 and 2,000 instances across
+// two regions and 20 clusters: they follow pages (1,000 instances a page), not machines.
+func BenchmarkSnapshotCalls(b *testing.B) {
+	for _, n := range []int32{50, 500, 2000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			m := cloud(b)
+			var clusters []infra.Cluster
+			for c := range 20 {
+				region := []string{"eu-west-1", "us-east-1"}[c%2]
+				name := fmt.Sprintf("c%02d", c)
+				launch(b, m, region, name, "node", n/20)
+				clusters = append(clusters, infra.Cluster{Name: name, Region: region})
+			}
+			p := New(Options{})
+			var snap *infra.Snapshot
+			b.ResetTimer()
+			for range b.N {
+				var err error
+				if snap, err = p.Snapshot(context.Background(), clusters); err != nil || !snap.Complete {
+					b.Fatalf("snapshot: %v %v", err, snap.Errors)
+				}
+			}
+			b.StopTimer()
+			if len(snap.Instances) != int(n) {
+				b.Fatalf("%d instances found, want %d", len(snap.Instances), n)
+			}
+			ops := make([]string, 0, len(snap.Calls))
+			for op := range snap.Calls {
+				ops = append(ops, op)
+			}
+			sort.Strings(ops)
+			for _, op := range ops {
+				b.ReportMetric(float64(snap.Calls[op]), op+"-calls/op")
+			}
+		})
+	}
+}
