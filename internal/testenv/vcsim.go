@@ -2,11 +2,13 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"net/url"
 	"testing"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/soap"
 )
 
 // VCSim is govmomi's vSphere simulator, serving a vCenter API on a loopback port in-process.
@@ -30,6 +32,7 @@ func StartVCSim(configure func(*simulator.Model)) (*VCSim, error) {
 		model.Remove()
 		return nil, err
 	}
+	model.Service.TLS = new(tls.Config) // serve HTTPS, as a vCenter does, so thumbprints are checked
 	server := model.Service.NewServer()
 	return &VCSim{URL: server.URL, Model: model, server: server}, nil
 }
@@ -54,4 +57,22 @@ func RequireVCSim(tb testing.TB, configure func(*simulator.Model)) *VCSim {
 	}
 	tb.Cleanup(v.Stop)
 	return v
+}
+
+// Thumbprint is the SHA-1 thumbprint of the simulator's TLS certificate, as a VSphereCluster's
+// spec.thumbprint holds it.
+func (v *VCSim) Thumbprint() string {
+	return soap.ThumbprintSHA1(v.server.Certificate())
+}
+
+// VMs lists the simulator's VMs with their config, read from its model.
+func (v *VCSim) VMs(ctx context.Context) ([]*simulator.VirtualMachine, error) {
+	reg := v.Model.Map()
+	var out []*simulator.VirtualMachine
+	for _, ref := range reg.All("VirtualMachine") {
+		if vm, ok := reg.Get(ref.Reference()).(*simulator.VirtualMachine); ok {
+			out = append(out, vm)
+		}
+	}
+	return out, nil
 }

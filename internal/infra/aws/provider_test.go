@@ -84,7 +84,7 @@ func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
 		AutoScalingGroupName: aws.String("prod-pool"), MinSize: aws.Int32(1), MaxSize: aws.Int32(6), DesiredCapacity: aws.Int32(2),
 		AvailabilityZones: []string{"eu-west-1a"},
 		LaunchTemplate:    &asgtypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("prod-pool")},
-		Tags: []asgtypes.Tag{{Key: aws.String(ClusterTagPrefix + "prod"), Value: aws.String("owned"), PropagateAtLaunch: aws.Bool(true)}},
+		Tags:              []asgtypes.Tag{{Key: aws.String(ClusterTagPrefix + "prod"), Value: aws.String("owned"), PropagateAtLaunch: aws.Bool(true)}},
 	}); err != nil {
 		t.Fatal(err)
 	}
