@@ -21,12 +21,14 @@ type commonOptions struct {
 	source  sourceOptions
 	cluster clusterOptions
 	drift   driftOptions
+	cloud   cloudOptions
 }
 
 func (o *commonOptions) bind(fs *pflag.FlagSet) {
 	o.source.bind(fs)
 	o.cluster.bind(fs)
 	o.drift.bind(fs)
+	o.cloud.bind(fs)
 }
 
 // complete reads the config file into the flags the command line left unset and validates.
@@ -39,6 +41,9 @@ func (o *commonOptions) complete(cmd *cobra.Command) error {
 		return fmt.Errorf("config file %s: %w", o.drift.configFile, err)
 	}
 	if _, err := o.drift.policy(); err != nil {
+		return err
+	}
+	if err := o.cloud.validate(); err != nil {
 		return err
 	}
 	return o.source.Validate()
@@ -80,6 +85,19 @@ func (o *commonOptions) parts() (*parts, error) {
 	}
 	policy, _ := o.drift.policy()
 	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
-		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner,
+		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Cloud: o.cloud.engineOptions(),
 	}}, nil
+}
+
+// withCloud runs the cloud comparison after a spec pass when providers are configured, and merges
+// its findings and errors into res.
+func withCloud(res *engine.Result, cloud func() (*engine.Result, error), providers []string) (*engine.Result, error) {
+	if len(providers) == 0 {
+		return res, nil
+	}
+	c, err := cloud()
+	if err != nil {
+		return nil, err
+	}
+	return res.Merge(c), nil
 }

@@ -11,6 +11,10 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/infra"
+	"github.com/driftd/driftd/internal/infra/aws"
+	"github.com/driftd/driftd/internal/infra/vsphere"
 	"github.com/driftd/driftd/internal/source"
 )
 
@@ -93,4 +97,53 @@ func podNamespace() string {
 		return string(b)
 	}
 	return "driftd-system"
+}
+
+// cloudOptions say which clouds to compare with and what driftd may do there.
+type cloudOptions struct {
+	providers         []string
+	writes            bool
+	budget            int
+	grace             time.Duration
+	identityNamespace string
+}
+
+func (o *cloudOptions) bind(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&o.providers, "provider", nil, "cloud inventories to compare Machines with: aws, vsphere (repeat or comma-separate; none: spec drift only)")
+	fs.BoolVar(&o.writes, "cloud-writes", false, "restore an Auto Scaling group's desired/min/max when they drift from its MachinePool")
+	fs.IntVar(&o.budget, "max-replacements", 1, "Machine replacements in flight at most per MachineDeployment, MachineSet or control plane")
+	fs.DurationVar(&o.grace, "unmanaged-grace", 10*time.Minute, "age before an instance no Machine references is reported (provisioning takes a while)")
+	fs.StringVar(&o.identityNamespace, "vsphere-identity-namespace", "capv-system", "namespace of the Secrets that VSphereClusterIdentities name (CAPV's namespace)")
+}
+
+func (o *cloudOptions) validate() error {
+	for _, p := range o.providers {
+		if p != infra.ProviderAWS && p != infra.ProviderVSphere {
+			return fmt.Errorf("--provider %q: use aws or vsphere", p)
+		}
+	}
+	if o.budget < 1 {
+		return fmt.Errorf("--max-replacements must be at least 1, got %d", o.budget)
+	}
+	if o.grace < 0 {
+		return fmt.Errorf("--unmanaged-grace must not be negative, got %s", o.grace)
+	}
+	return nil
+}
+
+// engineOptions turns the flags into the engine's cloud options with the providers they name.
+func (o *cloudOptions) engineOptions() engine.CloudOptions {
+	c := engine.CloudOptions{Writes: o.writes, Budget: o.budget, Grace: o.grace, IdentityNamespace: o.identityNamespace}
+	if c.Grace == 0 {
+		c.Grace = time.Nanosecond // 0 on the command line means at once
+	}
+	for _, p := range o.providers {
+		switch p {
+		case infra.ProviderAWS:
+			c.Inventories = append(c.Inventories, aws.New(aws.Options{}))
+		case infra.ProviderVSphere:
+			c.Inventories = append(c.Inventories, vsphere.New(vsphere.Options{}))
+		}
+	}
+	return c
 }

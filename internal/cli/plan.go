@@ -55,6 +55,9 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if res, err = withCloud(res, func() (*engine.Result, error) { return e.PlanCloud(cmd.Context()) }, o.cloud.providers); err != nil {
+		return err
+	}
 	out := cmd.OutOrStdout()
 	if o.output == "json" {
 		err = writeJSON(out, res)

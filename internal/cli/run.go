@@ -32,6 +32,7 @@ import (
 type runOptions struct {
 	commonOptions
 	interval         time.Duration
+	cloudInterval    time.Duration
 	metricsAddr      string
 	probeAddr        string
 	leaderElect      bool
@@ -57,12 +58,16 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 			if o.interval <= 0 {
 				return fmt.Errorf("--interval must be positive, got %s", o.interval)
 			}
+			if o.cloudInterval <= 0 {
+				return fmt.Errorf("--cloud-interval must be positive, got %s", o.cloudInterval)
+			}
 			return o.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
 	o.bind(fs)
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "time between full cycles (watched objects are re-checked as soon as they change)")
+	fs.DurationVar(&o.cloudInterval, "cloud-interval", 2*time.Minute, "time between comparisons with the cloud inventory (with --provider)")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
@@ -121,7 +126,11 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		Metrics: daemonMetrics(),
 		Log:     logger.WithName("engine"),
 	})
-	loop := engine.NewLoop(e, mgr.GetCache(), o.interval, logger.WithName("loop"))
+	cloudInterval := o.cloudInterval
+	if len(o.cloud.providers) == 0 {
+		cloudInterval = 0
+	}
+	loop := engine.NewLoop(e, mgr.GetCache(), o.interval, cloudInterval, logger.WithName("loop"))
 	if err := mgr.Add(loop); err != nil {
 		return err
 	}
@@ -159,6 +168,9 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 	})
 	res, err := e.Cycle(ctx)
 	if err != nil {
+		return err
+	}
+	if res, err = withCloud(res, func() (*engine.Result, error) { return e.CloudCycle(ctx) }, o.cloud.providers); err != nil {
 		return err
 	}
 	if err := writeTable(out, res); err != nil {

@@ -84,7 +84,7 @@ func (e *Engine) eventTarget(ctx context.Context, key diff.Key, f diff.Finding) 
 
 // report writes the summary and the metrics of the cycle: the drift that remains after it.
 func (e *Engine) report(ctx context.Context, res *Result) {
-	remaining := res.Remaining()
+	remaining := append(res.Remaining(), e.cloudRemaining...)
 	e.deps.Metrics.SetDrift(remaining)
 	if e.deps.Status == nil {
 		return

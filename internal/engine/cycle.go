@@ -42,6 +42,19 @@ func (r *Result) Remaining() []diff.Finding {
 	return out
 }
 
+// Merge appends other's findings and errors to r and returns r.
+func (r *Result) Merge(other *Result) *Result {
+	r.Findings = append(r.Findings, other.Findings...)
+	r.Errors = append(r.Errors, other.Errors...)
+	for k := range other.corrected {
+		if r.corrected == nil {
+			r.corrected = map[diff.Key]bool{}
+		}
+		r.corrected[k] = true
+	}
+	return r
+}
+
 // Drifted reports whether any finding calls for attention (ignored ones do not).
 func (r *Result) Drifted() bool {
 	for _, f := range r.Findings {

@@ -35,6 +35,8 @@ type Options struct {
 	// Owner is the value of diff.OwnerLabel on the objects this driftd applies; "driftd" if empty.
 	// Two driftd instances on one cluster need different owners.
 	Owner string
+	// Cloud configures the cloud layer; its zero value leaves the cloud out.
+	Cloud CloudOptions
 	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
 	// with a direct GET through Client before it is reported Missing.
 	LiveFromCache bool
@@ -85,6 +87,10 @@ type Engine struct {
 	// topologyMDs are the MachineDeployments generated from a rendered Cluster's topology, and the
 	// key of that Cluster.
 	topologyMDs map[diff.Key]diff.Key
+	// replacements are the Machine replacements the last cloud evaluation decided.
+	replacements map[diff.Key]diff.Replacement
+	// cloudRemaining are the cloud findings the last cloud cycle did not correct.
+	cloudRemaining []diff.Finding
 }
 
 // desiredObject is one rendered object, ready to dry-run and apply.

@@ -21,15 +21,16 @@ type Loop struct {
 	engine    *Engine
 	informers cache.Informers
 	interval  time.Duration
+	cloud     time.Duration
 	log       logr.Logger
 
 	queue   workqueue.TypedRateLimitingInterface[diff.Key]
 	watched map[schema.GroupVersionKind]bool
 }
 
-// NewLoop returns a Loop; add it to a manager with mgr.Add.
-func NewLoop(e *Engine, informers cache.Informers, interval time.Duration, log logr.Logger) *Loop {
-	return &Loop{engine: e, informers: informers, interval: interval, log: log, watched: map[schema.GroupVersionKind]bool{}}
+// NewLoop returns a Loop; add it to a manager with mgr.Add. cloudInterval 0 leaves the cloud out.
+func NewLoop(e *Engine, informers cache.Informers, interval, cloudInterval time.Duration, log logr.Logger) *Loop {
+	return &Loop{engine: e, informers: informers, interval: interval, cloud: cloudInterval, log: log, watched: map[schema.GroupVersionKind]bool{}}
 }
 
 // NeedLeaderElection is true: only the leader compares and corrects.
@@ -43,6 +44,9 @@ func (l *Loop) Start(ctx context.Context) error {
 	defer l.queue.ShutDown()
 	go l.work(ctx)
 
+	if l.cloud > 0 {
+		go l.cloudLoop(ctx)
+	}
 	ticker := time.NewTicker(l.interval)
 	defer ticker.Stop()
 	for {
@@ -52,6 +56,28 @@ func (l *Loop) Start(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		}
+	}
+}
+
+// cloudLoop compares with the cloud every cloud interval, once the fleet has been rendered.
+func (l *Loop) cloudLoop(ctx context.Context) {
+	ticker := time.NewTicker(l.cloud)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		res, err := l.engine.CloudCycle(ctx)
+		if err != nil {
+			l.log.Error(err, "Cloud cycle failed")
+			continue
+		}
+		for _, err := range res.Errors {
+			l.log.Error(err, "Cloud cycle trouble")
+		}
+		l.log.Info("Cloud cycle done", "drifted", len(res.Findings))
 	}
 }
 

@@ -71,6 +71,12 @@ func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
 	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", fmt.Sprintf("%s corrected by %s: %s", f.Class, f.Action, FieldList(f.Fields)))
 }
 
+// Replaced announces that a Machine's replacement was requested (annotated for its
+// MachineHealthCheck, or deleted for its MachineSet).
+func (e *Events) Replaced(obj runtime.Object, f diff.Finding, method string) {
+	e.emit(obj, "Normal", ReasonMachineReplacementRequested, "Replace", fmt.Sprintf("%s: replacement by %s; %s", Describe(f), method, f.Reason))
+}
+
 // Failed announces a correction the API server refused, with its error.
 func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err error) {
 	e.Forget(key) // the next cycle announces the drift (and tries) again
@@ -109,6 +115,9 @@ func Describe(f diff.Finding) string {
 	}
 	if f.File != "" {
 		sb.WriteString(" (from " + f.File + ")")
+	}
+	if f.Instance != nil {
+		sb.WriteString(fmt.Sprintf(": instance %s (%s)", f.Instance.ProviderID, orUnknown(f.Instance.State)))
 	}
 	if len(f.Fields) > 0 {
 		sb.WriteString(": " + FieldList(f.Fields))
@@ -165,4 +174,11 @@ func fingerprint(f diff.Finding) uint64 {
 	sort.Strings(paths)
 	h.Write([]byte(strings.Join(paths, ",")))
 	return h.Sum64()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "state unknown"
+	}
+	return s
 }
