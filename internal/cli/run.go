@@ -12,8 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -151,18 +149,11 @@ func ptr[T any](v T) *T { return &v }
 var daemonMetrics = sync.OnceValue(func() *report.Metrics { return report.NewMetrics(ctrlmetrics.Registry) })
 
 // runOnce runs a single cycle against the API directly (no cache, no leader election) and prints
-// its findings as `plan` does.
+// its findings as `plan` does. Its Events are written before it returns.
 func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logger logr.Logger) error {
-	clientset, err := kubernetes.NewForConfig(p.cfg)
-	if err != nil {
-		return err
-	}
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
-	broadcaster.StartRecordingToSink(ctx.Done())
-	defer broadcaster.Shutdown()
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
-		Events: report.NewEvents(broadcaster.NewRecorder(p.scheme, report.ReportingController)),
+		Events: report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
 		Status: report.NewStatus(p.client, o.namespace),
 		Log:    logger.WithName("engine"),
 	})

@@ -41,7 +41,7 @@ type Options struct {
 	OnCall func(operation string)
 	// PageSize is DescribeInstances' MaxResults (5 to 1000); 1000 when zero.
 	PageSize int32
-	// MaxAttempts bounds the retries of a throttled or failing call; 8 when zero.
+	// MaxAttempts bounds the tries of a throttled or failing call; 5 when zero.
 	MaxAttempts int
 	// LoadConfig loads the SDK configuration of a region; config.LoadDefaultConfig when nil.
 	LoadConfig func(ctx context.Context, region string) (aws.Config, error)
@@ -65,7 +65,7 @@ func New(opts Options) *Provider {
 		opts.PageSize = 1000
 	}
 	if opts.MaxAttempts == 0 {
-		opts.MaxAttempts = 8
+		opts.MaxAttempts = 5
 	}
 	if opts.LoadConfig == nil {
 		attempts := opts.MaxAttempts
@@ -75,7 +75,7 @@ func New(opts Options) *Provider {
 				// with jittered exponential backoff.
 				return retry.NewStandard(func(o *retry.StandardOptions) {
 					o.MaxAttempts = attempts
-					o.MaxBackoff = 20 * time.Second
+					o.MaxBackoff = 5 * time.Second
 				})
 			}))
 		}
@@ -125,6 +125,7 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 			if err := p.instances(ctx, rc, region, batch, snap); err != nil {
 				snap.Complete = false
 				snap.Errors = append(snap.Errors, fmt.Errorf("region %s: DescribeInstances: %w", region, err))
+				continue // the region does not answer: asking it more only delays the cycle
 			}
 			if err := p.groups(ctx, rc, region, batch, snap); err != nil {
 				snap.Complete = false
