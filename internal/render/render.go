@@ -68,6 +68,22 @@ func Render(root, dir string) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Errors: refused}
+	if entries, fields, ok := r.splitEntries(target); ok {
+		objs, errs, err := r.buildSplit(target, entries, fields)
+		if err != nil {
+			return nil, err
+		}
+		res.Errors = append(res.Errors, errs...)
+		res.Partial = len(res.Errors) > 0
+		if len(objs) == 0 {
+			if len(errs) > 0 {
+				return nil, errors.Join(res.Errors...)
+			}
+			return res, ErrEmptyRender
+		}
+		res.Objects = objs
+		return res, nil
+	}
 	objs, err := r.build(target)
 	if err != nil {
 		dropped, isoErr := r.isolate(target)
@@ -95,8 +111,12 @@ type renderer struct {
 }
 
 func (r *renderer) build(dir string) ([]Object, error) {
+	return r.buildWith(dir, types.LoadRestrictionsRootOnly)
+}
+
+func (r *renderer) buildWith(dir string, restrictions types.LoadRestrictions) ([]Object, error) {
 	k := krusty.MakeKustomizer(&krusty.Options{
-		LoadRestrictions: types.LoadRestrictionsRootOnly,
+		LoadRestrictions: restrictions,
 		PluginConfig:     types.DisabledPluginConfig(),
 	})
 	rm, err := k.Run(r.fs, dir)
