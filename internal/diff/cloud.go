@@ -69,7 +69,13 @@ type CloudInput struct {
 // yet: PlanReplacements and the node-pool policy decide it.
 func CloudFindings(in CloudInput) []Finding {
 	var out []Finding
-	referenced := map[string]bool{} // provider/id
+	referenced := map[string]bool{}       // provider/id
+	index := map[string]*infra.Instance{} // provider/id, lower-cased: one pass, so matching stays linear
+	for provider, snap := range in.Snapshots {
+		for i := range snap.Instances {
+			index[provider+"/"+strings.ToLower(snap.Instances[i].ID)] = &snap.Instances[i]
+		}
+	}
 	for _, cm := range in.Machines {
 		pid, _, _ := unstructured.NestedString(cm.Machine.Object, "spec", "providerID")
 		if pid == "" {
@@ -79,12 +85,11 @@ func CloudFindings(in CloudInput) []Finding {
 		if err != nil {
 			continue
 		}
-		referenced[provider+"/"+id] = true
-		snap, ok := in.Snapshots[provider]
-		if !ok {
+		referenced[provider+"/"+strings.ToLower(id)] = true
+		if _, ok := in.Snapshots[provider]; !ok {
 			continue
 		}
-		inst := find(snap, id)
+		inst := index[provider+"/"+strings.ToLower(id)]
 		cluster, _, _ := unstructured.NestedString(cm.Machine.Object, "spec", "clusterName")
 		f := Finding{Layer: LayerCloud, Cluster: cluster, Object: RefOf(cm.Machine)}
 		switch {
@@ -108,7 +113,7 @@ func CloudFindings(in CloudInput) []Finding {
 	for provider, snap := range in.Snapshots {
 		for i := range snap.Instances {
 			inst := &snap.Instances[i]
-			if referenced[provider+"/"+inst.ID] || inst.State == infra.StateTerminated || !in.Clusters[inst.Cluster] {
+			if referenced[provider+"/"+strings.ToLower(inst.ID)] || inst.State == infra.StateTerminated || !in.Clusters[inst.Cluster] {
 				continue
 			}
 			if inst.LaunchTime.IsZero() || in.Now.Sub(inst.LaunchTime) < in.Grace {
@@ -124,15 +129,6 @@ func CloudFindings(in CloudInput) []Finding {
 	}
 	out = append(out, poolFindings(in)...)
 	return out
-}
-
-func find(snap *infra.Snapshot, id string) *infra.Instance {
-	for i := range snap.Instances {
-		if strings.EqualFold(snap.Instances[i].ID, id) {
-			return &snap.Instances[i]
-		}
-	}
-	return nil
 }
 
 // machineRunning reports whether a Machine counts as running (phase Running), so that a stopped

@@ -88,3 +88,25 @@ func TestClusterOfFolder(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSnapshot reads 1,000 VMs from the simulator: one container view and one retrieve.
+func BenchmarkSnapshot(b *testing.B) {
+	sim := testenv.RequireVCSim(b, func(m *simulator.Model) { m.Host, m.Machine = 0, 1000 })
+	p := New(Options{})
+	clusters := []infra.Cluster{target(b, sim, "edge", "/DC0/vm")}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var snap *infra.Snapshot
+	for range b.N {
+		var err error
+		if snap, err = p.Snapshot(context.Background(), clusters); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if len(snap.Instances) != 1000 {
+		b.Fatalf("%d VMs read, want 1000", len(snap.Instances))
+	}
+	b.ReportMetric(float64(snap.Calls["RetrievePropertiesEx"]), "retrieves/op")
+	b.ReportMetric(float64(snap.Calls["ContinueRetrievePropertiesEx"]), "continues/op")
+}
