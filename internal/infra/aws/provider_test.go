@@ -146,16 +146,16 @@ func TestSnapshotOfAStoppedCloudFails(t *testing.T) {
 }
 
 // BenchmarkSnapshotCalls counts the API calls of a snapshot of 50, 500 and 2,000 instances across
-// two regions and 20 clusters: they follow pages (1,000 instances a page), not machines.
+// two regions and 10 clusters: they follow pages (1,000 instances a page), not machines.
 func BenchmarkSnapshotCalls(b *testing.B) {
 	for _, n := range []int32{50, 500, 2000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			m := cloud(b)
 			var clusters []infra.Cluster
-			for c := range 20 {
+			for c := range 10 {
 				region := []string{"eu-west-1", "us-east-1"}[c%2]
 				name := fmt.Sprintf("c%02d", c)
-				launch(b, m, region, name, "node", n/20)
+				launch(b, m, region, name, "node", n/10)
 				clusters = append(clusters, infra.Cluster{Name: name, Region: region})
 			}
 			p := New(Options{})
