@@ -3,6 +3,7 @@
 package testbed
 
 import (
+	"os"
 	"testing"
 
 	"github.com/driftd/driftd/internal/testenv"
@@ -11,5 +12,8 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		startControlPlaneAndHang()
+	}
 	testenv.Main(m, func(e *testenv.Env) { env = e })
 }

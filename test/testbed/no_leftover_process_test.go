@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,13 +19,10 @@ import (
 // plane, kills it with SIGKILL (as a test timeout or a crash would: no cleanup runs) and checks
 // that its kube-apiserver goes away too.
 func TestControlPlaneDiesWithAKilledTestBinary(t *testing.T) {
-	if os.Getenv("DRIFTD_TESTBED_HELPER") == "1" {
-		t.Skip("running as the helper, not the test")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperStartControlPlaneAndHang$", "-test.v")
-	cmd.Env = append(os.Environ(), "DRIFTD_TESTBED_HELPER=1")
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -59,16 +57,18 @@ func TestControlPlaneDiesWithAKilledTestBinary(t *testing.T) {
 	}
 }
 
-// TestHelperStartControlPlaneAndHang is the process TestControlPlaneDiesWithAKilledTestBinary kills.
-func TestHelperStartControlPlaneAndHang(t *testing.T) {
-	if os.Getenv("DRIFTD_TESTBED_HELPER") != "1" {
-		t.Skip("a helper process of TestControlPlaneDiesWithAKilledTestBinary")
-	}
+// helperEnv makes the test binary start a control plane, print its address and wait to be
+// killed, instead of running the tests (see TestMain).
+const helperEnv = "DRIFTD_TESTBED_HELPER"
+
+// startControlPlaneAndHang is the process TestControlPlaneDiesWithAKilledTestBinary kills.
+func startControlPlaneAndHang() {
 	e, err := testenv.Start()
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	os.Stdout.WriteString("APISERVER " + e.Config.Host + "\n")
+	fmt.Println("APISERVER " + e.Config.Host)
 	select {} // until killed
 }
 
