@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"sync"
 	"time"
 )
 
@@ -97,4 +98,29 @@ type Snapshot struct {
 	Errors []error
 	// Calls counts the cloud API calls made, by operation.
 	Calls map[string]int
+}
+
+// NewSnapshot returns an empty, complete snapshot of provider.
+func NewSnapshot(provider string) *Snapshot {
+	return &Snapshot{Provider: provider, Complete: true, Calls: map[string]int{}}
+}
+
+// Fail records what could not be read: the snapshot is no longer complete.
+func (s *Snapshot) Fail(err error) {
+	s.Complete = false
+	s.Errors = append(s.Errors, err)
+}
+
+// CallCounter returns a function, safe for concurrent use, that counts one API call of an
+// operation in s.Calls and passes it on to onCall (when set).
+func (s *Snapshot) CallCounter(onCall func(operation string)) func(operation string) {
+	var mu sync.Mutex
+	return func(op string) {
+		mu.Lock()
+		s.Calls[op]++
+		mu.Unlock()
+		if onCall != nil {
+			onCall(op)
+		}
+	}
 }

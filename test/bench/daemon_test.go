@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +31,7 @@ func runArgs(tb testing.TB, f *fleet) []string {
 
 // waitForFirstCycle waits until driftd wrote its status, i.e. finished its first cycle, failing
 // with driftd's output if it exits or takes more than 10 minutes.
-func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *syncWriter) {
+func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *testenv.SyncBuffer) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Minute)
 	for env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, &corev1.ConfigMap{}) != nil {
@@ -54,7 +53,7 @@ func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *syncWri
 func benchDetectionLatency(b *testing.B, f *fleet) {
 	_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncWriter
+	var out testenv.SyncBuffer
 	exited := make(chan error, 1)
 	go func() { exited <- fmt.Errorf("exit %d", cli.Execute(ctx, runArgs(b, f), &out, &out)) }()
 	defer func() { cancel(); <-exited }()
@@ -123,7 +122,7 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 		args := runArgs(b, f)[1:]
 		args = append([]string{"run"}, append(args, "--interval", "5s")...)
 		cmd := exec.Command(bin, args...)
-		var out syncWriter
+		var out testenv.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -163,20 +162,3 @@ func percentile(ds []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-type syncWriter struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}

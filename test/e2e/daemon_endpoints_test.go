@@ -22,7 +22,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 	probes, metrics := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	done := make(chan int, 1)
 	args := append([]string{"run", "--namespace", ns, "--leader-elect", "--interval", "1h",
 		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, commonArgs(t, repo.Dir, "endpoints")...)

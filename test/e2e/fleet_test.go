@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -152,7 +150,7 @@ func namespace(tb testing.TB, name string) string {
 
 // driftd runs a driftd command in-process and returns its exit code, stdout and stderr.
 func driftd(ctx context.Context, args ...string) (int, string, string) {
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	code := cli.Execute(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -289,24 +287,6 @@ func hasReason(evs []string, reason string) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a running daemon.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // replaceOnce replaces old with new in s, failing the test if old is not in s exactly once.

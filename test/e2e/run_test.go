@@ -18,14 +18,14 @@ import (
 type daemon struct {
 	cancel context.CancelFunc
 	done   chan int
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 }
 
 // startRun starts `driftd run` with args and stops it when the test ends.
 func startRun(tb testing.TB, ns string, args ...string) *daemon {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
+	d := &daemon{cancel: cancel, done: make(chan int, 1), out: &testenv.SyncBuffer{}}
 	full := append([]string{"run", "--namespace", ns, "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--log-development"}, args...)
 	go func() { d.done <- cliExecute(ctx, full, d.out) }()
 	tb.Cleanup(func() {
@@ -117,6 +117,6 @@ func configMapExists(ns, name string) bool {
 	return env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &corev1.ConfigMap{}) == nil
 }
 
-func cliExecute(ctx context.Context, args []string, out *syncBuffer) int {
+func cliExecute(ctx context.Context, args []string, out *testenv.SyncBuffer) int {
 	return cli.Execute(ctx, args, out, out)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,12 +87,11 @@ func (p *Provider) Provider() string { return infra.ProviderAWS }
 
 // Snapshot reads the instances and Auto Scaling groups of clusters, region by region.
 func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error) {
-	snap := &infra.Snapshot{Provider: infra.ProviderAWS, Complete: true, Calls: map[string]int{}}
+	snap := infra.NewSnapshot(infra.ProviderAWS)
 	byRegion := map[string][]string{}
 	for _, c := range clusters {
 		if c.Region == "" {
-			snap.Complete = false
-			snap.Errors = append(snap.Errors, fmt.Errorf("AWSCluster %s/%s has no region", c.Namespace, c.Name))
+			snap.Fail(fmt.Errorf("AWSCluster %s/%s has no region", c.Namespace, c.Name))
 			continue
 		}
 		byRegion[c.Region] = append(byRegion[c.Region], c.Name)
@@ -103,33 +101,22 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 		regions = append(regions, r)
 	}
 	sort.Strings(regions)
-	var mu sync.Mutex
-	count := func(op string) {
-		mu.Lock()
-		snap.Calls[op]++
-		mu.Unlock()
-		if p.opts.OnCall != nil {
-			p.opts.OnCall(op)
-		}
-	}
+	count := snap.CallCounter(p.opts.OnCall)
 	for _, region := range regions {
 		rc, err := p.clients(ctx, region, count)
 		if err != nil {
-			snap.Complete = false
-			snap.Errors = append(snap.Errors, fmt.Errorf("region %s: %w", region, err))
+			snap.Fail(fmt.Errorf("region %s: %w", region, err))
 			continue
 		}
 		names := unique(byRegion[region])
 		for start := 0; start < len(names); start += maxFilterValues {
 			batch := names[start:min(start+maxFilterValues, len(names))]
 			if err := p.instances(ctx, rc, region, batch, snap); err != nil {
-				snap.Complete = false
-				snap.Errors = append(snap.Errors, fmt.Errorf("region %s: DescribeInstances: %w", region, err))
+				snap.Fail(fmt.Errorf("region %s: DescribeInstances: %w", region, err))
 				continue // the region does not answer: asking it more only delays the cycle
 			}
 			if err := p.groups(ctx, rc, region, batch, snap); err != nil {
-				snap.Complete = false
-				snap.Errors = append(snap.Errors, fmt.Errorf("region %s: DescribeAutoScalingGroups: %w", region, err))
+				snap.Fail(fmt.Errorf("region %s: DescribeAutoScalingGroups: %w", region, err))
 			}
 		}
 	}

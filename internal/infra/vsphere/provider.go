@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/view"
@@ -47,12 +46,11 @@ var vmProperties = []string{"name", "config.uuid", "config.hardware.numCPU", "co
 
 // Snapshot reads every VM of each vCenter the clusters live on.
 func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error) {
-	snap := &infra.Snapshot{Provider: infra.ProviderVSphere, Complete: true, Calls: map[string]int{}}
+	snap := infra.NewSnapshot(infra.ProviderVSphere)
 	byServer := map[string][]infra.Cluster{}
 	for _, c := range clusters {
 		if c.Server == "" {
-			snap.Complete = false
-			snap.Errors = append(snap.Errors, fmt.Errorf("VSphereCluster %s/%s has no server", c.Namespace, c.Name))
+			snap.Fail(fmt.Errorf("VSphereCluster %s/%s has no server", c.Namespace, c.Name))
 			continue
 		}
 		byServer[c.Server] = append(byServer[c.Server], c)
@@ -62,19 +60,10 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 		servers = append(servers, s)
 	}
 	sort.Strings(servers)
-	var mu sync.Mutex
-	count := func(op string) {
-		mu.Lock()
-		snap.Calls[op]++
-		mu.Unlock()
-		if p.opts.OnCall != nil {
-			p.opts.OnCall(op)
-		}
-	}
+	count := snap.CallCounter(p.opts.OnCall)
 	for _, server := range servers {
 		if err := p.server(ctx, server, byServer[server], snap, count); err != nil {
-			snap.Complete = false
-			snap.Errors = append(snap.Errors, fmt.Errorf("vCenter %s: %w", server, err))
+			snap.Fail(fmt.Errorf("vCenter %s: %w", server, err))
 		}
 	}
 	if !snap.Complete && len(snap.Instances) == 0 {
