@@ -118,7 +118,7 @@ func (e *Engine) refresh(ctx context.Context) (*Result, error) {
 			e.degraded = ""
 			e.commit, e.revision = co.Commit, co.Revision()
 			e.partial, e.renderErrs = rendered.Partial, rendered.Errors
-			e.setDesired(ctx, rendered.Objects)
+			e.setDesired(rendered.Objects)
 			if len(e.renderErrs) > 0 {
 				res.Errors = append(res.Errors, e.renderErrs...)
 				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that failed: %w", co.Revision(), errors.Join(e.renderErrs...)))
@@ -161,7 +161,7 @@ func (e *Engine) warn(reason string, err error) {
 
 // setDesired takes a new render: it defaults namespaces, hashes each object and checks that its
 // kind is served. An object that cannot be used is reported with its file and left out.
-func (e *Engine) setDesired(ctx context.Context, objs []render.Object) {
+func (e *Engine) setDesired(objs []render.Object) {
 	desired := make(map[diff.Key]*desiredObject, len(objs))
 	order := make([]diff.Key, 0, len(objs))
 	var errs []error
@@ -211,7 +211,6 @@ func (e *Engine) setDesired(ctx context.Context, objs []render.Object) {
 			delete(e.memo, key)
 		}
 	}
-	_ = ctx
 }
 
 // evaluateAll compares every desired object and looks for orphans.
