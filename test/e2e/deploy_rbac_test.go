@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+const serviceAccount = "system:serviceaccount:driftd-system:driftd"
+
+// TestDeployManifestsGrantEnoughAndNoMore renders config/default, applies it (a server-side dry
+// run for the workload, for real for the namespace and RBAC), then runs driftd as its
+// ServiceAccount: a correcting run, a plan, and the daemon with leader election all work, and the
+// ServiceAccount can do nothing driftd does not need.
+func TestDeployManifestsGrantEnoughAndNoMore(t *testing.T) {
+	ctx := context.Background()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(root, "config/default")
+	if err != nil || len(res.Errors) > 0 {
+		t.Fatalf("rendering config/default: %v %v", err, res.Errors)
+	}
+	kinds := map[string]bool{}
+	for _, o := range res.Objects {
+		kinds[o.GetKind()] = true
+		real := o.GetKind() == "Namespace" || o.GetObjectKind().GroupVersionKind().Group == "rbac.authorization.k8s.io" || o.GetKind() == "ServiceAccount"
+		opts := []client.PatchOption{client.FieldOwner("kubectl"), client.ForceOwnership}
+		if !real {
+			opts = append(opts, client.DryRunAll)
+		}
+		if err := env.Client.Patch(ctx, o.DeepCopy(), client.Apply, opts...); err != nil {
+			t.Errorf("%s: %s %s: %v", o.File, o.GetKind(), o.GetName(), err)
+		}
+	}
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "ConfigMap", "Secret"} {
+		if !kinds[k] {
+			t.Errorf("config/default has no %s", k)
+		}
+	}
+
+	// driftd as its ServiceAccount.
+	ns := namespace(t, "rbac-fleet")
+	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	as := func(user string) []string {
+		return []string{"--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", impersonating(t, user),
+			"--owner", "rbac", "--git-cache-dir", t.TempDir()}
+	}
+	args := as(serviceAccount)
+	runOnce(t, "driftd-system", args...)
+	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 5)
+	if code, doc, stderr := plan(t, args...); code != 2 || len(doc.Findings) != 1 {
+		t.Errorf("plan as the ServiceAccount: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
+	}
+	startRun(t, "driftd-system", append(args, "--leader-elect", "--interval", "1h", "--prune")...)
+	eventually(t, 30*time.Second, "the daemon, as the ServiceAccount, to restore the replicas", func() bool {
+		return replicas(t, ns, "prod-md-0") == 3
+	})
+
+	// The same run as a ServiceAccount without the role fails: the impersonation is in effect.
+	if code, _, stderr := driftd(ctx, append([]string{"plan"}, as("system:serviceaccount:driftd-system:nobody")...)...); code != 1 {
+		t.Errorf("plan as a ServiceAccount without any role: exit %d, want 1\n%s", code, stderr)
+	}
+
+	// ... and nothing more.
+	for _, attr := range []authorizationv1.ResourceAttributes{
+		{Verb: "list", Resource: "pods"},
+		{Verb: "create", Group: "apps", Resource: "deployments", Namespace: "default"},
+		{Verb: "update", Group: "cluster.x-k8s.io", Resource: "clusters", Namespace: ns},
+		{Verb: "create", Group: "cluster.x-k8s.io", Resource: "machines", Namespace: ns},
+		{Verb: "delete", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions"},
+		{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
+		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
+	} {
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: serviceAccount, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:driftd-system", "system:authenticated"},
+			ResourceAttributes: &attr,
+		}}
+		if err := env.Client.Create(ctx, review); err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed {
+			t.Errorf("the ServiceAccount may %s %s.%s in %q; driftd never does", attr.Verb, attr.Resource, attr.Group, attr.Namespace)
+		}
+	}
+}
+
+// impersonating writes a kubeconfig of the test bed that acts as user.
+func impersonating(tb testing.TB, user string) string {
+	tb.Helper()
+	path := env.KubeconfigFile(tb)
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = user
+	}
+	out := filepath.Join(tb.TempDir(), "kubeconfig-impersonating")
+	if err := clientcmd.WriteToFile(*cfg, out); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
