@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -46,6 +47,9 @@ func (o *commonOptions) complete(cmd *cobra.Command) error {
 	if err := o.cloud.validate(); err != nil {
 		return err
 	}
+	if _, err := labels.Parse(o.drift.shard); err != nil {
+		return fmt.Errorf("--shard %q: %w", o.drift.shard, err)
+	}
 	return o.source.Validate()
 }
 
@@ -84,8 +88,12 @@ func (o *commonOptions) parts() (*parts, error) {
 		return nil, err
 	}
 	policy, _ := o.drift.policy()
+	var shard labels.Selector
+	if o.drift.shard != "" {
+		shard, _ = labels.Parse(o.drift.shard)
+	}
 	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
-		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Cloud: o.cloud.engineOptions(),
+		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Shard: shard, Cloud: o.cloud.engineOptions(),
 	}}, nil
 }
 

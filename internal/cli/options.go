@@ -66,6 +66,7 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 
 // driftOptions say what driftd may do about drift.
 type driftOptions struct {
+	shard      string
 	mode       string
 	prune      bool
 	owner      string
@@ -74,6 +75,7 @@ type driftOptions struct {
 }
 
 func (o *driftOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.shard, "shard", "", "label selector on the Clusters (as Git labels them) this instance handles; give each shard its own --owner")
 	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
 	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled)")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")

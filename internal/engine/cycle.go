@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/render"
@@ -203,8 +204,11 @@ func (e *Engine) setDesired(objs []render.Object) {
 		plain = append(plain, obj)
 		e.gvks[obj.GroupVersionKind()] = true
 	}
-	e.desired, e.order = desired, order
 	e.clusters = diff.IndexClusters(plain)
+	if e.opts.Shard != nil {
+		desired, order = e.shard(desired, order)
+	}
+	e.desired, e.order = desired, order
 	e.renderErrs = append(e.renderErrs, errs...)
 	for key := range e.memo {
 		if _, ok := desired[key]; !ok {
@@ -266,4 +270,24 @@ func sortedFindings(m map[diff.Key]diff.Finding) []diff.Finding {
 		return a.Object.Name < b.Object.Name
 	})
 	return out
+}
+
+// shard keeps the objects of the Clusters the shard selector matches, and those of no cluster.
+func (e *Engine) shard(desired map[diff.Key]*desiredObject, order []diff.Key) (map[diff.Key]*desiredObject, []diff.Key) {
+	selected := map[string]bool{} // namespace/name of selected Clusters
+	for key, d := range desired {
+		if key.Group == "cluster.x-k8s.io" && key.Kind == "Cluster" && e.opts.Shard.Matches(labels.Set(d.obj.GetLabels())) {
+			selected[key.Namespace+"/"+key.Name] = true
+		}
+	}
+	kept := order[:0]
+	for _, key := range order {
+		cluster := e.clusters[key]
+		if cluster == "" || selected[key.Namespace+"/"+cluster] {
+			kept = append(kept, key)
+			continue
+		}
+		delete(desired, key)
+	}
+	return desired, kept
 }

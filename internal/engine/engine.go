@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,6 +36,11 @@ type Options struct {
 	// Owner is the value of diff.OwnerLabel on the objects this driftd applies; "driftd" if empty.
 	// Two driftd instances on one cluster need different owners.
 	Owner string
+	// Shard selects, by their labels in Git, the Clusters this instance handles, so that several
+	// driftd instances (each with its own Owner) split a large fleet. Objects of a Cluster it does
+	// not select are left out entirely; objects of no cluster (a ClusterClass, a namespace) are
+	// handled by every instance. Nil selects every Cluster.
+	Shard labels.Selector
 	// Cloud configures the cloud layer; its zero value leaves the cloud out.
 	Cloud CloudOptions
 	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
