@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -110,4 +113,41 @@ func impersonating(tb testing.TB, user string) string {
 		tb.Fatal(err)
 	}
 	return out
+}
+
+func TestShardOverlayRendersASecondDriftd(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(root, "config/samples/shard-a")
+	if err != nil || len(res.Errors) > 0 {
+		t.Fatalf("rendering config/samples/shard-a: %v %v", err, res.Errors)
+	}
+	var args []any
+	for _, o := range res.Objects {
+		if o.GetKind() == "Namespace" {
+			t.Errorf("the shard overlay renders a Namespace %s; it runs beside config/default", o.GetName())
+		}
+		if o.GetKind() == "Deployment" {
+			if o.GetName() != "driftd-shard-a" {
+				t.Errorf("Deployment %s, want driftd-shard-a", o.GetName())
+			}
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args, _, _ = unstructured.NestedSlice(containers[0].(map[string]any), "args")
+		}
+	}
+	got := fmt.Sprint(args)
+	for _, want := range []string{"--shard=fleet.example.com/shard=a", "--owner=driftd-shard-a", "--leader-elect"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("shard Deployment args %s lack %s", got, want)
+		}
+	}
+	ctx := context.Background()
+	namespace(t, "driftd-system") // as config/default created it
+	for _, o := range res.Objects {
+		if err := env.Client.Patch(ctx, o.DeepCopy(), client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership, client.DryRunAll); err != nil {
+			t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
 }
