@@ -24,6 +24,10 @@ help: ## List the targets
 build: ## Build bin/driftd
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/driftd ./cmd/driftd
 
+.PHONY: demo
+demo: testbin ## Watch driftd catch a kubectl scale, a resized and a powered-off VM (DEMO_KEEP=1 keeps it running)
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DEMO_KEEP=$(DEMO_KEEP) $(GO) run ./hack/demo
+
 .PHONY: testbin
 testbin: ## Build the test bed's kube-apiserver and etcd (once per pinned version)
 	@hack/testbin.sh >/dev/null

@@ -33,7 +33,7 @@ func (e *Engine) correct(ctx context.Context, res *Result) {
 			byObject[obj] = f
 		case diff.ActionDelete:
 			r := e.app.Delete(ctx, target.(*unstructured.Unstructured))
-			e.corrected(res, target, key, f, r.Err)
+			e.corrected(ctx, res, target, key, f, r.Err)
 		case diff.ActionBlocked:
 			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
 		}
@@ -41,11 +41,11 @@ func (e *Engine) correct(ctx context.Context, res *Result) {
 	for _, r := range e.app.Apply(ctx, toApply) {
 		f := byObject[r.Object]
 		key := keyOfRef(f.Object)
-		e.corrected(res, r.Object, key, f, r.Err)
+		e.corrected(ctx, res, r.Object, key, f, r.Err)
 	}
 }
 
-func (e *Engine) corrected(res *Result, target runtime.Object, key diff.Key, f diff.Finding, err error) {
+func (e *Engine) corrected(ctx context.Context, res *Result, target runtime.Object, key diff.Key, f diff.Finding, err error) {
 	if err != nil {
 		res.Errors = append(res.Errors, err)
 		e.deps.Events.Failed(target, key, f, err)
@@ -57,6 +57,14 @@ func (e *Engine) corrected(res *Result, target runtime.Object, key diff.Key, f d
 		res.corrected = map[diff.Key]bool{}
 	}
 	res.corrected[key] = true
+	// The Event is recorded on the object as it is now: its new resourceVersion keeps it apart
+	// from earlier corrections, which the Event recorder would otherwise fold into one series
+	// that keeps the first note.
+	if u, ok := target.(*unstructured.Unstructured); ok && f.Action != diff.ActionDelete {
+		if fresh, err := e.fromAPI(ctx, u); err == nil && fresh != nil {
+			target = fresh
+		}
+	}
 	e.deps.Events.Corrected(target, key, f)
 	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
 	e.deps.Log.Info("Drift corrected", "object", f.Object.String(), "class", f.Class, "action", f.Action)
