@@ -127,6 +127,12 @@ func (e *Engine) ReconcileObject(ctx context.Context, key diff.Key) error {
 	if err != nil {
 		return err
 	}
+	return e.settle(ctx, key, f)
+}
+
+// settle records the re-checked finding of one object (nil: it no longer drifts) and announces and
+// corrects it as a cycle would.
+func (e *Engine) settle(ctx context.Context, key diff.Key, f *diff.Finding) error {
 	if f == nil {
 		if _, had := e.findings[key]; had {
 			delete(e.findings, key)

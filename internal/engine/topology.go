@@ -81,15 +81,5 @@ func (e *Engine) reconcileTopology(ctx context.Context, key diff.Key) error {
 			found = &f
 		}
 	}
-	if found == nil {
-		if _, had := e.findings[key]; had {
-			delete(e.findings, key)
-			e.deps.Events.Forget(key)
-		}
-		return nil
-	}
-	e.findings[key] = *found
-	res := &Result{Revision: e.revision, Findings: []diff.Finding{*found}}
-	e.correct(ctx, res)
-	return nil
+	return e.settle(ctx, key, found)
 }
