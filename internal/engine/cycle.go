@@ -70,6 +70,11 @@ func (r *Result) Drifted() bool {
 func (e *Engine) Plan(ctx context.Context) (*Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.plan(ctx)
+}
+
+// plan is Plan for a caller that holds the lock.
+func (e *Engine) plan(ctx context.Context) (*Result, error) {
 	res, err := e.refresh(ctx)
 	if err != nil {
 		return nil, err
@@ -84,11 +89,10 @@ func (e *Engine) Cycle(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	res, err := e.refresh(ctx)
+	res, err := e.plan(ctx)
 	if err != nil {
 		return nil, err
 	}
-	e.evaluateAll(ctx, res)
 	e.correct(ctx, res)
 	e.report(ctx, res)
 	e.deps.Metrics.CycleDuration.Observe(time.Since(start).Seconds())

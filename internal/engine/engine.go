@@ -124,13 +124,6 @@ func New(opts Options, deps Deps) *Engine {
 	}
 }
 
-// Revision is the revision of the last good render, or "".
-func (e *Engine) Revision() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.revision
-}
-
 // Tracks reports whether key is a rendered object, so a watch knows which changes matter.
 func (e *Engine) Tracks(key diff.Key) bool {
 	e.mu.Lock()

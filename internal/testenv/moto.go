@@ -146,3 +146,13 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// UseFromEnvironment points the AWS SDK's standard variables at the server for the rest of the
+// test (AWS_ENDPOINT_URL, fixed credentials, no instance metadata), as an emulator is used with any
+// tool: the code under test needs no setting of its own.
+func (m *Moto) UseFromEnvironment(tb testing.TB) {
+	tb.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
+	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}

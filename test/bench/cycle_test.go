@@ -14,6 +14,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
 	"github.com/driftd/driftd/internal/source"
+	"github.com/driftd/driftd/internal/testenv"
 )
 
 // daemonEngine builds an Engine as `driftd run` does: live objects from an informer cache, dry-runs
@@ -78,7 +79,7 @@ func TestNoChangeCycleCostsNoRequest(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), md, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":9}}`)), client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the cache to see the edit", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the cache to see the edit", func() bool {
 		live := md.DeepCopy()
 		if err := informers.Get(context.Background(), client.ObjectKeyFromObject(md), live); err != nil {
 			return false
@@ -92,16 +93,6 @@ func TestNoChangeCycleCostsNoRequest(t *testing.T) {
 	}
 	if n := counter.n.Load(); n == 0 {
 		t.Error("the cycle that corrected an edit counted no request")
-	}
-}
-
-// eventually polls cond for up to 30 seconds.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 

@@ -33,18 +33,14 @@ func runArgs(tb testing.TB, f *fleet) []string {
 // with driftd's output if it exits or takes more than 10 minutes.
 func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *testenv.SyncBuffer) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	for env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, &corev1.ConfigMap{}) != nil {
+	testenv.Eventually(tb, 10*time.Minute, "driftd's first cycle", func() bool {
 		select {
 		case err := <-exited:
 			tb.Fatalf("driftd exited (%v) before its first cycle:\n%s", err, out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("driftd finished no cycle within 10 minutes:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, &corev1.ConfigMap{}) == nil
+	})
 }
 
 // benchDetectionLatency measures the time from an out-of-band patch of a MachineDeployment by
@@ -58,7 +54,9 @@ func benchDetectionLatency(b *testing.B, f *fleet) {
 	go func() { exited <- fmt.Errorf("exit %d", cli.Execute(ctx, runArgs(b, f), &out, &out)) }()
 	defer func() { cancel(); <-exited }()
 	waitForFirstCycle(b, f.ns, exited, &out)
-	time.Sleep(2 * time.Second) // the watches start right after the first cycle
+	// The watches start right after the first cycle: an unmeasured edit, corrected, shows they run.
+	scale(ctx, b, f.ns, "c0000-md-0", 99)
+	testenv.Eventually(b, time.Minute, "the warm-up edit corrected", func() bool { return replicasOf(ctx, f.ns, "c0000-md-0") == 3 })
 
 	clientset := kubernetes.NewForConfigOrDie(env.Config)
 	w, err := clientset.EventsV1().Events(f.ns).Watch(ctx, metav1.ListOptions{})
@@ -72,14 +70,8 @@ func benchDetectionLatency(b *testing.B, f *fleet) {
 	for i := range edits {
 		name := fmt.Sprintf("c%04d-md-0", i%(len(f.objects)/8))
 		want := fmt.Sprintf("live %d", 10+i)
-		md := &unstructured.Unstructured{}
-		md.SetGroupVersionKind(gvkMD)
-		md.SetNamespace(f.ns)
-		md.SetName(name)
 		t0 := time.Now()
-		if err := env.Client.Patch(ctx, md, client.RawPatch("application/merge-patch+json", []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, 10+i))), client.FieldOwner("kubectl-edit")); err != nil {
-			b.Fatal(err)
-		}
+		scale(ctx, b, f.ns, name, int64(10+i))
 		timeout := time.After(30 * time.Second)
 	wait:
 		for {
@@ -120,7 +112,8 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 	for range b.N {
 		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
 		args := runArgs(b, f)[1:]
-		args = append([]string{"run"}, append(args, "--interval", "5s")...)
+		metrics := testenv.FreeAddr(b)
+		args = append([]string{"run"}, append(args, "--interval", "5s", "--metrics-bind-address", metrics)...)
 		cmd := exec.Command(bin, args...)
 		var out testenv.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -130,7 +123,9 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		waitForFirstCycle(b, f.ns, exited, &out)
-		time.Sleep(7 * time.Second) // a second, unchanged cycle
+		testenv.Eventually(b, 5*time.Minute, "a second, unchanged cycle", func() bool {
+			return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 2
+		})
 		peak = max(peak, vmHWM(b, cmd.Process.Pid))
 		_ = cmd.Process.Signal(os.Interrupt)
 		<-exited
@@ -162,3 +157,26 @@ func percentile(ds []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// scale sets a MachineDeployment's replicas as another field manager would.
+func scale(ctx context.Context, tb testing.TB, ns, name string, replicas int64) {
+	tb.Helper()
+	md := &unstructured.Unstructured{}
+	md.SetGroupVersionKind(gvkMD)
+	md.SetNamespace(ns)
+	md.SetName(name)
+	patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
+	if err := env.Client.Patch(ctx, md, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner("kubectl-edit")); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func replicasOf(ctx context.Context, ns, name string) int64 {
+	md := &unstructured.Unstructured{}
+	md.SetGroupVersionKind(gvkMD)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, md); err != nil {
+		return -1
+	}
+	r, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
+	return r
+}

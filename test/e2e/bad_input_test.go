@@ -70,17 +70,18 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 			ns := namespace(t, "trouble-"+strings.ReplaceAll(tc.name, " ", "-"))
 			repo := testenv.NewGitRepo(t, fleetFiles(ns))
 			url := repo.ServeHTTP(t, "", "")
-			args := append(commonArgs(t, url, ns), "--interval", "500ms", "--prune")
+			metrics := testenv.FreeAddr(t)
+			args := append(commonArgs(t, url, ns), "--interval", "500ms", "--prune", "--metrics-bind-address", metrics)
 			startRun(t, ns, args...)
-			eventually(t, 30*time.Second, "the fleet to be created", func() bool { return watching(ns) && replicasOrZero(ns, "prod-md-0") == 3 })
+			testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return watching(ns) && replicasOrZero(ns, "prod-md-0") == 3 })
 
 			tc.breakIt(t, repo)
-			eventually(t, 20*time.Second, tc.reason+" on the status ConfigMap", func() bool {
+			testenv.Eventually(t, 20*time.Second, tc.reason+" on the status ConfigMap", func() bool {
 				return hasReason(events(t, ns, "ConfigMap", "driftd-status"), tc.reason)
 			})
 			before := resourceVersions(t, ns, fleetKinds[:7]...)
 			scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)
-			eventually(t, 10*time.Second, "the edit reported", func() bool {
+			testenv.Eventually(t, 10*time.Second, "the edit reported", func() bool {
 				for _, e := range events(t, ns, "MachineDeployment", "prod-md-0") {
 					if strings.HasPrefix(e, "DriftDetected: Modified") && strings.Contains(e, "no corrections while") {
 						return true
@@ -88,7 +89,7 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 				}
 				return false
 			})
-			time.Sleep(1500 * time.Millisecond) // three more cycles
+			testenv.WaitForCycles(t, metrics, 3, 30*time.Second) // three more cycles in trouble
 			if got := replicas(t, ns, "prod-md-0"); got != 4 {
 				t.Errorf("replicas = %d: driftd corrected although the source is in trouble", got)
 			}

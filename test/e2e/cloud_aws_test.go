@@ -65,10 +65,7 @@ type awsCloud struct {
 func newAWSCloud(t *testing.T) *awsCloud {
 	t.Helper()
 	m := testenv.RequireMoto(t)
-	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	m.UseFromEnvironment(t)
 	cfg, err := m.AWSConfig(context.Background(), "eu-west-1")
 	if err != nil {
 		t.Fatal(err)

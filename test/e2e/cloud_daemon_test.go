@@ -19,16 +19,16 @@ func TestRunComparesWithTheCloudOnItsOwnInterval(t *testing.T) {
 		"fleet/aws1.yaml":          awsCluster,
 	})
 	id, pid := cloud.launch(t, "aws1", ns+"/aws1-md-0-a")
-	metrics := freeAddr(t)
+	metrics := testenv.FreeAddr(t)
 	startRun(t, ns, append(commonArgs(t, repo.Dir, "cloud-daemon"), "--provider", "aws", "--interval", "1h",
 		"--cloud-interval", "1s", "--metrics-bind-address", metrics)...)
-	eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
+	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
 	provisioned(t, ns, "aws1", "md-0", "aws1-md-0-a", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 
 	if _, err := cloud.ec2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the Machine of the terminated instance replaced", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the Machine of the terminated instance replaced", func() bool {
 		s := machineState(t, ns, "aws1-md-0-a")
 		return s == "gone" || s == "deleting"
 	})

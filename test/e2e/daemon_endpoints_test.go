@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ import (
 func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 	ns := namespace(t, "endpoints")
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
-	probes, metrics := freeAddr(t), freeAddr(t)
+	probes, metrics := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testenv.SyncBuffer
@@ -28,7 +27,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, commonArgs(t, repo.Dir, "endpoints")...)
 	go func() { done <- cli.Execute(ctx, args, &out, &out) }()
 
-	eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
+	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, _ := httpGet(t, "http://"+probes+path); code != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", path, code)
@@ -63,16 +62,6 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 	if lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
 		t.Errorf("the lease is still held by %q after shutdown", *lease.Spec.HolderIdentity)
 	}
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func httpGet(tb testing.TB, url string) (int, string) {

@@ -65,7 +65,7 @@ func TestDeployManifestsGrantEnoughAndNoMore(t *testing.T) {
 		t.Errorf("plan as the ServiceAccount: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
 	}
 	startRun(t, "driftd-system", append(args, "--leader-elect", "--interval", "1h", "--prune")...)
-	eventually(t, 30*time.Second, "the daemon, as the ServiceAccount, to restore the replicas", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the daemon, as the ServiceAccount, to restore the replicas", func() bool {
 		return replicas(t, ns, "prod-md-0") == 3
 	})
 

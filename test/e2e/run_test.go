@@ -46,13 +46,13 @@ func TestRunCorrectsAnOutOfBandEditWithinSeconds(t *testing.T) {
 	ns := namespace(t, "run-correct")
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	startRun(t, ns, append(commonArgs(t, repo.Dir, "run-correct"), "--interval", "1h")...)
-	eventually(t, 30*time.Second, "the fleet to be created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
 	rv := get(t, gvkMD, ns, "prod-md-0").GetResourceVersion()
-	eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return watching(ns) })
+	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return watching(ns) })
 
 	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 5)
-	eventually(t, 10*time.Second, "replicas restored to 3", func() bool { return replicas(t, ns, "prod-md-0") == 3 })
-	eventually(t, 10*time.Second, "DriftDetected and DriftCorrected Events", func() bool {
+	testenv.Eventually(t, 10*time.Second, "replicas restored to 3", func() bool { return replicas(t, ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 10*time.Second, "DriftDetected and DriftCorrected Events", func() bool {
 		evs := events(t, ns, "MachineDeployment", "prod-md-0")
 		return hasReason(evs, "DriftDetected") && hasReason(evs, "DriftCorrected")
 	})
@@ -78,14 +78,15 @@ func TestRunInDetectModeOnlyReports(t *testing.T) {
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	args := commonArgs(t, repo.Dir, "run-detect")
 	runOnce(t, ns, args...) // the fleet exists, as provisioned earlier
-	startRun(t, ns, append(args, "--interval", "1h", "--mode", "detect")...)
-	eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return watching(ns) })
+	metrics := testenv.FreeAddr(t)
+	startRun(t, ns, append(args, "--interval", "300ms", "--mode", "detect", "--metrics-bind-address", metrics)...)
+	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return watching(ns) })
 
 	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 6)
-	eventually(t, 10*time.Second, "DriftDetected", func() bool {
+	testenv.Eventually(t, 10*time.Second, "DriftDetected", func() bool {
 		return hasReason(events(t, ns, "MachineDeployment", "prod-md-0"), "DriftDetected")
 	})
-	time.Sleep(time.Second) // room for a wrong correction to happen
+	testenv.WaitForCycles(t, metrics, 2, 30*time.Second) // two full cycles: room for a wrong correction
 	if got := replicas(t, ns, "prod-md-0"); got != 6 {
 		t.Errorf("detect mode changed replicas to %d; the live 6 must stay", got)
 	}

@@ -44,12 +44,12 @@ func TestDriftedSecretIsReportedWithoutItsValues(t *testing.T) {
 
 	// A daemon in detect mode announces it; one in correct mode corrects it. Neither may print it.
 	d := startRun(t, ns, append(args, "--interval", "1h")...)
-	eventually(t, 20*time.Second, "the Secret corrected", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the Secret corrected", func() bool {
 		s := &corev1.Secret{}
 		_ = env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-credentials"}, s)
 		return string(s.Data["password"]) == gitValue
 	})
-	eventually(t, 10*time.Second, "the Secret's Events", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the Secret's Events", func() bool {
 		evs := events(t, ns, "Secret", "prod-credentials")
 		return hasReason(evs, "DriftDetected") && hasReason(evs, "DriftCorrected")
 	})

@@ -49,12 +49,9 @@ func TestControlPlaneDiesWithAKilledTestBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	for answers(host) {
-		if ctx.Err() != nil {
-			t.Fatalf("the API server at %s still answers after its test binary was killed", host)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, "the API server at "+host+" to go away with its killed test binary", func() bool {
+		return !answers(host)
+	})
 }
 
 // helperEnv makes the test binary start a control plane, print its address and wait to be

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -96,11 +98,7 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 		}
 		byRegion[c.Region] = append(byRegion[c.Region], c.Name)
 	}
-	regions := make([]string, 0, len(byRegion))
-	for r := range byRegion {
-		regions = append(regions, r)
-	}
-	sort.Strings(regions)
+	regions := slices.Sorted(maps.Keys(byRegion))
 	count := snap.CallCounter(p.opts.OnCall)
 	for _, region := range regions {
 		rc, err := p.clients(ctx, region, count)

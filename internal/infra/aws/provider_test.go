@@ -22,10 +22,7 @@ import (
 func cloud(tb testing.TB) *testenv.Moto {
 	tb.Helper()
 	m := testenv.RequireMoto(tb)
-	tb.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	m.UseFromEnvironment(tb)
 	return m
 }
 

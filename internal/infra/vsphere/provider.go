@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/vmware/govmomi/session"
@@ -55,11 +56,7 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 		}
 		byServer[c.Server] = append(byServer[c.Server], c)
 	}
-	servers := make([]string, 0, len(byServer))
-	for s := range byServer {
-		servers = append(servers, s)
-	}
-	sort.Strings(servers)
+	servers := slices.Sorted(maps.Keys(byServer))
 	count := snap.CallCounter(p.opts.OnCall)
 	for _, server := range servers {
 		if err := p.server(ctx, server, byServer[server], snap, count); err != nil {

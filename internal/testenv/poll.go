@@ -1,0 +1,70 @@
+package testenv
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every 50 ms until it holds, failing the test after timeout. Tests wait
+// for conditions this way, never for a fixed time: a loaded 2-core machine is slow by different
+// amounts from run to run.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-deadline:
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-ticker.C:
+		}
+	}
+}
+
+// MetricValue reads one sample from a Prometheus text endpoint at addr (host:port): the first
+// line whose name (and labels, if given in name) match. A missing metric or an unreachable
+// endpoint reads as -1, so callers can poll until the value moves.
+func MetricValue(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// WaitForCycles waits until the driftd serving metrics on addr has finished n more full cycles
+// than it had when called: the deterministic way to give it the chance to do something wrong.
+func WaitForCycles(tb testing.TB, addr string, n int, timeout time.Duration) {
+	tb.Helper()
+	const cycles = "driftd_cycle_duration_seconds_count"
+	start := MetricValue(addr, cycles)
+	Eventually(tb, timeout, strconv.Itoa(n)+" more driftd cycles", func() bool {
+		return MetricValue(addr, cycles) >= max(start, 0)+float64(n)
+	})
+}
+
+// FreeAddr returns a free loopback address (host:port) for a server a test starts.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	port, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
