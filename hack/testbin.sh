@@ -17,7 +17,10 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.8}    # the pin of etcd (the version kube-apis
 TESTBIN_DIR=${TESTBIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/bin/testbin}
 
 out="$TESTBIN_DIR/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION"
-if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+# kube-apiserver must know its own version: Cluster API's controllers refuse a management cluster
+# that reports v0.0.0. A binary built before the version was linked in is rebuilt (a relink).
+versioned() { [[ -x "$out/kube-apiserver" ]] && "$out/kube-apiserver" --version 2>/dev/null | grep -q "$KUBE_VERSION"; }
+if versioned && [[ -x "$out/etcd" ]]; then
   echo "$out"
   exit 0
 fi
@@ -27,13 +30,13 @@ log() { echo "testbin: $*" >&2; }
 # Go must not look for another toolchain, whatever the modules say.
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
-# build_main MODULE VERSION PACKAGE BINARY SIBLING_VERSION
+# build_main MODULE VERSION PACKAGE BINARY SIBLING_VERSION [LDFLAGS]
 # Builds PACKAGE of MODULE@VERSION into $out/BINARY from a throw-away module that requires
 # MODULE@VERSION. MODULE's own replace directives point into its repository ("./staging/...",
 # "../api"), which a module proxy cannot serve; each becomes a requirement of the same module path at
 # SIBLING_VERSION, the version those siblings were tagged with together.
 build_main() {
-  local module=$1 version=$2 pkg=$3 binary=$4 sibling=$5
+  local module=$1 version=$2 pkg=$3 binary=$4 sibling=$5 ldflags=${6:-}
   local mod="$TESTBIN_DIR/.mod-$binary-$version" dir
   dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [[ -n "$dir" ]] || { log "cannot download $module@$version"; exit 1; }
@@ -50,7 +53,7 @@ build_main() {
     echo ")"
   } >"$mod/go.mod"
   printf 'package testbin\n\nimport _ "%s"\n' "$pkg" >"$mod/tools.go"
-  (cd "$mod" && go mod tidy >&2 && go build -trimpath -o "$out/$binary" "$pkg")
+  (cd "$mod" && go mod tidy >&2 && go build -trimpath -ldflags "$ldflags" -o "$out/$binary" "$pkg")
 }
 
 if [[ ! -x "$out/etcd" ]]; then
@@ -58,8 +61,11 @@ if [[ ! -x "$out/etcd" ]]; then
   build_main go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd "$ETCD_VERSION"
 fi
 
-if [[ ! -x "$out/kube-apiserver" ]]; then
+if ! versioned; then
   log "building kube-apiserver $KUBE_VERSION (once for this pin; a few minutes on 2 cores)"
-  build_main k8s.io/kubernetes "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "v0.${KUBE_VERSION#v1.}"
+  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  vpkg=k8s.io/component-base/version
+  build_main k8s.io/kubernetes "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "v0.${KUBE_VERSION#v1.}" \
+    "-X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
 fi
 echo "$out"

@@ -3,10 +3,10 @@ package apply
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/fluxcd/pkg/ssa"
+	"github.com/fluxcd/pkg/ssa/utils"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,8 +38,12 @@ func New(c client.Client) *Applier {
 	return &Applier{rm: ssa.NewResourceManager(c, nil, ssa.Owner{Field: FieldManager, Group: "driftd.io"}), client: c}
 }
 
+// Stages is how many stages Stage returns.
+const Stages = 4
+
 // Stage orders writes so that what is referred to exists before what refers to it: namespaces and
-// CRDs, then classes, templates, Secrets and ConfigMaps, then Clusters, then everything else.
+// CRDs (stage 0: everything else may live in them), then classes, templates, identities, Secrets
+// and ConfigMaps, then Clusters, then everything else.
 func Stage(obj *unstructured.Unstructured) int {
 	gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
 	kind := obj.GetKind()
@@ -55,21 +59,16 @@ func Stage(obj *unstructured.Unstructured) int {
 	return 3
 }
 
-// Apply server-side applies objs stage by stage. A failing object does not stop the others; its
-// Result carries the error. Objects are never recreated: an immutable field change is an error.
-func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) []Result {
-	sorted := append([]*unstructured.Unstructured(nil), objs...)
-	sort.SliceStable(sorted, func(i, j int) bool { return Stage(sorted[i]) < Stage(sorted[j]) })
-	results := make([]Result, 0, len(sorted))
-	for _, obj := range sorted {
-		entry, err := a.rm.Apply(ctx, obj, ssa.ApplyOptions{Force: false})
-		r := Result{Object: obj, Err: err}
-		if err == nil {
-			r.Action = string(entry.Action)
-		}
-		results = append(results, r)
+// Apply server-side applies obj with the field manager driftd and ownership forced. fluxcd/pkg/ssa
+// dry-runs it first and writes nothing when the result equals the live object. Objects are never
+// recreated: an immutable field change is an error (see Rejected and Hint).
+func (a *Applier) Apply(ctx context.Context, obj *unstructured.Unstructured) Result {
+	entry, err := a.rm.Apply(ctx, obj, ssa.ApplyOptions{Force: false})
+	r := Result{Object: obj, Err: err}
+	if err == nil {
+		r.Action = string(entry.Action)
 	}
-	return results
+	return r
 }
 
 // Delete deletes an orphan, letting its owners' garbage collection run in the background.
@@ -81,7 +80,7 @@ func (a *Applier) Delete(ctx context.Context, obj *unstructured.Unstructured) Re
 		err = nil
 	}
 	if err != nil {
-		err = fmt.Errorf("%s/%s %s delete failed: %w", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+		err = fmt.Errorf("%s delete failed: %w", utils.FmtUnstructured(obj), err)
 	}
 	return Result{Object: obj, Action: "deleted", Err: err}
 }

@@ -44,6 +44,9 @@ func (o *commonOptions) complete(cmd *cobra.Command) error {
 	if _, err := o.drift.policy(); err != nil {
 		return err
 	}
+	if err := o.drift.validate(); err != nil {
+		return err
+	}
 	if err := o.cloud.validate(); err != nil {
 		return err
 	}
@@ -94,6 +97,7 @@ func (o *commonOptions) parts() (*parts, error) {
 	}
 	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
 		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Shard: shard, Cloud: o.cloud.engineOptions(),
+		PruneLimit: &diff.PruneLimit{Max: o.drift.maxPrune, Percent: o.drift.maxPrunePercent}, CycleTimeout: o.drift.cycleTimeout,
 	}}, nil
 }
 

@@ -18,6 +18,12 @@ import (
 	"github.com/driftd/driftd/internal/source"
 )
 
+// The providers are inventories the engine can read.
+var (
+	_ engine.Inventory = (*aws.Provider)(nil)
+	_ engine.Inventory = (*vsphere.Provider)(nil)
+)
+
 // sourceOptions say where the fleet repository is and how to render it.
 type sourceOptions struct {
 	source.Options
@@ -66,18 +72,24 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 
 // driftOptions say what driftd may do about drift.
 type driftOptions struct {
-	shard      string
-	mode       string
-	prune      bool
-	owner      string
-	configFile string
-	rules      *diff.Rules
+	shard           string
+	mode            string
+	prune           bool
+	maxPrune        int
+	maxPrunePercent int
+	owner           string
+	configFile      string
+	cycleTimeout    time.Duration
+	rules           *diff.Rules
 }
 
 func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.shard, "shard", "", "label selector on the Clusters (as Git labels them) this instance handles; give each shard its own --owner")
 	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
-	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled)")
+	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled; never a Cluster's parts one by one)")
+	fs.IntVar(&o.maxPrune, "max-prune", 5, "most deletions one revision may make; more are held back (PruneBlocked) until the limit is raised; -1: no limit")
+	fs.IntVar(&o.maxPrunePercent, "max-prune-percent", 10, "largest share (%) of the objects driftd tracks one revision may delete; -1: no limit")
+	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle (fetch, render, compare, correct, prune)")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
 	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, and the ignore rules under the key ignore")
 }
@@ -88,6 +100,19 @@ func (o *driftOptions) policy() (diff.Policy, error) {
 		return diff.Policy{}, fmt.Errorf("--mode: %w", err)
 	}
 	return diff.Policy{Mode: mode, Prune: o.prune}, nil
+}
+
+func (o *driftOptions) validate() error {
+	if o.maxPrune < -1 {
+		return fmt.Errorf("--max-prune must be -1 (no limit) or more, got %d", o.maxPrune)
+	}
+	if o.maxPrunePercent < -1 || o.maxPrunePercent > 100 {
+		return fmt.Errorf("--max-prune-percent must be -1 (no limit) or 0 to 100, got %d", o.maxPrunePercent)
+	}
+	if o.cycleTimeout <= 0 {
+		return fmt.Errorf("--cycle-timeout must be positive, got %s", o.cycleTimeout)
+	}
+	return nil
 }
 
 // podNamespace is driftd's namespace when it runs in a cluster.

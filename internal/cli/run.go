@@ -92,6 +92,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		leNS = o.namespace
 	}
 	ownerSel := labels.SelectorFromSet(labels.Set{diff.OwnerLabel: p.opts.Owner})
+	ownerOnly := cache.ByObject{Label: ownerSel}
 	mgr, err := manager.New(p.cfg, manager.Options{
 		Scheme:                        p.scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
@@ -107,18 +108,20 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 			DefaultUnsafeDisableDeepCopy: ptr(true),
 			DefaultTransform:             cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data);
-				// cache only driftd's own. Others are read with a GET when Git names them.
-				&corev1.Secret{}: {Label: ownerSel},
+				// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data)
+				// and ConfigMaps; cache only driftd's own. Others are read with a GET when Git names them.
+				&corev1.Secret{}:    ownerOnly,
+				&corev1.ConfigMap{}: ownerOnly,
 			}},
 	})
 	if err != nil {
 		return err
 	}
-	status := report.NewStatus(mgr.GetClient(), o.namespace)
+	status := report.NewStatus(p.client, o.namespace)
 	p.opts.LiveFromCache = true
+	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
 	e := engine.New(p.opts, engine.Deps{
-		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(),
+		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
 		Status:  status,
 		Metrics: daemonMetrics(),
@@ -128,14 +131,15 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if len(o.cloud.providers) == 0 {
 		cloudInterval = 0
 	}
-	loop := engine.NewLoop(e, mgr.GetCache(), o.interval, cloudInterval, logger.WithName("loop"))
-	if err := mgr.Add(loop); err != nil {
+	loop, err := engine.NewLoop(mgr, e, watches, engine.LoopOptions{Interval: o.interval, CloudInterval: cloudInterval}, logger.WithName("loop"))
+	if err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+	// Ready while cycles complete: a leader that completed none for three intervals is not.
+	if err := mgr.AddReadyzCheck("cycles", loop.Ready); err != nil {
 		return err
 	}
 	logger.Info("Starting driftd", "repo", o.source.URL, "ref", o.source.Ref, "path", o.source.path, "mode", p.opts.Policy.Mode)

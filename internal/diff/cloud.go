@@ -1,7 +1,6 @@
 package diff
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -25,16 +24,6 @@ const (
 	// ClassNodePoolMismatch: an Auto Scaling group's desired/min/max differ from its MachinePool.
 	ClassNodePoolMismatch Class = "NodePoolMismatch"
 )
-
-// Inventory is what diff needs of a cloud provider: the instances and node pools of the clusters
-// in scope, and whether the answer is complete.
-type Inventory interface {
-	// Provider is infra.ProviderAWS or infra.ProviderVSphere.
-	Provider() string
-	// Snapshot reads the inventory of clusters. An error or an incomplete snapshot means nothing
-	// may be concluded from what is absent.
-	Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error)
-}
 
 // CloudMachine is a live Machine with its infrastructure machine (AWSMachine, VSphereMachine).
 type CloudMachine struct {

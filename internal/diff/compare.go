@@ -9,23 +9,18 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// OwnerLabel marks the objects driftd applied, so that it can tell an orphan from an object it
-// never managed. It is bookkeeping, not drift: its absence on a live object is never reported.
-const OwnerLabel = "driftd.io/owner"
-
 // Masked replaces every value of a Secret's data in findings, Events, logs and plan output.
 const Masked = "******"
 
 // noise are the fields a server-side dry run changes by itself, or that no Git repository sets.
 var noise = map[string]bool{
-	"/metadata/managedFields":                true,
-	"/metadata/resourceVersion":              true,
-	"/metadata/generation":                   true,
-	"/metadata/creationTimestamp":            true,
-	"/metadata/uid":                          true,
-	"/metadata/selfLink":                     true,
-	"/status":                                true,
-	"/metadata/labels/" + escape(OwnerLabel): true,
+	"/metadata/managedFields":     true,
+	"/metadata/resourceVersion":   true,
+	"/metadata/generation":        true,
+	"/metadata/creationTimestamp": true,
+	"/metadata/uid":               true,
+	"/metadata/selfLink":          true,
+	"/status":                     true,
 }
 
 // Compare returns the fields in which stored (the desired object as the API server would store
@@ -34,10 +29,8 @@ var noise = map[string]bool{
 func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field {
 	var fields []Field
 	walk("", stored.Object, live.Object, func(path string, desired, liveVal any) {
-		for _, ig := range ignored {
-			if path == ig || strings.HasPrefix(path, ig+"/") {
-				return
-			}
+		if isIgnored(path, ignored) {
+			return
 		}
 		fields = append(fields, Field{Path: path, Desired: desired, Live: liveVal})
 	})
@@ -57,10 +50,50 @@ func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field 
 	return fields
 }
 
+// CompareSet is Compare for an object the API server would not dry-run (it rejected it): only the
+// fields Git sets are compared with live, as written in Git (no defaulting), so a rejected change
+// still says which fields differ and who set their live values. live may be nil (then every field
+// Git sets is reported against nothing).
+func CompareSet(desired, live *unstructured.Unstructured, ignored []string) []Field {
+	var liveObj map[string]any
+	if live != nil {
+		liveObj = live.Object
+	}
+	var fields []Field
+	walk("", desired.Object, liveObj, func(path string, d, l any) {
+		if d == nil || isIgnored(path, ignored) {
+			return // a field only live has is not something Git asks for
+		}
+		fields = append(fields, Field{Path: path, Desired: d, Live: l})
+	})
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Path < fields[j].Path })
+	if live != nil {
+		owners := newOwnerIndex(live)
+		for i := range fields {
+			owners.attribute(&fields[i])
+		}
+	}
+	if isSecret(desired) {
+		for i := range fields {
+			maskSecretField(&fields[i])
+		}
+	}
+	return fields
+}
+
+func isIgnored(path string, ignored []string) bool {
+	for _, ig := range ignored {
+		if path == ig || strings.HasPrefix(path, ig+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // walk calls found for every leaf where a and b differ; a map present on one side only is
 // compared field by field against nothing. Lists of different lengths are reported whole.
 func walk(path string, a, b any, found func(path string, a, b any)) {
-	if noise[path] {
+	if noise[path] || isTrackingPath(path) {
 		return
 	}
 	if bm, ok := b.(map[string]any); ok && a == nil {

@@ -33,32 +33,46 @@ type Policy struct {
 	Prune bool
 }
 
-// Decide returns the action for a spec finding of class on an object (desired and/or live may be
-// nil) of a cluster that may be paused, and the reason when the action is not a correction.
-func Decide(class Class, desired, live *unstructured.Unstructured, cluster string, paused bool, p Policy) (Action, string) {
+// Situation is what a decision about one object depends on beyond the object itself.
+type Situation struct {
+	// Cluster is the Cluster API cluster the object belongs to, or "".
+	Cluster string
+	// Paused: the cluster is paused (spec.paused or the pause annotation, live or in Git).
+	Paused bool
+	// Deleting: the cluster, or the object itself, is being deleted (deletionTimestamp set).
+	Deleting bool
+	// Degraded says why corrections are off fleet-wide (the source or its render failed), or "".
+	Degraded string
+	// Held says why the object's correction waits (a contested field, see Contest), or "".
+	Held string
+}
+
+// Decide returns the action for a spec finding of class (Missing or Modified) on an object
+// (desired and/or live may be nil) in situation s, and the reason when the action is not a
+// correction. Orphans are decided by DecidePrune.
+func Decide(class Class, desired, live *unstructured.Unstructured, s Situation, p Policy) (Action, string) {
 	if annotation(desired, live, AnnotationReconcile) == "disabled" {
 		return ActionIgnored, AnnotationReconcile + ": disabled"
 	}
 	correction := ActionApply
-	switch class {
-	case ClassMissing:
+	if class == ClassMissing {
 		correction = ActionCreate
-	case ClassOrphaned:
-		if !p.Prune {
-			return ActionReport, "no longer rendered from Git; pruning is off"
-		}
-		if live != nil && live.GetKind() == "Cluster" && live.GetAnnotations()[AnnotationPrune] != "enabled" {
-			return ActionReport, "no longer rendered from Git; a Cluster is pruned only with " + AnnotationPrune + ": enabled"
-		}
-		correction = ActionDelete
 	}
 	switch {
 	case p.Mode == ModeDetect:
 		return ActionReport, "detect mode"
 	case annotation(desired, live, AnnotationMode) == string(ModeDetect):
 		return ActionReport, AnnotationMode + ": detect"
-	case paused:
-		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+	case s.Deleting && live != nil && live.GetDeletionTimestamp() != nil:
+		return ActionReport, "being deleted: driftd writes nothing to an object being deleted"
+	case s.Deleting:
+		return ActionReport, fmt.Sprintf("cluster %s is being deleted: nothing of it is written until the deletion ends", s.Cluster)
+	case s.Degraded != "":
+		return ActionReport, "no corrections while " + s.Degraded
+	case s.Paused:
+		return ActionBlocked, fmt.Sprintf("cluster %s is paused", s.Cluster)
+	case s.Held != "":
+		return ActionBlocked, s.Held
 	}
 	return correction, ""
 }
@@ -98,11 +112,14 @@ func KeyOf(obj *unstructured.Unstructured) Key {
 	return Key{Group: gv.Group, Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
+// String is driftd's one way of naming an object in messages: "Kind/namespace/name", or
+// "Kind/name" for a cluster-scoped object — the format fluxcd/pkg/ssa names objects in its own
+// errors, so that both read alike.
 func (k Key) String() string {
 	if k.Namespace == "" {
-		return k.Kind + " " + k.Name
+		return k.Kind + "/" + k.Name
 	}
-	return k.Kind + " " + k.Namespace + "/" + k.Name
+	return k.Kind + "/" + k.Namespace + "/" + k.Name
 }
 
 // Clusters maps objects to the Cluster API cluster they belong to.
@@ -146,6 +163,21 @@ func directCluster(o *unstructured.Unstructured) string {
 	}
 	name, _, _ := unstructured.NestedString(o.Object, "spec", "clusterName")
 	return name
+}
+
+// OwningCluster is the cluster an object names itself (IndexClusters' direct rule) or that owns
+// it through an owner reference, as Cluster API sets on the parts of a Cluster; "" when neither.
+func OwningCluster(o *unstructured.Unstructured) string {
+	if name := directCluster(o); name != "" {
+		return name
+	}
+	for _, ref := range o.GetOwnerReferences() {
+		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+		if ref.Kind == "Cluster" && gv.Group == "cluster.x-k8s.io" {
+			return ref.Name
+		}
+	}
+	return ""
 }
 
 func groupOf(o *unstructured.Unstructured) string {

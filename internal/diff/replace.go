@@ -7,16 +7,17 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 )
 
 // AnnotationRemediateMachine asks the MachineHealthCheck that selects a Machine to remediate it.
-const AnnotationRemediateMachine = "cluster.x-k8s.io/remediate-machine"
+const AnnotationRemediateMachine = clusterv1.RemediateMachineAnnotation
 
 // Labels Cluster API sets on Machines.
 const (
-	LabelDeploymentName   = "cluster.x-k8s.io/deployment-name"
-	LabelControlPlaneName = "cluster.x-k8s.io/control-plane-name"
-	LabelControlPlane     = "cluster.x-k8s.io/control-plane"
+	LabelDeploymentName   = clusterv1.MachineDeploymentNameLabel
+	LabelControlPlaneName = clusterv1.MachineControlPlaneNameLabel
+	LabelControlPlane     = clusterv1.MachineControlPlaneLabel
 )
 
 // ReplaceMethod is how a drifted Machine is replaced.

@@ -2,14 +2,13 @@ package diff
 
 import (
 	"fmt"
-	"regexp"
 
+	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 )
 
-// Annotations and labels driftd reads on objects.
+// Annotations driftd reads on objects.
 const (
 	// AnnotationReconcile set to "disabled" makes driftd leave the object alone.
 	AnnotationReconcile = "driftd.io/reconcile"
@@ -18,20 +17,20 @@ const (
 	// AnnotationPrune set to "enabled" lets driftd delete the object when it is orphaned, even a
 	// Cluster, when pruning is on.
 	AnnotationPrune = "driftd.io/prune"
-
-	// AnnotationPaused is Cluster API's pause annotation.
-	AnnotationPaused = "cluster.x-k8s.io/paused"
-	// AnnotationAutoscalerMin and AnnotationAutoscalerMax are the cluster-autoscaler's node group bounds.
-	AnnotationAutoscalerMin = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
-	AnnotationAutoscalerMax = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
-	// AnnotationReplicasManagedBy says an external system owns the replicas of a MachinePool.
-	AnnotationReplicasManagedBy = "cluster.x-k8s.io/replicas-managed-by"
-	// LabelClusterName is Cluster API's label naming an object's cluster.
-	LabelClusterName = "cluster.x-k8s.io/cluster-name"
 )
 
-// Selector picks objects, as Flux's ignore rules do. Empty fields match everything; Name,
-// Namespace and Kind are anchored regular expressions.
+// Cluster API's own names, as its API package spells them.
+const (
+	AnnotationPaused            = clusterv1.PausedAnnotation
+	AnnotationAutoscalerMin     = clusterv1.AutoscalerMinSizeAnnotation
+	AnnotationAutoscalerMax     = clusterv1.AutoscalerMaxSizeAnnotation
+	AnnotationReplicasManagedBy = clusterv1.ReplicasManagedByAnnotation
+	LabelClusterName            = clusterv1.ClusterNameLabel
+)
+
+// Selector picks objects, as Flux's ignore rules do: every field is optional; Group, Version,
+// Kind, Name and Namespace are anchored regular expressions, LabelSelector and AnnotationSelector
+// label selector expressions. It is the config file's shape of fluxcd/pkg/ssa's jsondiff.Selector.
 type Selector struct {
 	Group              string `json:"group,omitempty"`
 	Version            string `json:"version,omitempty"`
@@ -55,11 +54,8 @@ type Rules struct {
 }
 
 type compiledRule struct {
-	paths                 []string
-	group, version        string
-	kind, name, namespace *regexp.Regexp
-	labels, annotations   labels.Selector
-	hasTarget             bool
+	paths  []string
+	target *jsondiff.SelectorRegex // nil selects every object
 }
 
 // CompileRules validates rules, naming the rule and the reason for the first that is wrong.
@@ -76,57 +72,18 @@ func CompileRules(rules []IgnoreRule) (*Rules, error) {
 		}
 		c := compiledRule{paths: r.Paths}
 		if t := r.Target; t != nil {
-			c.hasTarget = true
-			c.group, c.version = t.Group, t.Version
-			var err error
-			if c.kind, err = anchored(t.Kind); err != nil {
-				return nil, fmt.Errorf("ignore rule %d: target.kind: %w", i, err)
+			sel, err := jsondiff.NewSelectorRegex(&jsondiff.Selector{
+				Group: t.Group, Version: t.Version, Kind: t.Kind, Name: t.Name, Namespace: t.Namespace,
+				LabelSelector: t.LabelSelector, AnnotationSelector: t.AnnotationSelector,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("ignore rule %d: target: %w", i, err)
 			}
-			if c.name, err = anchored(t.Name); err != nil {
-				return nil, fmt.Errorf("ignore rule %d: target.name: %w", i, err)
-			}
-			if c.namespace, err = anchored(t.Namespace); err != nil {
-				return nil, fmt.Errorf("ignore rule %d: target.namespace: %w", i, err)
-			}
-			if t.LabelSelector != "" {
-				if c.labels, err = labels.Parse(t.LabelSelector); err != nil {
-					return nil, fmt.Errorf("ignore rule %d: target.labelSelector: %w", i, err)
-				}
-			}
-			if t.AnnotationSelector != "" {
-				if c.annotations, err = labels.Parse(t.AnnotationSelector); err != nil {
-					return nil, fmt.Errorf("ignore rule %d: target.annotationSelector: %w", i, err)
-				}
-			}
+			c.target = sel
 		}
 		out.rules = append(out.rules, c)
 	}
 	return out, nil
-}
-
-func anchored(expr string) (*regexp.Regexp, error) {
-	if expr == "" {
-		return nil, nil
-	}
-	return regexp.Compile("^(?:" + expr + ")$")
-}
-
-func (c compiledRule) matches(obj *unstructured.Unstructured) bool {
-	if !c.hasTarget {
-		return true
-	}
-	gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
-	switch {
-	case c.group != "" && c.group != gv.Group,
-		c.version != "" && c.version != gv.Version,
-		c.kind != nil && !c.kind.MatchString(obj.GetKind()),
-		c.name != nil && !c.name.MatchString(obj.GetName()),
-		c.namespace != nil && !c.namespace.MatchString(obj.GetNamespace()),
-		c.labels != nil && !c.labels.Matches(labels.Set(obj.GetLabels())),
-		c.annotations != nil && !c.annotations.Matches(labels.Set(obj.GetAnnotations())):
-		return false
-	}
-	return true
 }
 
 // IgnoredPaths returns the JSON pointers left out for obj: the configured rules that select it and
@@ -137,7 +94,7 @@ func (r *Rules) IgnoredPaths(desired, live *unstructured.Unstructured) []string 
 	var paths []string
 	if r != nil {
 		for _, c := range r.rules {
-			if c.matches(desired) {
+			if c.target.MatchUnstructured(desired) {
 				paths = append(paths, c.paths...)
 			}
 		}
@@ -168,62 +125,21 @@ func replicasManagedElsewhere(obj *unstructured.Unstructured) bool {
 // that applying desired leaves ignored fields as they are in the cluster.
 func KeepLive(desired, live *unstructured.Unstructured, paths []string) {
 	for _, p := range paths {
-		tokens := splitPointer(p)
-		if len(tokens) == 0 {
+		fields := splitPointer(p)
+		if len(fields) == 0 {
 			continue
 		}
 		var liveVal any
 		found := false
 		if live != nil {
-			liveVal, found = lookup(live.Object, tokens)
+			liveVal, found, _ = unstructured.NestedFieldNoCopy(live.Object, fields...)
 		}
-		if found {
-			setPath(desired.Object, tokens, liveVal)
-		} else {
-			removePath(desired.Object, tokens)
+		if !found {
+			unstructured.RemoveNestedField(desired.Object, fields...)
+			continue
 		}
+		// SetNestedField copies the value; it fails only where a parent is not a map (a list
+		// item path), and then the desired value stays.
+		_ = unstructured.SetNestedField(desired.Object, liveVal, fields...)
 	}
-}
-
-func lookup(obj map[string]any, tokens []string) (any, bool) {
-	var cur any = obj
-	for _, t := range tokens {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[t]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
-func setPath(obj map[string]any, tokens []string, v any) {
-	cur := obj
-	for _, t := range tokens[:len(tokens)-1] {
-		next, ok := cur[t].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			cur[t] = next
-		}
-		cur = next
-	}
-	cur[tokens[len(tokens)-1]] = deepCopy(v)
-}
-
-func removePath(obj map[string]any, tokens []string) {
-	cur := obj
-	for _, t := range tokens[:len(tokens)-1] {
-		next, ok := cur[t].(map[string]any)
-		if !ok {
-			return
-		}
-		cur = next
-	}
-	delete(cur, tokens[len(tokens)-1])
-}
-
-func deepCopy(v any) any {
-	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]
 }

@@ -54,8 +54,8 @@ func TestCompileRulesNamesTheBadRule(t *testing.T) {
 	}{
 		{IgnoreRule{}, "ignore rule 0: paths is empty"},
 		{IgnoreRule{Paths: []string{"spec.replicas"}}, `ignore rule 0: path "spec.replicas" is not a JSON pointer`},
-		{IgnoreRule{Paths: []string{"/x"}, Target: &Selector{Name: "("}}, "ignore rule 0: target.name"},
-		{IgnoreRule{Paths: []string{"/x"}, Target: &Selector{LabelSelector: "a in (b"}}, "ignore rule 0: target.labelSelector"},
+		{IgnoreRule{Paths: []string{"/x"}, Target: &Selector{Name: "("}}, "ignore rule 0: target: invalid name regex"},
+		{IgnoreRule{Paths: []string{"/x"}, Target: &Selector{LabelSelector: "a in (b"}}, "ignore rule 0: target: invalid label selector"},
 	}
 	for _, tt := range tests {
 		_, err := CompileRules([]IgnoreRule{tt.rule})

@@ -4,12 +4,13 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 )
 
 // Labels Cluster API sets on the MachineDeployments it generates from a Cluster's topology.
 const (
-	LabelTopologyOwned          = "topology.cluster.x-k8s.io/owned"
-	LabelTopologyDeploymentName = "topology.cluster.x-k8s.io/deployment-name"
+	LabelTopologyOwned          = clusterv1.ClusterTopologyOwnedLabel
+	LabelTopologyDeploymentName = clusterv1.ClusterTopologyMachineDeploymentNameLabel
 )
 
 // TopologyFindings judges the MachineDeployments Cluster API generated from a Cluster's topology

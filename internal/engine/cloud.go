@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +23,7 @@ import (
 // CloudOptions configure the cloud layer. The zero value compares nothing with the cloud.
 type CloudOptions struct {
 	// Inventories are the providers to read (infra/aws, infra/vsphere).
-	Inventories []diff.Inventory
+	Inventories []Inventory
 	// Writes lets driftd restore an Auto Scaling group's sizes (UpdateAutoScalingGroup).
 	Writes bool
 	// Budget is how many Machine replacements may be in flight per MachineDeployment, MachineSet
@@ -35,6 +36,16 @@ type CloudOptions struct {
 	IdentityNamespace string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+}
+
+// Inventory is what the engine needs of a cloud provider: the instances and node pools of the
+// clusters in scope, and whether the answer is complete. infra/aws and infra/vsphere satisfy it.
+type Inventory interface {
+	// Provider is infra.ProviderAWS or infra.ProviderVSphere.
+	Provider() string
+	// Snapshot reads the inventory of clusters. An error or an incomplete snapshot means nothing
+	// may be concluded from what is absent.
+	Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error)
 }
 
 // PoolRestorer is an inventory that can restore a node pool's sizes.
@@ -53,28 +64,34 @@ var (
 // replaces drifted Machines as the policy allows. A provider that cannot answer completely is
 // reported (InventoryUnavailable) and none of its machines is judged or touched.
 func (e *Engine) CloudCycle(ctx context.Context) (*Result, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	res := &Result{Revision: e.revision}
-	if e.revision == "" {
+	e.cloudMu.Lock()
+	defer e.cloudMu.Unlock()
+	s := e.snap.Load()
+	if s == nil {
 		return nil, ErrNoRevision
 	}
-	e.evaluateCloud(ctx, res)
+	ctx, cancel := context.WithTimeout(ctx, e.opts.CycleTimeout)
+	defer cancel()
+	res := &Result{Revision: s.revision}
+	e.evaluateCloud(ctx, s, res)
 	e.correctCloud(ctx, res)
+	e.mu.Lock()
 	e.cloudRemaining = res.Remaining()
-	e.deps.Metrics.SetDrift(append(sortedFindings(e.findings), e.cloudRemaining...))
+	e.mu.Unlock()
+	e.publishDrift()
 	return res, nil
 }
 
 // PlanCloud is CloudCycle without corrections.
 func (e *Engine) PlanCloud(ctx context.Context) (*Result, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.revision == "" {
+	e.cloudMu.Lock()
+	defer e.cloudMu.Unlock()
+	s := e.snap.Load()
+	if s == nil {
 		return nil, ErrNoRevision
 	}
-	res := &Result{Revision: e.revision}
-	e.evaluateCloud(ctx, res)
+	res := &Result{Revision: s.revision}
+	e.evaluateCloud(ctx, s, res)
 	return res, nil
 }
 
@@ -85,7 +102,7 @@ type scopeCluster struct {
 	target   infra.Cluster
 }
 
-func (e *Engine) evaluateCloud(ctx context.Context, res *Result) {
+func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 	now := time.Now
 	if e.opts.Cloud.Now != nil {
 		now = e.opts.Cloud.Now
@@ -94,7 +111,7 @@ func (e *Engine) evaluateCloud(ctx context.Context, res *Result) {
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	scope, errs := e.cloudScope(ctx)
+	scope, errs := e.cloudScope(ctx, s)
 	res.Errors = append(res.Errors, errs...)
 
 	in := diff.CloudInput{Snapshots: map[string]*infra.Snapshot{}, Clusters: map[string]bool{}, Now: now(), Grace: grace}
@@ -163,17 +180,20 @@ func (e *Engine) evaluateCloud(ctx context.Context, res *Result) {
 		}
 	}
 	findings, replacements := diff.DecideMachines(diff.CloudFindings(in), rin)
-	e.replacements = map[diff.Key]diff.Replacement{}
+	byMachine := map[diff.Key]diff.Replacement{}
 	for _, r := range replacements {
-		e.replacements[diff.KeyOf(r.Machine)] = r
+		byMachine[diff.KeyOf(r.Machine)] = r
 	}
+	e.mu.Lock()
+	e.replacements = byMachine
+	e.mu.Unlock()
 	for i := range findings {
 		f := &findings[i]
 		if f.Class == diff.ClassNodePoolMismatch {
 			f.Action, f.Reason = e.decidePool(f, rin)
 		}
-		if e.degraded != "" && f.Action.Corrects() {
-			f.Action, f.Reason = diff.ActionReport, "no corrections while "+e.degraded
+		if s.degraded != "" && f.Action.Corrects() {
+			f.Action, f.Reason = diff.ActionReport, "no corrections while "+s.degraded
 		}
 	}
 	res.Findings = findings
@@ -192,14 +212,14 @@ func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action
 }
 
 // cloudScope finds the rendered Clusters and their live AWSCluster or VSphereCluster.
-func (e *Engine) cloudScope(ctx context.Context) ([]scopeCluster, []error) {
+func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, []error) {
 	var out []scopeCluster
 	var errs []error
-	for _, key := range e.order {
+	for _, key := range s.order {
 		if key.Kind != "Cluster" || key.Group != "cluster.x-k8s.io" {
 			continue
 		}
-		live, err := e.getLive(ctx, e.desired[key].obj)
+		live, err := e.getLive(ctx, s.desired[key].obj)
 		if err != nil || live == nil {
 			continue // not created yet: nothing in the cloud to compare
 		}
@@ -254,7 +274,7 @@ func (e *Engine) vsphereTarget(ctx context.Context, vc *unstructured.Unstructure
 	// The folders of the cluster's VSphereMachines hold its VMs.
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereMachineList"})
-	if err := e.deps.Reader.List(ctx, list, client.InNamespace(vc.GetNamespace()), client.MatchingLabels{diff.LabelClusterName: t.Name}); err == nil {
+	if err := e.listReady(ctx, list, client.InNamespace(vc.GetNamespace()), client.MatchingLabels{diff.LabelClusterName: t.Name}); err == nil {
 		seen := map[string]bool{}
 		for _, m := range list.Items {
 			if f, _, _ := unstructured.NestedString(m.Object, "spec", "folder"); f != "" && !seen[f] {
@@ -300,7 +320,7 @@ func (e *Engine) referenced(ctx context.Context, obj *unstructured.Unstructured,
 func (e *Engine) list(ctx context.Context, gvk schema.GroupVersionKind, ns string) ([]*unstructured.Unstructured, error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := e.deps.Reader.List(ctx, list, client.InNamespace(ns)); err != nil {
+	if err := e.listReady(ctx, list, client.InNamespace(ns)); err != nil {
 		return nil, fmt.Errorf("listing %s in %s: %w", gvk.Kind, ns, err)
 	}
 	out := make([]*unstructured.Unstructured, 0, len(list.Items))
@@ -308,6 +328,18 @@ func (e *Engine) list(ctx context.Context, gvk schema.GroupVersionKind, ns strin
 		out = append(out, &list.Items[i])
 	}
 	return out, nil
+}
+
+// listReady lists through the engine's Reader once the kind is readable.
+func (e *Engine) listReady(ctx context.Context, list *unstructured.UnstructuredList, opts ...client.ListOption) error {
+	if e.deps.Kinds != nil {
+		gvk := list.GroupVersionKind()
+		gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+		if err := e.deps.Kinds.Ready(ctx, gvk); err != nil {
+			return err
+		}
+	}
+	return e.deps.Reader.List(ctx, list, opts...)
 }
 
 func errOrNil(err error) []error {
@@ -321,11 +353,13 @@ func errOrNil(err error) []error {
 func (e *Engine) correctCloud(ctx context.Context, res *Result) {
 	for _, f := range res.Findings {
 		key := keyOfRef(f.Object)
-		target := e.eventTarget(ctx, key, f)
-		e.deps.Events.Detected(target, cloudKey(key, f), f)
+		target := e.liveTarget(ctx, f.Object)
+		announced := e.deps.Events.Detected(target, cloudKey(key, f), f)
 		switch {
 		case f.Action == diff.ActionReplace:
+			e.mu.Lock()
 			r := e.replacements[key]
+			e.mu.Unlock()
 			err := e.replace(ctx, r)
 			if err == nil {
 				e.deps.Events.Replaced(target, f, string(r.Method))
@@ -333,10 +367,24 @@ func (e *Engine) correctCloud(ctx context.Context, res *Result) {
 			e.cloudCorrected(res, target, key, f, err)
 		case f.Action == diff.ActionApply && f.Class == diff.ClassNodePoolMismatch:
 			e.cloudCorrected(res, target, key, f, e.restorePool(ctx, f))
-		case f.Action == diff.ActionBlocked:
+		case f.Action == diff.ActionBlocked && announced:
+			e.deps.Events.Blocked(target, f)
 			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
 		}
 	}
+}
+
+// liveTarget is the object an Event about ref is recorded on: the live object when there is one.
+func (e *Engine) liveTarget(ctx context.Context, ref diff.ObjectRef) runtime.Object {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(ref.APIVersion)
+	u.SetKind(ref.Kind)
+	u.SetNamespace(ref.Namespace)
+	u.SetName(ref.Name)
+	if live, err := e.getLive(ctx, u); err == nil && live != nil {
+		return live
+	}
+	return u
 }
 
 // cloudKey keeps cloud findings apart from spec findings of the same object in the announcements.
@@ -348,14 +396,12 @@ func cloudKey(k diff.Key, f diff.Finding) diff.Key {
 func (e *Engine) cloudCorrected(res *Result, target runtime.Object, key diff.Key, f diff.Finding, err error) {
 	if err != nil {
 		res.Errors = append(res.Errors, err)
-		e.deps.Events.Failed(target, cloudKey(key, f), f, err)
-		e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+		if e.deps.Events.Failed(target, cloudKey(key, f), f, err, "") {
+			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+		}
 		return
 	}
-	if res.corrected == nil {
-		res.corrected = map[diff.Key]bool{}
-	}
-	res.corrected[key] = true
+	res.markCorrected(key)
 	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
 	if f.Class == diff.ClassNodePoolMismatch {
 		e.deps.Events.Corrected(target, cloudKey(key, f), f)

@@ -5,19 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
-
 	"github.com/driftd/driftd/internal/diff"
-	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/report"
 )
-
-// ErrNoRevision means no revision was ever fetched and rendered: there is nothing to compare with.
-var ErrNoRevision = errors.New("no good revision of the fleet yet")
 
 // Result is the outcome of a cycle.
 type Result struct {
@@ -28,6 +21,9 @@ type Result struct {
 	// Errors are what went wrong without stopping the cycle: source and render trouble, objects
 	// that could not be checked or corrected. Each names its file or object.
 	Errors []error `json:"-"`
+	// Complete: the cycle went through the whole fleet within its deadline (objects it could not
+	// check are in Errors).
+	Complete bool `json:"-"`
 
 	corrected map[diff.Key]bool
 }
@@ -48,12 +44,16 @@ func (r *Result) Merge(other *Result) *Result {
 	r.Findings = append(r.Findings, other.Findings...)
 	r.Errors = append(r.Errors, other.Errors...)
 	for k := range other.corrected {
-		if r.corrected == nil {
-			r.corrected = map[diff.Key]bool{}
-		}
-		r.corrected[k] = true
+		r.markCorrected(k)
 	}
 	return r
+}
+
+func (r *Result) markCorrected(k diff.Key) {
+	if r.corrected == nil {
+		r.corrected = map[diff.Key]bool{}
+	}
+	r.corrected[k] = true
 }
 
 // Drifted reports whether any finding calls for attention (ignored ones do not).
@@ -68,191 +68,194 @@ func (r *Result) Drifted() bool {
 
 // Plan fetches, renders and compares, and returns what a cycle would do, writing nothing.
 func (e *Engine) Plan(ctx context.Context) (*Result, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.plan(ctx)
+	return e.run(ctx, false)
 }
 
-// plan is Plan for a caller that holds the lock.
-func (e *Engine) plan(ctx context.Context) (*Result, error) {
-	res, err := e.refresh(ctx)
-	if err != nil {
-		return nil, err
-	}
-	e.evaluateAll(ctx, res)
-	return res, nil
-}
-
-// Cycle runs one full cycle: fetch, render, compare, correct (unless a source or render failure,
-// detect mode or the per-object opt-outs forbid it) and report.
+// Cycle runs one full cycle: fetch, render, compare every object stage by stage and correct it
+// (unless a source or render failure, detect mode or the per-object opt-outs forbid it), then look
+// for orphans and prune them last, and report. Objects that failed transiently are retried within
+// the cycle and then handed to the workqueue (SetRequeue). Every cycle has a deadline.
 func (e *Engine) Cycle(ctx context.Context) (*Result, error) {
 	start := time.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	res, err := e.plan(ctx)
+	res, err := e.run(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	e.correct(ctx, res)
-	e.report(ctx, res)
 	e.deps.Metrics.CycleDuration.Observe(time.Since(start).Seconds())
 	e.deps.Metrics.LastCycle.SetToCurrentTime()
+	if res.Complete {
+		e.deps.Metrics.LastSuccessfulCycle.SetToCurrentTime()
+	}
 	return res, nil
 }
 
-// refresh fetches and renders when the source moved. A failure keeps the last good render and
-// turns corrections off until a fetch and render succeed again.
-func (e *Engine) refresh(ctx context.Context) (*Result, error) {
-	log := e.deps.Log
-	res := &Result{}
-	co, err := e.deps.Source.Fetch(ctx)
-	switch {
-	case err != nil:
-		e.degraded = "the source cannot be fetched"
-		e.sourceTrouble(res, report.ReasonSourceFetchFailed, err)
-	case co.Commit != e.commit:
-		rendered, rerr := render.Render(co.Dir, e.opts.Path)
-		switch {
-		case errors.Is(rerr, render.ErrEmptyRender):
-			e.degraded = "the render of " + co.Revision() + " is empty"
-			e.sourceTrouble(res, report.ReasonEmptyRender, fmt.Errorf("%s: %w; keeping %s", co.Revision(), rerr, orNone(e.revision)))
-		case rerr != nil:
-			e.degraded = "the render of " + co.Revision() + " failed"
-			e.sourceTrouble(res, report.ReasonRenderFailed, fmt.Errorf("%s: %w", co.Revision(), rerr))
-		default:
-			e.degraded = ""
-			e.commit, e.revision = co.Commit, co.Revision()
-			e.partial, e.renderErrs = rendered.Partial, rendered.Errors
-			e.setDesired(rendered.Objects)
-			if len(e.renderErrs) > 0 {
-				res.Errors = append(res.Errors, e.renderErrs...)
-				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that failed: %w", co.Revision(), errors.Join(e.renderErrs...)))
-			}
-			e.deps.Metrics.SetRevision(e.revision)
-			log.Info("Rendered the fleet", "revision", e.revision, "objects", len(e.desired), "partial", e.partial)
-		}
-	default:
-		e.degraded = ""
-		if len(e.renderErrs) > 0 {
-			res.Errors = append(res.Errors, e.renderErrs...)
-		}
-	}
-	if e.revision == "" {
-		return nil, errors.Join(append(res.Errors, ErrNoRevision)...)
-	}
-	res.Revision = e.revision
-	return res, nil
-}
+// transientRetries are the in-cycle retries of objects that failed transiently, and the first wait.
+const (
+	transientRetries = 3
+	transientWait    = 500 * time.Millisecond
+)
 
-func orNone(rev string) string {
-	if rev == "" {
-		return "no revision"
+func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
+	ctx, cancel := context.WithTimeout(parent, e.opts.CycleTimeout)
+	defer cancel()
+	s, errs, err := e.refresh(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return "the last good revision " + rev
-}
+	res := &Result{Revision: s.revision, Errors: errs}
+	found := map[diff.Key]diff.Finding{}
+	var mu sync.Mutex
+	record := func(key diff.Key, out outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		if out.finding != nil {
+			found[key] = *out.finding
+		} else {
+			delete(found, key)
+		}
+		if out.corrected {
+			res.markCorrected(key)
+		}
+	}
 
-func (e *Engine) sourceTrouble(res *Result, reason string, err error) {
-	res.Errors = append(res.Errors, err)
-	e.warn(reason, err)
-}
+	// Stage by stage: Namespaces and CRDs first, then what lives in them.
+	var failed map[diff.Key]error
+	for stage := range 4 {
+		keys := keysOfStage(s, stage)
+		failed = mergeErrs(failed, e.each(ctx, keys, func(key diff.Key) error {
+			out := e.reconcileKey(ctx, s, key, act)
+			record(key, out)
+			return out.err
+		}))
+		if stage == 0 && act && len(s.pending) > 0 {
+			// The CRDs of the render exist now: resolve the objects of their kinds.
+			e.waitForKinds(ctx, s)
+			s = e.resolvePending()
+			res.Revision = s.revision
+		}
+	}
+	// Transient failures: a few quick retries within the cycle, then the workqueue's backoff.
+	wait := transientWait
+	for attempt := 0; attempt < transientRetries && len(failed) > 0 && ctx.Err() == nil; attempt++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait *= 2
+		retry := sortedKeys(failed)
+		failed = e.each(ctx, retry, func(key diff.Key) error {
+			out := e.reconcileKey(ctx, s, key, act)
+			record(key, out)
+			return out.err
+		})
+	}
+	for _, key := range sortedKeys(failed) {
+		err := failed[key]
+		var kindErr *KindError
+		if errors.As(err, &kindErr) {
+			e.reportKind(kindErr)
+		} else if act {
+			e.requeueKey(key)
+		}
+		res.Errors = append(res.Errors, err)
+	}
 
-// warn logs source-level trouble and records it as a Warning Event on the status ConfigMap.
-func (e *Engine) warn(reason string, err error) {
-	e.deps.Log.Error(err, "Source trouble", "reason", reason)
-	if e.deps.Status != nil {
-		e.deps.Events.Warning(e.deps.Status.Object(), reason, err.Error())
-	}
-}
-
-// setDesired takes a new render: it defaults namespaces, hashes each object and checks that its
-// kind is served. An object that cannot be used is reported with its file and left out.
-func (e *Engine) setDesired(objs []render.Object) {
-	desired := make(map[diff.Key]*desiredObject, len(objs))
-	order := make([]diff.Key, 0, len(objs))
-	var errs []error
-	plain := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		obj := o.Unstructured
-		mapping, err := e.deps.Mapper.RESTMapping(obj.GroupVersionKind().GroupKind(), obj.GroupVersionKind().Version)
-		if err != nil {
-			if meta.IsNoMatchError(err) {
-				err = fmt.Errorf("unknown kind: no API or CRD serves %s", obj.GetAPIVersion())
-			}
-			errs = append(errs, fmt.Errorf("%s: %s %s: %w", o.File, obj.GetKind(), obj.GetName(), err))
-			continue
-		}
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
-			obj.SetNamespace("default")
-		}
-		if mapping.Scope.Name() == meta.RESTScopeNameRoot {
-			obj.SetNamespace("")
-		}
-		labels := obj.GetLabels()
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[diff.OwnerLabel] = e.opts.Owner
-		obj.SetLabels(labels)
-		key := diff.KeyOf(obj)
-		if prev, dup := desired[key]; dup {
-			errs = append(errs, fmt.Errorf("%s: %s is also rendered from %s; keeping the first", o.File, key, prev.file))
-			continue
-		}
-		js, err := obj.MarshalJSON()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %w", o.File, key, err))
-			continue
-		}
-		desired[key] = &desiredObject{obj: obj, file: o.File, hash: hashObject(js)}
-		order = append(order, key)
-		plain = append(plain, obj)
-		e.gvks[obj.GroupVersionKind()] = true
-	}
-	e.clusters = diff.IndexClusters(plain)
-	if e.opts.Shard != nil {
-		desired, order = e.shard(desired, order)
-	}
-	e.desired, e.order = desired, order
-	e.renderErrs = append(e.renderErrs, errs...)
-	for key := range e.memo {
-		if _, ok := desired[key]; !ok {
-			delete(e.memo, key)
-		}
-	}
-}
-
-// evaluateAll compares every desired object and looks for orphans.
-func (e *Engine) evaluateAll(ctx context.Context, res *Result) {
-	current := map[diff.Key]diff.Finding{}
-	for _, key := range e.order {
-		f, err := e.evaluate(ctx, key)
-		if err != nil {
-			res.Errors = append(res.Errors, err)
-			continue
-		}
-		if f != nil {
-			current[key] = *f
-		}
-	}
-	topo, errs := e.topologyFindings(ctx)
-	res.Errors = append(res.Errors, errs...)
+	topo, topoErrs := e.topologyFindings(ctx, s, act)
+	res.Errors = append(res.Errors, topoErrs...)
 	for key, f := range topo {
-		current[key] = f
+		found[key] = f
 	}
-	if !e.partial {
-		orphans, err := e.orphans(ctx)
-		res.Errors = append(res.Errors, err...)
-		for key, f := range orphans {
-			current[key] = f
+
+	// Orphans last: everything rendered was applied before anything is deleted.
+	orphans, orphanErrs := e.prune(ctx, s, act, len(failed) > 0 || anyRejected(found))
+	res.Errors = append(res.Errors, orphanErrs...)
+	for _, f := range orphans.findings {
+		found[keyOfRef(f.Object)] = f
+	}
+	for k := range orphans.deleted {
+		res.markCorrected(k)
+	}
+
+	res.Findings = sortedFindings(found)
+	res.Complete = ctx.Err() == nil
+	if ctx.Err() != nil {
+		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s: %w", e.opts.CycleTimeout, ctx.Err()))
+	}
+	if act {
+		e.report(parent, res)
+	}
+	return res, nil
+}
+
+// anyRejected reports whether the API server rejected a rendered object: an object that cannot be
+// used makes the render partial.
+func anyRejected(found map[diff.Key]diff.Finding) bool {
+	for _, f := range found {
+		if f.Layer == diff.LayerSpec && f.Class == diff.ClassMissing && f.Action == diff.ActionBlocked {
+			return true
 		}
 	}
-	for key := range e.findings {
-		if _, still := current[key]; !still {
-			e.deps.Events.Forget(key)
+	return false
+}
+
+// each runs fn for every key on the engine's workers and returns the errors by key.
+func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) error) map[diff.Key]error {
+	var mu sync.Mutex
+	errs := map[diff.Key]error{}
+	work := make(chan diff.Key)
+	var wg sync.WaitGroup
+	for range min(e.opts.Workers, len(keys)) {
+		wg.Go(func() {
+			for key := range work {
+				if err := fn(key); err != nil {
+					mu.Lock()
+					errs[key] = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, key := range keys {
+		if ctx.Err() != nil {
+			mu.Lock()
+			errs[key] = fmt.Errorf("%s: not checked: %w", key, ctx.Err())
+			mu.Unlock()
+			continue
+		}
+		work <- key
+	}
+	close(work)
+	wg.Wait()
+	return errs
+}
+
+func keysOfStage(s *snapshot, stage int) []diff.Key {
+	var out []diff.Key
+	for _, key := range s.order {
+		if s.desired[key].stage == stage || (stage == 3 && s.desired[key].stage > 3) {
+			out = append(out, key)
 		}
 	}
-	e.findings = current
-	res.Findings = sortedFindings(current)
+	return out
+}
+
+func mergeErrs(a, b map[diff.Key]error) map[diff.Key]error {
+	if a == nil {
+		a = map[diff.Key]error{}
+	}
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+func sortedKeys(m map[diff.Key]error) []diff.Key {
+	out := make([]diff.Key, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
 }
 
 func sortedFindings(m map[diff.Key]diff.Finding) []diff.Finding {
@@ -260,7 +263,12 @@ func sortedFindings(m map[diff.Key]diff.Finding) []diff.Finding {
 	for _, f := range m {
 		out = append(out, f)
 	}
-	sort.Slice(out, func(i, j int) bool {
+	sortFindings(out)
+	return out
+}
+
+func sortFindings(out []diff.Finding) {
+	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Cluster != b.Cluster {
 			return a.Cluster < b.Cluster
@@ -273,25 +281,78 @@ func sortedFindings(m map[diff.Key]diff.Finding) []diff.Finding {
 		}
 		return a.Object.Name < b.Object.Name
 	})
+}
+
+// remaining is every finding driftd holds now: spec findings (from cycles and watch re-checks),
+// generated MachineDeployments, orphans and the cloud.
+func (e *Engine) remaining() []diff.Finding {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]diff.Finding, 0, len(e.findings)+len(e.topology)+len(e.orphaned)+len(e.cloudRemaining))
+	for _, f := range e.findings {
+		out = append(out, f)
+	}
+	for _, f := range e.topology {
+		out = append(out, f)
+	}
+	out = append(out, e.orphaned...)
+	out = append(out, e.cloudRemaining...)
+	sortFindings(out)
 	return out
 }
 
-// shard keeps the objects of the Clusters the shard selector matches, and those of no cluster.
-func (e *Engine) shard(desired map[diff.Key]*desiredObject, order []diff.Key) (map[diff.Key]*desiredObject, []diff.Key) {
-	selected := map[string]bool{} // namespace/name of selected Clusters
-	for key, d := range desired {
-		if key.Group == "cluster.x-k8s.io" && key.Kind == "Cluster" && e.opts.Shard.Matches(labels.Set(d.obj.GetLabels())) {
-			selected[key.Namespace+"/"+key.Name] = true
-		}
+// publishDrift sets the drift metrics to what remains.
+func (e *Engine) publishDrift() { e.deps.Metrics.SetDrift(e.remaining()) }
+
+// report writes the summary and the metrics of the cycle: the drift that remains after it. The
+// status ConfigMap is written only when the summary changed.
+func (e *Engine) report(ctx context.Context, res *Result) {
+	e.publishDrift()
+	if e.deps.Status == nil {
+		return
 	}
-	kept := order[:0]
-	for _, key := range order {
-		cluster := e.clusters[key]
-		if cluster == "" || selected[key.Namespace+"/"+cluster] {
-			kept = append(kept, key)
-			continue
-		}
-		delete(desired, key)
+	e.mu.Lock()
+	wait := e.statusWait
+	e.mu.Unlock()
+	if e.opts.Now().Before(wait) {
+		return
 	}
-	return desired, kept
+	errs := make([]string, 0, len(res.Errors))
+	for _, err := range res.Errors {
+		errs = append(errs, err.Error())
+	}
+	err := e.deps.Status.Write(ctx, report.Summarize(res.Revision, e.remaining(), errs))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case errors.Is(err, report.ErrNoNamespace):
+		// Said once, then retried with a growing wait: a driftd run from outside the cluster, where
+		// config/ was never applied, must not fail the same write every cycle.
+		if e.statusBackoff == 0 {
+			e.deps.Log.Error(err, "The status ConfigMap cannot be written: its namespace does not exist. Apply config/ (it creates the namespace) or pass --namespace; drift is still reported as Events on the objects, in the log and the metrics",
+				"namespace", e.deps.Status.Namespace())
+			e.statusBackoff = time.Minute
+		} else {
+			e.statusBackoff = min(2*e.statusBackoff, 30*time.Minute)
+		}
+		e.statusWait = e.opts.Now().Add(e.statusBackoff)
+	case err != nil:
+		res.Errors = append(res.Errors, fmt.Errorf("writing the status ConfigMap: %w", err))
+	default:
+		if e.statusBackoff > 0 {
+			e.deps.Log.Info("The status ConfigMap is written again", "namespace", e.deps.Status.Namespace())
+		}
+		e.statusBackoff, e.statusWait = 0, time.Time{}
+	}
+}
+
+// statusWritable reports whether Events on the status ConfigMap can be recorded: there is one, and
+// its namespace was not found missing.
+func (e *Engine) statusWritable() bool {
+	if e.deps.Status == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.statusBackoff == 0
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,7 +26,7 @@ type Fetcher interface {
 
 var _ Fetcher = (*source.Source)(nil)
 
-// Options configure an Engine. Every field is optional except where noted.
+// Options configure an Engine. Every field is optional.
 type Options struct {
 	// Path is the folder of the repository to render ("" for the root).
 	Path string
@@ -33,19 +34,33 @@ type Options struct {
 	Policy diff.Policy
 	// Rules are the ignore rules.
 	Rules *diff.Rules
-	// Owner is the value of diff.OwnerLabel on the objects this driftd applies; "driftd" if empty.
-	// Two driftd instances on one cluster need different owners.
+	// Owner is the value of diff.OwnerLabel (and the owner in the tracking id) of the objects this
+	// driftd applies; "driftd" if empty. Two driftd instances on one cluster need different owners.
 	Owner string
 	// Shard selects, by their labels in Git, the Clusters this instance handles, so that several
 	// driftd instances (each with its own Owner) split a large fleet. Objects of a Cluster it does
-	// not select are left out entirely; objects of no cluster (a ClusterClass, a namespace) are
-	// handled by every instance. Nil selects every Cluster.
+	// not select are left out entirely (and never taken for orphans: another shard has them);
+	// objects of no cluster (a ClusterClass, a namespace) are handled by every instance. Nil
+	// selects every Cluster.
 	Shard labels.Selector
 	// Cloud configures the cloud layer; its zero value leaves the cloud out.
 	Cloud CloudOptions
 	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
 	// with a direct GET through Client before it is reported Missing.
 	LiveFromCache bool
+	// PruneLimit holds back a revision's deletions above it (PruneBlocked); nil is
+	// diff.DefaultPruneLimit.
+	PruneLimit *diff.PruneLimit
+	// Contest says when a field another writer keeps setting back is contested.
+	Contest diff.ContestPolicy
+	// CycleTimeout is the deadline of one full cycle; 10 minutes when zero.
+	CycleTimeout time.Duration
+	// ReconcileTimeout is the deadline of one object's reconcile; one minute when zero.
+	ReconcileTimeout time.Duration
+	// Workers is how many objects a cycle evaluates at once; 4 when zero.
+	Workers int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
 }
 
 // Deps are the parts an Engine works with.
@@ -58,6 +73,8 @@ type Deps struct {
 	Client client.Client
 	// Mapper maps kinds to resources. Required.
 	Mapper meta.RESTMapper
+	// Kinds says whether Reader can read a kind (the daemon's watches); nil reads every kind.
+	Kinds KindGate
 	// Events announces findings; nil announces nothing.
 	Events *report.Events
 	// Status keeps the status ConfigMap; nil keeps none.
@@ -68,28 +85,50 @@ type Deps struct {
 	Log logr.Logger
 }
 
-// Engine runs cycles. Its methods are safe for concurrent use; they take turns.
+// KindGate makes a kind readable through the engine's Reader, or says why it cannot be.
+type KindGate interface {
+	// Ready returns nil once Reader serves gvk (its watch started and synced), a *KindError when
+	// driftd may not list or watch it, or another error when it is not ready yet.
+	Ready(ctx context.Context, gvk schema.GroupVersionKind) error
+}
+
+// Engine compares the fleet with the management cluster and corrects it. Fetching and rendering
+// publish an immutable snapshot of the desired state; each object is then reconciled on its own
+// (live → memo → diff → act), by a cycle or after a watch event, under a lock of its own, so no
+// slow fetch, cloud call or object holds back another. Its methods are safe for concurrent use.
 type Engine struct {
 	opts Options
 	deps Deps
 	app  *apply.Applier
 
+	// snap is the desired state of the last good render.
+	snap atomic.Pointer[snapshot]
+	// refreshMu lets one fetch and render run at a time; it guards commit and nothing else.
+	refreshMu sync.Mutex
+	commit    string
+	// cloudMu lets one cloud cycle run at a time.
+	cloudMu sync.Mutex
+	// keys serialises the reconciles of one object.
+	keys keyLocks
+	// requeue hands an object whose reconcile failed transiently to the workqueue (the daemon).
+	requeue atomic.Pointer[func(diff.Key)]
+
+	// mu guards the fields below; it is never held across a request.
 	mu sync.Mutex
-	// The last good render.
-	commit, revision string
-	desired          map[diff.Key]*desiredObject
-	order            []diff.Key
-	clusters         diff.Clusters
-	partial          bool
-	renderErrs       []error
-	// degraded is why corrections are off (a source or render failure), or "".
-	degraded string
 	// memo is the last evaluation of each desired object.
 	memo map[diff.Key]memo
-	// findings are the current findings by object.
+	// findings are the spec findings that remain, by object.
 	findings map[diff.Key]diff.Finding
-	// gvks are the kinds of every object ever rendered, for orphan search.
-	gvks map[schema.GroupVersionKind]bool
+	// topology and orphaned are the findings of generated MachineDeployments and of orphans,
+	// replaced by each cycle.
+	topology map[diff.Key]diff.Finding
+	orphaned []diff.Finding
+	// contests are the correction histories of objects another writer set back.
+	contests map[diff.Key]*diff.Contest
+	// known is the cluster of every object rendered since driftd started, and gvks their kinds:
+	// orphans are looked for among them.
+	known map[diff.Key]string
+	gvks  map[schema.GroupVersionKind]bool
 	// topologyMDs are the MachineDeployments generated from a rendered Cluster's topology, and the
 	// key of that Cluster.
 	topologyMDs map[diff.Key]diff.Key
@@ -97,19 +136,30 @@ type Engine struct {
 	replacements map[diff.Key]diff.Replacement
 	// cloudRemaining are the cloud findings the last cloud cycle did not correct.
 	cloudRemaining []diff.Finding
-}
-
-// desiredObject is one rendered object, ready to dry-run and apply.
-type desiredObject struct {
-	obj  *unstructured.Unstructured
-	file string
-	hash uint64
+	// statusWait is when the status ConfigMap may be written again after its namespace was
+	// missing, statusBackoff the current wait.
+	statusWait    time.Time
+	statusBackoff time.Duration
+	// kindsReported are the kinds driftd may not read, already reported.
+	kindsReported map[schema.GroupVersionKind]bool
 }
 
 // New returns an Engine.
 func New(opts Options, deps Deps) *Engine {
 	if opts.Owner == "" {
 		opts.Owner = "driftd"
+	}
+	if opts.CycleTimeout <= 0 {
+		opts.CycleTimeout = 10 * time.Minute
+	}
+	if opts.ReconcileTimeout <= 0 {
+		opts.ReconcileTimeout = time.Minute
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if deps.Events == nil {
 		deps.Events = report.NewEvents(nil)
@@ -119,19 +169,53 @@ func New(opts Options, deps Deps) *Engine {
 	}
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client),
-		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, gvks: map[schema.GroupVersionKind]bool{},
-		topologyMDs: map[diff.Key]diff.Key{},
+		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, topology: map[diff.Key]diff.Finding{},
+		contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{}, gvks: map[schema.GroupVersionKind]bool{},
+		topologyMDs: map[diff.Key]diff.Key{}, kindsReported: map[schema.GroupVersionKind]bool{},
 	}
 }
 
-// Tracks reports whether key is a rendered object, so a watch knows which changes matter.
+// Tracks reports whether key is a rendered object (or a MachineDeployment generated from a rendered
+// topology), so a watch knows which changes matter.
 func (e *Engine) Tracks(key diff.Key) bool {
+	if s := e.snap.Load(); s != nil {
+		if _, ok := s.desired[key]; ok {
+			return true
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.desired[key]
 	_, generated := e.topologyMDs[key]
-	return ok || generated
+	return generated
 }
+
+// PartsOf returns the rendered objects of the cluster a Cluster key names (the Cluster aside), so
+// that a change of the live Cluster (paused, being deleted) re-checks them.
+func (e *Engine) PartsOf(cluster diff.Key) []diff.Key {
+	s := e.snap.Load()
+	if s == nil || cluster.Kind != "Cluster" || cluster.Group != "cluster.x-k8s.io" {
+		return nil
+	}
+	return s.parts[cluster.Namespace+"/"+cluster.Name]
+}
+
+// GVKs returns the kinds to watch: those of the current render, and MachineDeployments when a
+// rendered Cluster has a topology.
+func (e *Engine) GVKs() []schema.GroupVersionKind {
+	s := e.snap.Load()
+	if s == nil {
+		return nil
+	}
+	out := append([]schema.GroupVersionKind(nil), s.gvks...)
+	if s.topology {
+		out = append(out, gvkMachineDeployment)
+	}
+	return out
+}
+
+// SetRequeue makes the engine hand objects whose reconcile failed transiently in a cycle to
+// requeue (the daemon's workqueue, which retries with backoff).
+func (e *Engine) SetRequeue(requeue func(diff.Key)) { e.requeue.Store(&requeue) }
 
 func hashObject(b []byte) uint64 {
 	h := fnv.New64a()
@@ -139,23 +223,16 @@ func hashObject(b []byte) uint64 {
 	return h.Sum64()
 }
 
-// GVKs returns the kinds to watch: those of the current render, and MachineDeployments when a
-// rendered Cluster has a topology.
-func (e *Engine) GVKs() []schema.GroupVersionKind {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	seen := map[schema.GroupVersionKind]bool{}
-	var out []schema.GroupVersionKind
-	if len(e.topologyMDs) > 0 {
-		seen[gvkMachineDeployment] = true
-		out = append(out, gvkMachineDeployment)
-	}
-	for _, d := range e.desired {
-		gvk := d.obj.GroupVersionKind()
-		if !seen[gvk] {
-			seen[gvk] = true
-			out = append(out, gvk)
-		}
-	}
-	return out
+// keyLocks serialises work on one object without a lock per object: keys are spread over a fixed
+// set of mutexes (two objects may share one, which only costs a little waiting).
+type keyLocks struct {
+	stripes [64]sync.Mutex
+}
+
+func (l *keyLocks) lock(k diff.Key) func() {
+	h := fnv.New32a()
+	h.Write([]byte(k.Group + "/" + k.Kind + "/" + k.Namespace + "/" + k.Name))
+	m := &l.stripes[h.Sum32()%uint32(len(l.stripes))]
+	m.Lock()
+	return m.Unlock
 }

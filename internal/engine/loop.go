@@ -2,52 +2,127 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/driftd/driftd/internal/diff"
 )
 
-// Loop runs an Engine inside a controller-runtime manager: a full cycle every interval, and a
-// re-check of a single object as soon as a watch sees it change. It needs leader election, so only
-// one replica corrects.
+// LoopOptions configure the daemon.
+type LoopOptions struct {
+	// Interval is the time between full cycles. Required.
+	Interval time.Duration
+	// CloudInterval is the time between comparisons with the cloud; 0 leaves the cloud out.
+	CloudInterval time.Duration
+	// Concurrency is how many objects are reconciled at once after watch events; 2 when zero.
+	Concurrency int
+	// RetryBase and RetryMax bound the backoff of an object whose reconcile failed transiently
+	// (doubling from RetryBase); one second and five minutes when zero.
+	RetryBase, RetryMax time.Duration
+}
+
+// Loop runs an Engine inside a controller-runtime manager: a controller whose reconciler is the
+// engine's per-object path, fed by watches of every rendered kind (a change is re-checked within
+// moments) and by the engine's own transient failures (retried with backoff); a full cycle every
+// interval; and the cloud comparison on its own interval. All of it runs on the elected leader only.
 type Loop struct {
-	engine    *Engine
-	informers cache.Informers
-	interval  time.Duration
-	cloud     time.Duration
-	log       logr.Logger
+	engine  *Engine
+	watches *Watches
+	cache   cache.Cache
+	opts    LoopOptions
+	log     logr.Logger
+	ctrl    controller.TypedController[diff.Key]
 
-	queue   workqueue.TypedRateLimitingInterface[diff.Key]
+	queue   atomic.Pointer[workqueue.TypedRateLimitingInterface[diff.Key]]
+	watchMu sync.Mutex
 	watched map[schema.GroupVersionKind]bool
+	// leading is when this replica began to run cycles (it was elected), lastSuccess when its
+	// last complete cycle ended; Unix nanoseconds, 0 for never.
+	leading, lastSuccess atomic.Int64
 }
 
-// NewLoop returns a Loop; add it to a manager with mgr.Add. cloudInterval 0 leaves the cloud out.
-func NewLoop(e *Engine, informers cache.Informers, interval, cloudInterval time.Duration, log logr.Logger) *Loop {
-	return &Loop{engine: e, informers: informers, interval: interval, cloud: cloudInterval, log: log, watched: map[schema.GroupVersionKind]bool{}}
-}
-
-// NeedLeaderElection is true: only the leader compares and corrects.
-func (l *Loop) NeedLeaderElection() bool { return true }
-
-// Start runs cycles until ctx ends.
-func (l *Loop) Start(ctx context.Context) error {
-	l.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[diff.Key](),
-		workqueue.TypedRateLimitingQueueConfig[diff.Key]{Name: "driftd"})
-	defer l.queue.ShutDown()
-	go l.work(ctx)
-
-	if l.cloud > 0 {
-		go l.cloudLoop(ctx)
+// NewLoop adds the daemon to mgr: the engine e reads through mgr's cache behind w.
+func NewLoop(mgr manager.Manager, e *Engine, w *Watches, o LoopOptions, log logr.Logger) (*Loop, error) {
+	if o.Interval <= 0 {
+		return nil, fmt.Errorf("the interval must be positive, got %s", o.Interval)
 	}
-	ticker := time.NewTicker(l.interval)
+	if o.Concurrency <= 0 {
+		o.Concurrency = 2
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	l := &Loop{engine: e, watches: w, cache: mgr.GetCache(), opts: o, log: log, watched: map[schema.GroupVersionKind]bool{}}
+	skip := true
+	c, err := controller.NewTyped[diff.Key]("driftd", mgr, controller.TypedOptions[diff.Key]{
+		Reconciler:              e,
+		MaxConcurrentReconciles: o.Concurrency,
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[diff.Key](o.RetryBase, o.RetryMax),
+		// Tests run several daemons in one process; one driftd runs one controller.
+		SkipNameValidation: &skip,
+		LogConstructor: func(key *diff.Key) logr.Logger {
+			if key == nil {
+				return log
+			}
+			return log.WithValues("object", key.String())
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.ctrl = c
+	// The controller's queue, for the cycle to hand over what failed transiently.
+	if err := c.Watch(source.TypedFunc[diff.Key](func(_ context.Context, q workqueue.TypedRateLimitingInterface[diff.Key]) error {
+		l.queue.Store(&q)
+		return nil
+	})); err != nil {
+		return nil, err
+	}
+	e.SetRequeue(func(key diff.Key) {
+		if q := l.queue.Load(); q != nil {
+			(*q).AddRateLimited(key)
+		}
+	})
+	w.OnReady = l.watch
+	if err := mgr.Add(leaderRunnable(l.cycles)); err != nil {
+		return nil, err
+	}
+	if o.CloudInterval > 0 {
+		if err := mgr.Add(leaderRunnable(l.cloudCycles)); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// leaderRunnable is a function the manager runs on the elected leader only.
+type leaderRunnable func(context.Context) error
+
+func (f leaderRunnable) Start(ctx context.Context) error { return f(ctx) }
+func (leaderRunnable) NeedLeaderElection() bool          { return true }
+
+// cycles runs a full cycle every interval until ctx ends.
+func (l *Loop) cycles(ctx context.Context) error {
+	l.leading.Store(time.Now().UnixNano())
+	defer l.leading.Store(0)
+	ticker := time.NewTicker(l.opts.Interval)
 	defer ticker.Stop()
 	for {
 		l.cycle(ctx)
@@ -59,14 +134,29 @@ func (l *Loop) Start(ctx context.Context) error {
 	}
 }
 
-// cloudLoop compares with the cloud every cloud interval, once the fleet has been rendered.
-func (l *Loop) cloudLoop(ctx context.Context) {
-	ticker := time.NewTicker(l.cloud)
+func (l *Loop) cycle(ctx context.Context) {
+	res, err := l.engine.Cycle(ctx)
+	if err != nil {
+		l.log.Error(err, "Cycle failed")
+		return
+	}
+	for _, err := range res.Errors {
+		l.log.Error(err, "Cycle trouble", "revision", res.Revision)
+	}
+	if res.Complete {
+		l.lastSuccess.Store(time.Now().UnixNano())
+	}
+	l.log.Info("Cycle done", "revision", res.Revision, "drifted", len(res.Remaining()), "complete", res.Complete)
+}
+
+// cloudCycles compares with the cloud every cloud interval, once the fleet has been rendered.
+func (l *Loop) cloudCycles(ctx context.Context) error {
+	ticker := time.NewTicker(l.opts.CloudInterval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-ticker.C:
 		}
 		res, err := l.engine.CloudCycle(ctx)
@@ -81,79 +171,43 @@ func (l *Loop) cloudLoop(ctx context.Context) {
 	}
 }
 
-func (l *Loop) cycle(ctx context.Context) {
-	res, err := l.engine.Cycle(ctx)
-	if err != nil {
-		l.log.Error(err, "Cycle failed")
+// watch starts watching a kind the engine reads: a change of one of its objects enqueues that
+// object (when rendered) and, for a Cluster, the objects of that cluster.
+func (l *Loop) watch(gvk schema.GroupVersionKind) {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	if l.watched[gvk] {
 		return
 	}
-	for _, err := range res.Errors {
-		l.log.Error(err, "Cycle trouble", "revision", res.Revision)
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	toKeys := handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, o *unstructured.Unstructured) []diff.Key {
+		key := diff.KeyOf(o)
+		var out []diff.Key
+		if l.engine.Tracks(key) {
+			out = append(out, key)
+		}
+		return append(out, l.engine.PartsOf(key)...)
+	})
+	src := source.TypedKind[*unstructured.Unstructured, diff.Key](l.cache, u, toKeys,
+		predicate.TypedResourceVersionChangedPredicate[*unstructured.Unstructured]{})
+	if err := l.ctrl.Watch(src); err != nil {
+		l.log.Error(err, "Cannot watch kind", "kind", gvk.String())
+		return
 	}
-	l.log.Info("Cycle done", "revision", res.Revision, "drifted", len(res.Findings))
-	l.watch(ctx)
+	l.watched[gvk] = true
 }
 
-// watch starts watching every rendered kind it does not watch yet.
-func (l *Loop) watch(ctx context.Context) {
-	for _, gvk := range l.engine.GVKs() {
-		if l.watched[gvk] {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(gvk)
-		inf, err := l.informers.GetInformer(ctx, u)
-		if err != nil {
-			l.log.Error(err, "Cannot watch kind", "kind", gvk.String())
-			continue
-		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			// The informer's first list: anything edited between the cycle and the watch is seen.
-			AddFunc: func(obj any) {
-				if u, ok := obj.(*unstructured.Unstructured); ok {
-					l.enqueue(u)
-				}
-			},
-			UpdateFunc: func(oldObj, newObj any) {
-				o, ok1 := oldObj.(*unstructured.Unstructured)
-				n, ok2 := newObj.(*unstructured.Unstructured)
-				if ok1 && ok2 && o.GetResourceVersion() != n.GetResourceVersion() {
-					l.enqueue(n)
-				}
-			},
-			DeleteFunc: func(obj any) {
-				if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-					obj = t.Obj
-				}
-				if u, ok := obj.(*unstructured.Unstructured); ok {
-					l.enqueue(u)
-				}
-			},
-		}); err != nil {
-			l.log.Error(err, "Cannot watch kind", "kind", gvk.String())
-			continue
-		}
-		l.watched[gvk] = true
+// Ready is the readiness check: a leader that has completed no cycle for three intervals is not
+// ready (a standby replica is).
+func (l *Loop) Ready(_ *http.Request) error {
+	started := l.leading.Load()
+	if started == 0 {
+		return nil
 	}
-}
-
-func (l *Loop) enqueue(u *unstructured.Unstructured) {
-	key := diff.KeyOf(u)
-	if l.engine.Tracks(key) {
-		l.queue.Add(key)
+	last := max(l.lastSuccess.Load(), started)
+	if since := time.Since(time.Unix(0, last)); since > 3*l.opts.Interval {
+		return fmt.Errorf("no cycle has completed for %s (more than 3 intervals of %s)", since.Round(time.Second), l.opts.Interval)
 	}
-}
-
-func (l *Loop) work(ctx context.Context) {
-	for {
-		key, shutdown := l.queue.Get()
-		if shutdown {
-			return
-		}
-		if err := l.engine.ReconcileObject(ctx, key); err != nil {
-			l.log.Error(err, "Re-check failed", "object", key.String())
-		}
-		l.queue.Forget(key)
-		l.queue.Done(key)
-	}
+	return nil
 }

@@ -28,6 +28,8 @@ const (
 	ReasonRenderFailed                = "RenderFailed"
 	ReasonEmptyRender                 = "EmptyRender"
 	ReasonInventoryUnavailable        = "InventoryUnavailable"
+	ReasonPruneBlocked                = "PruneBlocked"
+	ReasonKindNotWatched              = "KindNotWatched"
 )
 
 // maxNote is the longest note events.k8s.io/v1 accepts.
@@ -39,11 +41,15 @@ type Events struct {
 
 	mu        sync.Mutex
 	announced map[diff.Key]uint64 // fingerprint of the drift last announced per object
+	failed    map[diff.Key]uint64 // fingerprint of the failure last announced per object
+	held      map[diff.Key]int    // contest episode last announced per object
+	once      map[string]bool     // keys of one-off warnings already recorded
 }
 
 // NewEvents returns an Events writing through recorder; a nil recorder records nothing (plan).
 func NewEvents(recorder events.EventRecorder) *Events {
-	return &Events{recorder: recorder, announced: map[diff.Key]uint64{}}
+	return &Events{recorder: recorder, announced: map[diff.Key]uint64{}, failed: map[diff.Key]uint64{},
+		held: map[diff.Key]int{}, once: map[string]bool{}}
 }
 
 // Detected announces f on obj unless the same drift was already announced. It reports whether
@@ -58,10 +64,13 @@ func (e *Events) Detected(obj runtime.Object, key diff.Key, f diff.Finding) bool
 		return false
 	}
 	e.emit(obj, "Warning", ReasonDriftDetected, "Detect", Describe(f))
-	if f.Action == diff.ActionBlocked {
-		e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", f.Reason)
-	}
 	return true
+}
+
+// Blocked announces that a correction is held back (a paused cluster, a budget, a limit), with
+// the reason. Call it when Detected announced a new occurrence.
+func (e *Events) Blocked(obj runtime.Object, f diff.Finding) {
+	e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", f.Reason)
 }
 
 // Corrected announces a correction. The drift is forgotten, so that if it comes back, that is a
@@ -77,17 +86,76 @@ func (e *Events) Replaced(obj runtime.Object, f diff.Finding, method string) {
 	e.emit(obj, "Normal", ReasonMachineReplacementRequested, "Replace", fmt.Sprintf("%s: replacement by %s; %s", Describe(f), method, f.Reason))
 }
 
-// Failed announces a correction the API server refused, with its error.
-func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err error) {
-	e.Forget(key) // the next cycle announces the drift (and tries) again
-	e.emit(obj, "Warning", ReasonCorrectionFailed, "Correct", fmt.Sprintf("%s %s failed: %v", f.Class, f.Action, err))
+// Failed announces a correction the API server refused or that could not be made, with the
+// error (and a hint where there is one), once for each distinct failure of the same drift: a
+// transient failure retried with backoff is not announced again on every retry.
+func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err error, hint string) bool {
+	fp := fingerprint(f) ^ hashString(err.Error())
+	e.mu.Lock()
+	seen := e.failed[key] == fp
+	e.failed[key] = fp
+	e.mu.Unlock()
+	if seen {
+		return false
+	}
+	note := fmt.Sprintf("%s %s failed: %v", f.Class, correctionOf(f), err)
+	if hint != "" {
+		note += " (hint: " + hint + ")"
+	}
+	e.emit(obj, "Warning", ReasonCorrectionFailed, "Correct", note)
+	return true
+}
+
+// Held announces, once per contest episode, that driftd holds its correction of a field another
+// writer keeps setting back. The drift itself is not announced again while it is held.
+func (e *Events) Held(obj runtime.Object, key diff.Key, f diff.Finding, episode int) bool {
+	e.mu.Lock()
+	seen := e.held[key] == episode
+	e.held[key] = episode
+	e.mu.Unlock()
+	if seen {
+		return false
+	}
+	e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", Describe(f))
+	return true
 }
 
 // Forget drops what was announced for key: the object no longer drifts.
 func (e *Events) Forget(key diff.Key) {
 	e.mu.Lock()
 	delete(e.announced, key)
+	delete(e.failed, key)
 	e.mu.Unlock()
+}
+
+// Once records a Warning Event with reason on obj the first time it is called with onceKey, and
+// reports whether it did.
+func (e *Events) Once(obj runtime.Object, onceKey, reason, note string) bool {
+	e.mu.Lock()
+	seen := e.once[onceKey]
+	e.once[onceKey] = true
+	e.mu.Unlock()
+	if !seen {
+		e.emit(obj, "Warning", reason, "Reconcile", note)
+	}
+	return !seen
+}
+
+// correctionOf names the correction a finding called for, also when it was blocked.
+func correctionOf(f diff.Finding) string {
+	if f.Action == diff.ActionBlocked {
+		if f.Class == diff.ClassMissing {
+			return string(diff.ActionCreate)
+		}
+		return string(diff.ActionApply)
+	}
+	return string(f.Action)
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // Warning records a Warning Event with reason on obj (source-level trouble on the status ConfigMap).

@@ -20,6 +20,9 @@ type Metrics struct {
 	Revision *prometheus.GaugeVec
 	// LastCycle is the Unix time the last cycle ended.
 	LastCycle prometheus.Gauge
+	// LastSuccessfulCycle is the Unix time the last cycle ended that compared the whole fleet with
+	// a good revision within its deadline.
+	LastSuccessfulCycle prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered, as for plan).
@@ -33,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
 		}),
 		Corrections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "driftd_corrections_total", Help: "Corrections by result: succeeded, failed, blocked.",
+			Name: "driftd_corrections_total", Help: "Corrections by result: succeeded, failed (the API server refused or could not take it), blocked (held back: paused, contested, a prune limit, a budget).",
 		}, []string{"result"}),
 		CloudCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "driftd_cloud_api_calls_total", Help: "Cloud API calls by provider and operation.",
@@ -44,9 +47,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LastCycle: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "driftd_last_cycle_timestamp_seconds", Help: "Unix time at which the last full cycle ended.",
 		}),
+		LastSuccessfulCycle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "driftd_last_successful_cycle_timestamp_seconds",
+			Help: "Unix time at which the last cycle ended that compared the whole fleet with a good revision within its deadline.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Drifted, m.CycleDuration, m.Corrections, m.CloudCalls, m.Revision, m.LastCycle)
+		reg.MustRegister(m.Drifted, m.CycleDuration, m.Corrections, m.CloudCalls, m.Revision, m.LastCycle, m.LastSuccessfulCycle)
 	}
 	return m
 }

@@ -3,10 +3,14 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
@@ -24,13 +28,29 @@ type Summary struct {
 	// Counts are the objects that still drift after the cycle, per cluster and class ("" is
 	// objects of no cluster).
 	Counts map[string]map[diff.Class]int `json:"counts"`
-	// Errors are the source, render and object errors of the cycle.
-	Errors []string `json:"errors,omitempty"`
+	// Errors are the first MaxErrors source, render and object errors of the cycle, each cut to
+	// MaxErrorLength; ErrorCount is how many there were in all.
+	Errors     []string `json:"errors,omitempty"`
+	ErrorCount int      `json:"errorCount,omitempty"`
 }
 
-// Summarize counts findings per cluster and class, leaving out ignored ones.
+// MaxErrors and MaxErrorLength bound the status ConfigMap (a ConfigMap holds at most 1 MiB): a
+// fleet with thousands of broken objects still gets its summary written.
+const (
+	MaxErrors      = 50
+	MaxErrorLength = 512
+)
+
+// Summarize counts findings per cluster and class, leaving out ignored ones, and keeps the first
+// MaxErrors errors.
 func Summarize(revision string, findings []diff.Finding, errs []string) Summary {
-	s := Summary{Revision: revision, Counts: map[string]map[diff.Class]int{}, Errors: errs}
+	s := Summary{Revision: revision, Counts: map[string]map[diff.Class]int{}, ErrorCount: len(errs)}
+	for _, e := range errs[:min(len(errs), MaxErrors)] {
+		if len(e) > MaxErrorLength {
+			e = e[:MaxErrorLength-3] + "..."
+		}
+		s.Errors = append(s.Errors, e)
+	}
 	for _, f := range findings {
 		if f.Action == diff.ActionIgnored {
 			continue
@@ -43,11 +63,16 @@ func Summarize(revision string, findings []diff.Finding, errs []string) Summary 
 	return s
 }
 
+// ErrNoNamespace means driftd's own namespace does not exist, so the status ConfigMap (and the
+// Events recorded on it) cannot be written; driftd runs on and reports the rest.
+var ErrNoNamespace = errors.New("driftd's namespace does not exist")
+
 // Status keeps the status ConfigMap driftd-status.
 type Status struct {
 	client    client.Client
 	namespace string
 	last      string
+	uid       types.UID
 }
 
 // NewStatus returns the status writer for namespace.
@@ -55,11 +80,12 @@ func NewStatus(c client.Client, namespace string) *Status {
 	return &Status{client: c, namespace: namespace}
 }
 
-// Object is the status ConfigMap, as a target for Events.
+// Namespace is the namespace of the status ConfigMap.
+func (s *Status) Namespace() string { return s.namespace }
+
+// Object is the status ConfigMap, as a target for Events (with its UID once it was read or written).
 func (s *Status) Object() *corev1.ConfigMap {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: StatusName, Namespace: s.namespace}}
-	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	_ = s.client.Get(context.Background(), client.ObjectKeyFromObject(cm), cm) // for the UID, when it exists
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: StatusName, Namespace: s.namespace, UID: s.uid}}
 	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	return cm
 }
@@ -96,8 +122,12 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 		},
 	}
 	if err := s.client.Patch(ctx, cm, client.Apply, client.FieldOwner("driftd"), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: writing ConfigMap %s/%s: %v", ErrNoNamespace, s.namespace, StatusName, err)
+		}
 		return err
 	}
+	s.uid = cm.UID
 	s.last = string(fp)
 	return nil
 }
@@ -109,6 +139,7 @@ func (s *Status) stored(ctx context.Context) string {
 	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: StatusName}, cm); err != nil {
 		return ""
 	}
+	s.uid = cm.UID
 	var sum Summary
 	if err := json.Unmarshal([]byte(cm.Data["summary.json"]), &sum); err != nil {
 		return ""

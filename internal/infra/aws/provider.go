@@ -19,7 +19,6 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/infra"
 )
 
@@ -57,8 +56,6 @@ type regionClients struct {
 	ec2 *ec2.Client
 	asg *autoscaling.Client
 }
-
-var _ diff.Inventory = (*Provider)(nil)
 
 // New returns a Provider.
 func New(opts Options) *Provider {

@@ -18,7 +18,6 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/infra"
 )
 
@@ -32,8 +31,6 @@ type Options struct {
 type Provider struct {
 	opts Options
 }
-
-var _ diff.Inventory = (*Provider)(nil)
 
 // New returns a Provider.
 func New(opts Options) *Provider { return &Provider{opts: opts} }

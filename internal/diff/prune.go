@@ -1,0 +1,144 @@
+package diff
+
+import (
+	"fmt"
+	"math"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// ClusterState is what pruning needs to know of a Cluster API cluster.
+type ClusterState struct {
+	// Live: the Cluster exists in the management cluster.
+	Live bool
+	// InGit: the Cluster is rendered from Git (by any shard).
+	InGit bool
+	// Paused: it is paused, live or in Git.
+	Paused bool
+	// Deleting: it has a deletionTimestamp.
+	Deleting bool
+}
+
+// PruneLimit holds back a revision's deletions when there are more than Max of them, or more than
+// Percent of the objects driftd tracks (a single deletion is never held back by Percent alone).
+type PruneLimit struct {
+	// Max is the most deletions one revision may make; negative: no limit.
+	Max int
+	// Percent is the largest share of the tracked objects one revision may delete; negative: no limit.
+	Percent int
+}
+
+// DefaultPruneLimit holds back more than 5 deletions, or more than 10 % of what driftd tracks.
+var DefaultPruneLimit = PruneLimit{Max: 5, Percent: 10}
+
+// Orphan is a live object carrying this driftd's tracking id that is no longer rendered.
+type Orphan struct {
+	Object *unstructured.Unstructured
+	// Cluster is the cluster it belongs to (by its labels, owner references, references from other
+	// orphans or an earlier render), or "".
+	Cluster string
+}
+
+// PruneInput is what DecidePrune looks at.
+type PruneInput struct {
+	Orphans []Orphan
+	// Clusters are the states of the clusters the orphans belong to, by "namespace/name".
+	Clusters map[string]ClusterState
+	// Tracked is how many objects driftd tracks: the rendered ones and the orphans.
+	Tracked int
+	// Limit is the prune limit; nil is DefaultPruneLimit.
+	Limit  *PruneLimit
+	Policy Policy
+	// Degraded says why corrections are off (source or render trouble), or "".
+	Degraded string
+}
+
+// PrunePlan is the outcome of DecidePrune: a finding per orphan, and the deletions held back by the
+// limit (0 when none).
+type PrunePlan struct {
+	Findings []Finding
+	// Held is how many deletions the limit held back; HeldReason says why.
+	Held       int
+	HeldReason string
+}
+
+// DecidePrune decides what happens to each orphan. Pruning is opt-in and deletes only what is
+// safe to delete one by one: a Cluster (with driftd.io/prune: enabled) is deleted as a whole and
+// Cluster API tears its parts down, so the parts of a Cluster that left Git are never deleted by
+// driftd; nothing of a paused or deleting Cluster is touched; and above the limit nothing is
+// deleted at all.
+func DecidePrune(in PruneInput) PrunePlan {
+	var plan PrunePlan
+	var candidates []int
+	for _, o := range in.Orphans {
+		live := o.Object
+		f := Finding{Layer: LayerSpec, Class: ClassOrphaned, Cluster: o.Cluster, Object: RefOf(live)}
+		f.Action, f.Reason = decideOrphan(o, in)
+		if f.Action == ActionDelete {
+			candidates = append(candidates, len(plan.Findings))
+		}
+		plan.Findings = append(plan.Findings, f)
+	}
+	limit := DefaultPruneLimit
+	if in.Limit != nil {
+		limit = *in.Limit
+	}
+	n := len(candidates)
+	share := 0.0
+	if in.Tracked > 0 {
+		share = 100 * float64(n) / float64(in.Tracked)
+	}
+	var why string
+	switch {
+	case limit.Max >= 0 && n > limit.Max:
+		why = fmt.Sprintf("%d deletions in one revision exceed the limit of %d (--max-prune)", n, limit.Max)
+	case limit.Percent >= 0 && (n > 1 || limit.Percent == 0) && share > float64(limit.Percent):
+		why = fmt.Sprintf("%d deletions in one revision are %.0f%% of the %d objects driftd tracks, above the limit of %d%% (--max-prune-percent)",
+			n, math.Round(share), in.Tracked, limit.Percent)
+	}
+	if why != "" {
+		for _, i := range candidates {
+			plan.Findings[i].Action = ActionBlocked
+			plan.Findings[i].Reason = "prune limit: " + why
+		}
+		plan.Held, plan.HeldReason = n, why
+	}
+	return plan
+}
+
+func decideOrphan(o Orphan, in PruneInput) (Action, string) {
+	live := o.Object
+	if annotation(nil, live, AnnotationReconcile) == "disabled" {
+		return ActionIgnored, AnnotationReconcile + ": disabled"
+	}
+	isCluster := live.GetKind() == "Cluster" && groupOf(live) == "cluster.x-k8s.io"
+	state := in.Clusters[live.GetNamespace()+"/"+o.Cluster]
+	if isCluster {
+		state = in.Clusters[live.GetNamespace()+"/"+live.GetName()]
+		state.Live, state.Deleting = true, live.GetDeletionTimestamp() != nil
+		state.Paused = state.Paused || IsPaused(live)
+	}
+	switch {
+	case !in.Policy.Prune:
+		return ActionReport, "no longer rendered from Git; pruning is off"
+	case live.GetDeletionTimestamp() != nil:
+		return ActionReport, "no longer rendered from Git; already being deleted"
+	case o.Cluster != "" && state.Deleting:
+		return ActionReport, fmt.Sprintf("no longer rendered from Git; cluster %s is being deleted, and nothing of it is touched", o.Cluster)
+	case o.Cluster != "" && state.Paused:
+		return ActionBlocked, fmt.Sprintf("no longer rendered from Git; cluster %s is paused, and nothing of it is pruned", o.Cluster)
+	case isCluster && live.GetAnnotations()[AnnotationPrune] != "enabled":
+		return ActionReport, "no longer rendered from Git; a Cluster is pruned only with " + AnnotationPrune + ": enabled"
+	case !isCluster && o.Cluster != "" && !state.InGit && state.Live:
+		return ActionReport, fmt.Sprintf("no longer rendered from Git, like its Cluster %s: deleting the Cluster deletes its parts (Cluster API tears it down); driftd never deletes a Cluster's parts one by one", o.Cluster)
+	case !isCluster && o.Cluster != "" && !state.InGit:
+		return ActionReport, fmt.Sprintf("no longer rendered from Git; its Cluster %s left Git and is gone, and what Cluster API left of it is not pruned by driftd", o.Cluster)
+	case in.Policy.Mode == ModeDetect:
+		return ActionReport, "detect mode"
+	case annotation(nil, live, AnnotationMode) == string(ModeDetect):
+		return ActionReport, AnnotationMode + ": detect"
+	case in.Degraded != "":
+		return ActionReport, "no corrections while " + in.Degraded
+	}
+	return ActionDelete, ""
+}

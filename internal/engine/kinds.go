@@ -1,0 +1,161 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/report"
+)
+
+// KindError says driftd may not list or watch a kind: its objects are not checked, and the rest
+// of the fleet is.
+type KindError struct {
+	GVK      schema.GroupVersionKind
+	Resource schema.GroupResource
+	// Verbs are the verbs driftd lacks.
+	Verbs []string
+}
+
+func (e *KindError) Error() string {
+	return fmt.Sprintf("driftd may not %v %s, so its objects are not checked; grant its ClusterRole the rule {apiGroups: [%q], resources: [%q], verbs: [get, list, watch]}",
+		e.Verbs, e.Resource, e.Resource.Group, e.Resource.Resource)
+}
+
+// Watches is the daemon's KindGate: before the engine reads a kind from the cache, it checks that
+// driftd may list and watch it (a SelfSubjectAccessReview per verb, once), starts the informer and
+// waits for it to sync, with a time limit. A kind driftd may not watch is never handed to the
+// cache, whose informer would otherwise retry its list for ever while every read of the kind waits
+// for a sync that never comes.
+type Watches struct {
+	cache  cache.Cache
+	client client.Client
+	mapper meta.RESTMapper
+	// SyncTimeout is how long Ready waits for a new informer to sync; 30 s when zero.
+	SyncTimeout time.Duration
+	// OnReady is called once for every kind that became readable (the daemon watches it then).
+	OnReady func(schema.GroupVersionKind)
+
+	mu    sync.Mutex
+	kinds map[schema.GroupVersionKind]*kindWatch
+}
+
+type kindWatch struct {
+	mu        sync.Mutex
+	ready     bool
+	forbidden *KindError
+	checked   time.Time
+}
+
+// NewWatches returns a gate over c (the manager's cache), checking permissions through cl.
+func NewWatches(c cache.Cache, cl client.Client, mapper meta.RESTMapper) *Watches {
+	return &Watches{cache: c, client: cl, mapper: mapper, kinds: map[schema.GroupVersionKind]*kindWatch{}}
+}
+
+// recheckForbidden is how long a kind found forbidden stays so before its permission is asked again.
+const recheckForbidden = time.Minute
+
+// Ready implements KindGate.
+func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error {
+	w.mu.Lock()
+	k := w.kinds[gvk]
+	if k == nil {
+		k = &kindWatch{}
+		w.kinds[gvk] = k
+	}
+	w.mu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ready {
+		return nil
+	}
+	if k.forbidden != nil && time.Since(k.checked) < recheckForbidden {
+		return k.forbidden
+	}
+	mapping, err := w.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return err
+	}
+	k.forbidden, k.checked = nil, time.Now()
+	var denied []string
+	for _, verb := range []string{"list", "watch"} {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: gvk.Group, Resource: mapping.Resource.Resource},
+		}}
+		if err := w.client.Create(ctx, review); err != nil {
+			return fmt.Errorf("asking whether driftd may %s %s: %w", verb, mapping.Resource.GroupResource(), err)
+		}
+		if !review.Status.Allowed {
+			denied = append(denied, verb)
+		}
+	}
+	if len(denied) > 0 {
+		k.forbidden = &KindError{GVK: gvk, Resource: mapping.Resource.GroupResource(), Verbs: denied}
+		return k.forbidden
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	inf, err := w.cache.GetInformer(ctx, u, cache.BlockUntilSynced(false))
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", gvk.Kind, err)
+	}
+	timeout := w.SyncTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !inf.HasSynced() {
+		select {
+		case <-sctx.Done():
+			return fmt.Errorf("the watch of %s has not synced within %s; its objects are checked once it has", mapping.Resource.GroupResource(), timeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	k.ready = true
+	if w.OnReady != nil {
+		w.OnReady(gvk)
+	}
+	return nil
+}
+
+// reportKind says once, as a Warning Event on the status ConfigMap and in the log, that a kind
+// cannot be watched and which RBAC rule is missing.
+func (e *Engine) reportKind(err *KindError) {
+	e.mu.Lock()
+	seen := e.kindsReported[err.GVK]
+	e.kindsReported[err.GVK] = true
+	e.mu.Unlock()
+	if seen {
+		return
+	}
+	e.deps.Log.Error(err, "Kind not watched", "kind", err.GVK.String())
+	if e.statusWritable() {
+		e.deps.Events.Once(e.deps.Status.Object(), "kind/"+err.GVK.String(), report.ReasonKindNotWatched, err.Error())
+	}
+}
+
+// waitForKinds waits (a little) until the API server serves the kinds the render's CRDs define.
+func (e *Engine) waitForKinds(ctx context.Context, s *snapshot) {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, key := range s.pending {
+		gvk := s.desired[key].obj.GroupVersionKind()
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if _, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}

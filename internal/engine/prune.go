@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
+)
+
+// pruned is what the orphan search found and did.
+type pruned struct {
+	findings []diff.Finding
+	deleted  map[diff.Key]bool
+}
+
+// prune looks for orphans (live objects carrying this driftd's tracking id that no shard renders
+// any more), has diff decide what may go, and deletes that when act is set. It runs last in a
+// cycle, after every rendered object was applied. A partial render (or one with an object the API
+// server rejects) looks for no orphan at all: an object that could not be used might be the very
+// one a live object is.
+func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pruned, []error) {
+	out := pruned{deleted: map[diff.Key]bool{}}
+	if s.partial || unusable {
+		e.mu.Lock()
+		e.orphaned = nil
+		e.mu.Unlock()
+		return out, nil
+	}
+	orphans, errs := e.orphans(ctx, s)
+	in := diff.PruneInput{
+		Orphans: orphans, Clusters: e.clusterStates(ctx, s, orphans), Tracked: len(s.desired) + len(orphans),
+		Limit: e.opts.PruneLimit, Policy: e.opts.Policy, Degraded: s.degraded,
+	}
+	plan := diff.DecidePrune(in)
+	out.findings = plan.Findings
+	if plan.Held > 0 && act && e.statusWritable() {
+		note := fmt.Sprintf("Revision %s: %d deletions held back: %s. Nothing was deleted; raise the limit (--max-prune, --max-prune-percent) to let them go.",
+			s.revision, plan.Held, plan.HeldReason)
+		if e.deps.Events.Once(e.deps.Status.Object(), fmt.Sprintf("prune/%s/%d", s.revision, plan.Held), report.ReasonPruneBlocked, note) {
+			e.deps.Log.Info("Prune held back", "revision", s.revision, "deletions", plan.Held, "reason", plan.HeldReason)
+		}
+	}
+	byKey := map[diff.Key]*unstructured.Unstructured{}
+	for _, o := range orphans {
+		byKey[diff.KeyOf(o.Object)] = o.Object
+	}
+	var remaining []diff.Finding
+	for _, f := range plan.Findings {
+		key := keyOfRef(f.Object)
+		live := byKey[key]
+		if !act {
+			remaining = append(remaining, f)
+			continue
+		}
+		if e.deps.Events.Detected(live, key, f) && f.Action == diff.ActionBlocked {
+			e.deps.Events.Blocked(live, f)
+			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
+		}
+		if f.Action != diff.ActionDelete {
+			remaining = append(remaining, f)
+			continue
+		}
+		if r := e.app.Delete(ctx, live); r.Err != nil {
+			errs = append(errs, r.Err)
+			if e.deps.Events.Failed(live, key, f, r.Err, "") {
+				e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+			}
+			remaining = append(remaining, f)
+			continue
+		}
+		out.deleted[key] = true
+		e.deps.Events.Corrected(live, key, f)
+		e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
+		e.deps.Log.Info("Orphan deleted", "object", key.String())
+	}
+	e.mu.Lock()
+	previous := e.orphaned
+	e.orphaned = remaining
+	e.mu.Unlock()
+	still := map[diff.Key]bool{}
+	for _, f := range remaining {
+		still[keyOfRef(f.Object)] = true
+	}
+	for _, f := range previous {
+		if k := keyOfRef(f.Object); !still[k] {
+			e.deps.Events.Forget(k)
+		}
+	}
+	return out, errs
+}
+
+// orphans lists the live objects this driftd applied that no shard renders any more. Only an
+// object whose tracking id names that very object is driftd's: a copy a controller made carries
+// the label too, but the id of the object it was copied from.
+func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, []error) {
+	var found []*unstructured.Unstructured
+	var errs []error
+	for _, gvk := range e.orphanKinds() {
+		if e.deps.Kinds != nil {
+			if err := e.deps.Kinds.Ready(ctx, gvk); err != nil {
+				if meta.IsNoMatchError(err) {
+					continue
+				}
+				var kindErr *KindError
+				if errors.As(err, &kindErr) {
+					e.reportKind(kindErr)
+				}
+				errs = append(errs, fmt.Errorf("looking for orphaned %s: %w", gvk.Kind, err))
+				continue
+			}
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := e.deps.Reader.List(ctx, list, client.MatchingLabels{diff.OwnerLabel: e.opts.Owner}); err != nil {
+			if meta.IsNoMatchError(err) {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("listing %s for orphans: %w", gvk.Kind, err))
+			continue
+		}
+		for i := range list.Items {
+			live := &list.Items[i]
+			if s.rendered[diff.KeyOf(live)] || !diff.Tracked(live, e.opts.Owner) {
+				continue // still in Git (maybe handled by another shard now), or not driftd's own
+			}
+			found = append(found, live)
+		}
+	}
+	// The cluster of each orphan: from an earlier render, its own labels or owner references, or
+	// what the other orphans (a Cluster, its control plane, its MachineDeployments) refer to.
+	index := diff.IndexClusters(found)
+	out := make([]diff.Orphan, 0, len(found))
+	e.mu.Lock()
+	for _, live := range found {
+		key := diff.KeyOf(live)
+		cluster := e.known[key]
+		if cluster == "" {
+			cluster = diff.OwningCluster(live)
+		}
+		if cluster == "" {
+			cluster = index[key]
+		}
+		out = append(out, diff.Orphan{Object: live, Cluster: cluster})
+	}
+	e.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return diff.KeyOf(out[i].Object).String() < diff.KeyOf(out[j].Object).String() })
+	return out, errs
+}
+
+// clusterStates reads the live state of the clusters the orphans belong to.
+func (e *Engine) clusterStates(ctx context.Context, s *snapshot, orphans []diff.Orphan) map[string]diff.ClusterState {
+	out := map[string]diff.ClusterState{}
+	for _, o := range orphans {
+		if o.Cluster == "" {
+			continue
+		}
+		id := o.Object.GetNamespace() + "/" + o.Cluster
+		if _, done := out[id]; done {
+			continue
+		}
+		st := diff.ClusterState{InGit: s.gitClusters[id]}
+		ref := &unstructured.Unstructured{}
+		ref.SetGroupVersionKind(gvkClusterLive)
+		ref.SetNamespace(o.Object.GetNamespace())
+		ref.SetName(o.Cluster)
+		if d, ok := s.desired[diff.KeyOf(ref)]; ok {
+			st.Paused = diff.IsPaused(d.obj)
+		}
+		live, err := e.getLive(ctx, ref)
+		if err != nil {
+			// Unknown: assume the cluster exists and is paused, so nothing of it is deleted.
+			st.Live, st.Paused = true, true
+		} else if live != nil {
+			st.Live = true
+			st.Paused = st.Paused || diff.IsPaused(live)
+			st.Deleting = live.GetDeletionTimestamp() != nil
+		}
+		out[id] = st
+	}
+	return out
+}
+
+// fleetKinds are the kinds a fleet repository usually holds. Orphans are looked for among them
+// and every kind rendered since driftd started, so an object whose whole kind left Git is found
+// too, without listing every kind the API server serves.
+var fleetKinds = []schema.GroupKind{
+	{Group: "cluster.x-k8s.io", Kind: "Cluster"},
+	{Group: "cluster.x-k8s.io", Kind: "ClusterClass"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineDeployment"},
+	{Group: "cluster.x-k8s.io", Kind: "MachinePool"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineHealthCheck"},
+	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlane"},
+	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlaneTemplate"},
+	{Group: "bootstrap.cluster.x-k8s.io", Kind: "KubeadmConfigTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSCluster"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSClusterTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachineTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachinePool"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereCluster"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereClusterTemplate"},
+	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereMachineTemplate"},
+	{Group: "", Kind: "Secret"},
+	{Group: "", Kind: "ConfigMap"},
+}
+
+// orphanKinds returns the kinds to look for orphans in, each at the version it was rendered
+// with or the server's preferred one.
+func (e *Engine) orphanKinds() []schema.GroupVersionKind {
+	e.mu.Lock()
+	rendered := make([]schema.GroupVersionKind, 0, len(e.gvks))
+	for gvk := range e.gvks {
+		rendered = append(rendered, gvk)
+	}
+	e.mu.Unlock()
+	seen := map[schema.GroupKind]bool{}
+	out := make([]schema.GroupVersionKind, 0, len(rendered)+len(fleetKinds))
+	for _, gvk := range rendered {
+		if !seen[gvk.GroupKind()] {
+			seen[gvk.GroupKind()] = true
+			out = append(out, gvk)
+		}
+	}
+	for _, gk := range fleetKinds {
+		if seen[gk] {
+			continue
+		}
+		mapping, err := e.deps.Mapper.RESTMapping(gk)
+		if err != nil {
+			continue // not installed
+		}
+		seen[gk] = true
+		out = append(out, mapping.GroupVersionKind)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+func keyOfRef(r diff.ObjectRef) diff.Key {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(r.APIVersion)
+	u.SetKind(r.Kind)
+	u.SetNamespace(r.Namespace)
+	u.SetName(r.Name)
+	return diff.KeyOf(u)
+}

@@ -1,0 +1,439 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/driftd/driftd/internal/apply"
+	"github.com/driftd/driftd/internal/diff"
+)
+
+// memo is the evaluation of one desired object against one state of its live object: the fields
+// that differ, or the API server's permanent verdict on the object (rejected). A transient error
+// is never remembered.
+type memo struct {
+	key      memoKey
+	fields   []diff.Field
+	rejected error
+}
+
+// memoKey is what an evaluation depends on. generation moves with every spec change of objects
+// that have one (all Cluster API kinds); resourceVersion stands in for kinds that do not.
+// Labels and annotations do not move generation, so they are hashed in.
+type memoKey struct {
+	desired  uint64
+	uid      types.UID
+	version  string
+	metadata uint64
+}
+
+func memoKeyOf(d *desiredObject, live *unstructured.Unstructured) memoKey {
+	k := memoKey{desired: d.hash}
+	if live == nil {
+		return k
+	}
+	k.uid = live.GetUID()
+	if g := live.GetGeneration(); g > 0 {
+		k.version = fmt.Sprintf("g%d", g)
+	} else {
+		k.version = "rv" + live.GetResourceVersion()
+	}
+	h := fnv.New64a()
+	for _, m := range []map[string]string{live.GetLabels(), live.GetAnnotations()} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "%s=%s\x00", k, m[k])
+		}
+		h.Write([]byte{1})
+	}
+	k.metadata = h.Sum64()
+	return k
+}
+
+// evaluation is one object compared: its finding (nil: no drift), the live object (nil: none),
+// the situation the decision was made in and the memo it used.
+type evaluation struct {
+	finding *diff.Finding
+	live    *unstructured.Unstructured
+	sit     diff.Situation
+	memo    memo
+}
+
+// outcome is what reconciling one object came to.
+type outcome struct {
+	// finding is the drift found (nil: none).
+	finding *diff.Finding
+	// corrected: driftd corrected it.
+	corrected bool
+	// err is a transient failure: the object is retried with backoff.
+	err error
+	// after asks for another look after this long (a held correction, a cluster being deleted).
+	after time.Duration
+}
+
+// Reconcile re-checks one object of the current snapshot and corrects it as a cycle would: the
+// daemon's workqueue calls it after a watch event or a transient failure. A returned error is
+// retried with backoff; a permanent verdict is remembered until Git or the live object changes.
+func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result, error) {
+	s := e.snap.Load()
+	if s == nil {
+		return reconcile.Result{}, nil
+	}
+	out := e.reconcileKey(ctx, s, key, true)
+	if _, ok := s.desired[key]; ok && out.err == nil {
+		e.publishDrift()
+	}
+	var kindErr *KindError
+	if errors.As(out.err, &kindErr) {
+		e.reportKind(kindErr)
+		return reconcile.Result{}, nil // not retried: the next cycle checks the permission again
+	}
+	return reconcile.Result{RequeueAfter: out.after}, out.err
+}
+
+// reconcileKey evaluates one object of s and, when act is set, announces and corrects its drift.
+func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
+	unlock := e.keys.lock(key)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, e.opts.ReconcileTimeout)
+	defer cancel()
+	d, ok := s.desired[key]
+	if !ok {
+		return e.reconcileTopology(ctx, s, key, act)
+	}
+	ev, err := e.evaluate(ctx, s, key, d)
+	if err != nil {
+		return outcome{err: err}
+	}
+	if ev.finding == nil {
+		e.setFinding(key, nil)
+		return outcome{}
+	}
+	if !act {
+		return outcome{finding: ev.finding}
+	}
+	return e.act(ctx, s, key, d, ev)
+}
+
+// evaluate compares one desired object with its live object and decides the action.
+func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject) (evaluation, error) {
+	if slicesContains(s.pending, key) {
+		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
+		ev := e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{})
+		ev.finding.Reason = joinReason(ev.finding.Reason, "its CustomResourceDefinition is created first")
+		return ev, nil
+	}
+	live, err := e.getLive(ctx, d.obj)
+	if err != nil {
+		return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
+	}
+	mk := memoKeyOf(d, live)
+	e.mu.Lock()
+	m, ok := e.memo[key]
+	e.mu.Unlock()
+	if !ok || m.key != mk {
+		m = memo{key: mk}
+		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
+		stored, err := apply.DryRun(ctx, e.deps.Client, e.toApply(d, live))
+		switch {
+		case err == nil && live != nil:
+			m.fields = diff.Compare(stored, live, ignored)
+			if len(m.fields) > 0 && len(live.GetManagedFields()) == 0 && e.opts.LiveFromCache {
+				// The cache keeps no managedFields (they would double its memory); only a drifted
+				// object needs them, to say who set each value: read it once from the API.
+				if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
+					m.fields = diff.Compare(stored, fresh, ignored)
+				}
+			}
+		case err == nil:
+		case apply.Rejected(err):
+			m.rejected = err
+			if live != nil {
+				m.fields = diff.CompareSet(d.obj, live, ignored)
+			}
+		case live == nil && apply.NamespaceMissing(err) && s.namespaces[d.obj.GetNamespace()]:
+			// Its namespace is part of the render and not created yet: it is missing, and created
+			// after its namespace. Not remembered: the namespace is there next time.
+			ev := e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{})
+			ev.finding.Reason = joinReason(ev.finding.Reason, "its Namespace "+d.obj.GetNamespace()+" is created first")
+			return ev, nil
+		default:
+			return evaluation{}, fmt.Errorf("%s: %s: dry run: %w", d.file, key, err)
+		}
+		e.mu.Lock()
+		e.memo[key] = m
+		e.mu.Unlock()
+	}
+	class := diff.ClassModified
+	if live == nil {
+		class = diff.ClassMissing
+	} else if len(m.fields) == 0 && m.rejected == nil {
+		return evaluation{live: live, memo: m}, nil
+	}
+	return e.decide(ctx, s, key, d, live, class, m), nil
+}
+
+// decide builds the evaluation of an object that drifts (m is its memo, empty when it was not
+// dry-run).
+func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, live *unstructured.Unstructured, class diff.Class, m memo) evaluation {
+	sit := e.situation(ctx, s, key, live)
+	action, reason := diff.Decide(class, d.obj, live, sit, e.opts.Policy)
+	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file,
+		Action: action, Reason: reason, Fields: m.fields}
+	if m.rejected != nil {
+		why := "the API server rejects it: " + m.rejected.Error()
+		if hint := apply.Hint(key.Kind, m.rejected); hint != "" {
+			why += " (hint: " + hint + ")"
+		}
+		if action.Corrects() {
+			f.Action, f.Reason = diff.ActionBlocked, why
+		} else {
+			f.Reason = joinReason(reason, why)
+		}
+	}
+	return evaluation{finding: f, live: live, sit: sit, memo: m}
+}
+
+// situation is what the decision about key depends on beyond the object: its cluster's live
+// state, and the source's.
+func (e *Engine) situation(ctx context.Context, s *snapshot, key diff.Key, live *unstructured.Unstructured) diff.Situation {
+	sit := diff.Situation{Cluster: s.clusters[key], Degraded: s.degraded}
+	if live != nil && live.GetDeletionTimestamp() != nil {
+		sit.Deleting = true
+	}
+	if sit.Cluster == "" {
+		return sit
+	}
+	ck := diff.Key{Group: "cluster.x-k8s.io", Kind: "Cluster", Namespace: key.Namespace, Name: sit.Cluster}
+	if d, ok := s.desired[ck]; ok {
+		sit.Paused = diff.IsPaused(d.obj)
+		if lc, err := e.getLive(ctx, d.obj); err == nil && lc != nil {
+			sit.Paused = sit.Paused || diff.IsPaused(lc)
+			sit.Deleting = sit.Deleting || lc.GetDeletionTimestamp() != nil
+		}
+	}
+	return sit
+}
+
+// act announces a finding and makes the correction it calls for.
+func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, ev evaluation) outcome {
+	now := e.opts.Now()
+	f, live := ev.finding, ev.live
+	var target runtime.Object = d.obj
+	if live != nil {
+		target = live
+	}
+	if f.Action.Corrects() && f.Class == diff.ClassModified && setByOthers(f.Fields) {
+		e.mu.Lock()
+		c := e.contests[key]
+		if c == nil {
+			c = &diff.Contest{}
+			e.contests[key] = c
+		}
+		hold, until, reason := c.Observe(e.opts.Contest, now, managers(f.Fields))
+		episode := c.Episode
+		e.mu.Unlock()
+		if hold {
+			// Held: one Warning for the whole episode, however often the field flips meanwhile.
+			f.Action, f.Reason = diff.ActionBlocked, reason
+			e.setFinding(key, f)
+			if e.deps.Events.Held(target, key, *f, episode) {
+				e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
+			}
+			return outcome{finding: f, after: until.Sub(now)}
+		}
+	}
+	e.setFinding(key, f)
+	announced := e.deps.Events.Detected(target, key, *f)
+	m := ev.memo
+	switch {
+	case m.rejected != nil && f.Action == diff.ActionBlocked:
+		if e.deps.Events.Failed(target, key, *f, m.rejected, apply.Hint(key.Kind, m.rejected)) {
+			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+		}
+		return outcome{finding: f}
+	case f.Action == diff.ActionBlocked:
+		if announced {
+			e.deps.Events.Blocked(target, *f)
+			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
+		}
+		return outcome{finding: f}
+	case f.Action == diff.ActionReport && ev.sit.Deleting:
+		return outcome{finding: f, after: 15 * time.Second} // look again once the deletion moved on
+	case !f.Action.Corrects():
+		return outcome{finding: f}
+	}
+
+	r := e.app.Apply(ctx, e.toApply(d, live))
+	if r.Err != nil {
+		if apply.Rejected(r.Err) {
+			// The dry run passed and the write was refused (a webhook that does not dry-run): a
+			// verdict, remembered like one.
+			e.mu.Lock()
+			if m, ok := e.memo[key]; ok {
+				m.rejected = r.Err
+				e.memo[key] = m
+			}
+			e.mu.Unlock()
+			f.Action, f.Reason = diff.ActionBlocked, "the API server rejects it: "+r.Err.Error()
+			e.setFinding(key, f)
+		}
+		if e.deps.Events.Failed(target, key, *f, r.Err, apply.Hint(key.Kind, r.Err)) {
+			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+			e.deps.Log.Error(r.Err, "Correction failed", "object", key.String(), "class", f.Class)
+		}
+		if apply.Rejected(r.Err) {
+			return outcome{finding: f}
+		}
+		return outcome{finding: f, err: r.Err}
+	}
+	if f.Class == diff.ClassModified && setByOthers(f.Fields) {
+		e.mu.Lock()
+		if c := e.contests[key]; c != nil {
+			c.Corrected(now)
+		} else {
+			c = &diff.Contest{}
+			c.Corrected(now)
+			e.contests[key] = c
+		}
+		e.mu.Unlock()
+	}
+	// The Event is recorded on the object as it is now: its new resourceVersion keeps it apart
+	// from earlier corrections, which the Event recorder would otherwise fold into one series
+	// that keeps the first note.
+	if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
+		target = fresh
+	}
+	e.deps.Events.Corrected(target, key, *f)
+	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
+	e.deps.Log.Info("Drift corrected", "object", key.String(), "class", f.Class, "action", f.Action)
+	e.setFinding(key, nil)
+	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
+		// A Cluster created anew (after a deletion finished): its parts may be waiting for it.
+		for _, part := range s.parts[key.Namespace+"/"+key.Name] {
+			e.requeueKey(part)
+		}
+	}
+	return outcome{finding: f, corrected: true}
+}
+
+// setByOthers reports whether some differing field's live value was set by another field manager
+// than driftd: drift someone made, rather than a change in Git.
+func setByOthers(fields []diff.Field) bool {
+	for _, f := range fields {
+		if f.Manager != "" && f.Manager != apply.FieldManager {
+			return true
+		}
+	}
+	return false
+}
+
+func managers(fields []diff.Field) []string {
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		out = append(out, f.Manager)
+	}
+	return out
+}
+
+// setFinding records key's remaining finding (nil: it no longer drifts).
+func (e *Engine) setFinding(key diff.Key, f *diff.Finding) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f == nil {
+		if _, had := e.findings[key]; had {
+			delete(e.findings, key)
+			e.deps.Events.Forget(key)
+		}
+		return
+	}
+	e.findings[key] = *f
+}
+
+func (e *Engine) requeueKey(key diff.Key) {
+	if r := e.requeue.Load(); r != nil {
+		(*r)(key)
+	}
+}
+
+// toApply is the desired object with ignored fields set to their live values, as it is dry-run
+// and applied.
+func (e *Engine) toApply(d *desiredObject, live *unstructured.Unstructured) *unstructured.Unstructured {
+	obj := d.obj.DeepCopy()
+	if live != nil {
+		diff.KeepLive(obj, live, e.opts.Rules.IgnoredPaths(d.obj, live))
+	}
+	return obj
+}
+
+// getLive reads the live object of obj, or nil when it does not exist. Objects read from the
+// cache are shared with it and must not be changed.
+func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	if e.deps.Kinds != nil {
+		if err := e.deps.Kinds.Ready(ctx, obj.GroupVersionKind()); err != nil {
+			return nil, err
+		}
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	if apierrors.IsNotFound(err) && e.opts.LiveFromCache {
+		// The cache may be narrower than the cluster (Secrets and ConfigMaps are cached by owner
+		// label only): ask the API before calling anything missing. Only missing objects cost this.
+		return e.fromAPI(ctx, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return live, nil
+}
+
+// fromAPI reads obj's live object from the API server rather than the cache, or nil.
+func (e *Engine) fromAPI(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	if err := e.deps.Client.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return live, nil
+}
+
+func joinReason(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+func slicesContains(keys []diff.Key, k diff.Key) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}

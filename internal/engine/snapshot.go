@@ -1,0 +1,323 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/driftd/driftd/internal/apply"
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/report"
+)
+
+// ErrNoRevision means no revision was ever fetched and rendered: there is nothing to compare with.
+var ErrNoRevision = errors.New("no good revision of the fleet yet")
+
+// snapshot is the desired state of one render. It is never changed once published: a new render,
+// a source failure or a kind that became served publishes a new one.
+type snapshot struct {
+	commit, revision string
+	// objects, renderErrs and renderPartial are the render as it came, kept to resolve it again
+	// once a rendered CRD is served.
+	objects       []render.Object
+	renderErrs    []error
+	renderPartial bool
+	// desired are the objects this instance handles, by key, and order their keys in apply stages.
+	desired map[diff.Key]*desiredObject
+	order   []diff.Key
+	// clusters maps each rendered object to its cluster; parts lists the objects of each cluster
+	// ("namespace/name") that this instance handles.
+	clusters diff.Clusters
+	parts    map[string][]diff.Key
+	// rendered are the keys of every rendered object, of every shard, and gitClusters the
+	// Clusters in Git ("namespace/name"): objects another shard handles are never orphans.
+	rendered    map[diff.Key]bool
+	gitClusters map[string]bool
+	// namespaces are the Namespaces the render brings.
+	namespaces map[string]bool
+	// pending are objects whose kind a CRD of the render defines and the API server does not
+	// serve yet: they are created once that CRD is.
+	pending []diff.Key
+	// gvks are the kinds of desired, topology whether a rendered Cluster has a topology.
+	gvks     []schema.GroupVersionKind
+	topology bool
+	// partial: some objects could not be rendered or used; errs say which and why. No orphan is
+	// looked for in a partial render.
+	partial bool
+	errs    []error
+	// degraded says why corrections are off (the last fetch or render failed), or "".
+	degraded string
+}
+
+// desiredObject is one rendered object, ready to dry-run and apply.
+type desiredObject struct {
+	obj   *unstructured.Unstructured
+	file  string
+	hash  uint64
+	stage int
+}
+
+// refresh fetches the source and, when the commit moved (or a pending kind may be served now),
+// renders it and publishes a new snapshot. A failure keeps the last good render, published again
+// with corrections off. It holds no lock the per-object path needs.
+func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	cur := e.snap.Load()
+	var errs []error
+	next := cur
+	co, err := e.deps.Source.Fetch(ctx)
+	switch {
+	case err != nil:
+		errs = append(errs, e.sourceTrouble(report.ReasonSourceFetchFailed, err))
+		next = degrade(cur, "the source cannot be fetched")
+	case co.Commit != e.commit || cur == nil:
+		rendered, rerr := render.Render(co.Dir, e.opts.Path)
+		switch {
+		case errors.Is(rerr, render.ErrEmptyRender):
+			errs = append(errs, e.sourceTrouble(report.ReasonEmptyRender, fmt.Errorf("%s: %w; keeping %s", co.Revision(), rerr, orNone(cur))))
+			next = degrade(cur, "the render of "+co.Revision()+" is empty")
+		case rerr != nil:
+			errs = append(errs, e.sourceTrouble(report.ReasonRenderFailed, fmt.Errorf("%s: %w", co.Revision(), rerr)))
+			next = degrade(cur, "the render of "+co.Revision()+" failed")
+		default:
+			e.commit = co.Commit
+			next = e.resolve(co.Commit, co.Revision(), rendered.Objects, rendered.Errors, rendered.Partial)
+			if len(next.errs) > 0 {
+				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that cannot be used: %w", next.revision, errors.Join(next.errs...)))
+			}
+			e.deps.Metrics.SetRevision(next.revision)
+			e.deps.Log.Info("Rendered the fleet", "revision", next.revision, "objects", len(next.desired), "partial", next.partial)
+		}
+	case len(cur.pending) > 0:
+		next = e.resolve(cur.commit, cur.revision, cur.objects, cur.renderErrs, cur.renderPartial)
+	default:
+		next = degrade(cur, "")
+	}
+	if next == nil {
+		return nil, errs, errors.Join(append(errs, ErrNoRevision)...)
+	}
+	if next != cur {
+		e.publish(next)
+	}
+	return next, append(errs, next.errs...), nil
+}
+
+// resolvePending resolves the current render again once CRDs it brings were created, so that the
+// objects of their kinds are created in the same cycle.
+func (e *Engine) resolvePending() *snapshot {
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	cur := e.snap.Load()
+	if cur == nil || len(cur.pending) == 0 {
+		return cur
+	}
+	next := e.resolve(cur.commit, cur.revision, cur.objects, cur.renderErrs, cur.renderPartial)
+	next.degraded = cur.degraded
+	e.publish(next)
+	return next
+}
+
+// degrade returns s with corrections off for reason (or on again when reason is ""); s itself is
+// not changed.
+func degrade(s *snapshot, reason string) *snapshot {
+	if s == nil || s.degraded == reason {
+		return s
+	}
+	c := *s
+	c.degraded = reason
+	return &c
+}
+
+// publish makes s the desired state and forgets what is known of objects no longer in it.
+func (e *Engine) publish(s *snapshot) {
+	e.snap.Store(s)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for key := range e.memo {
+		if _, ok := s.desired[key]; !ok {
+			delete(e.memo, key)
+		}
+	}
+	for key := range e.findings {
+		if _, ok := s.desired[key]; !ok {
+			delete(e.findings, key)
+			e.deps.Events.Forget(key)
+		}
+	}
+	for key := range e.contests {
+		if _, ok := s.desired[key]; !ok {
+			delete(e.contests, key)
+		}
+	}
+	for key, d := range s.desired {
+		e.known[key] = s.clusters[key]
+		e.gvks[d.obj.GroupVersionKind()] = true
+	}
+}
+
+func orNone(s *snapshot) string {
+	if s == nil {
+		return "no revision"
+	}
+	return "the last good revision " + s.revision
+}
+
+func (e *Engine) sourceTrouble(reason string, err error) error {
+	e.warn(reason, err)
+	return err
+}
+
+// warn logs source-level trouble and records it as a Warning Event on the status ConfigMap.
+func (e *Engine) warn(reason string, err error) {
+	e.deps.Log.Error(err, "Source trouble", "reason", reason)
+	if e.statusWritable() {
+		e.deps.Events.Warning(e.deps.Status.Object(), reason, err.Error())
+	}
+}
+
+// resolve turns a render into a snapshot: it defaults namespaces, tracks, hashes and stages each
+// object and checks that its kind is served. An object that cannot be used (unknown kind, unserved
+// version, duplicate) is reported with its file and left out, and makes the render partial. An
+// object whose kind a CRD of the same render defines waits for that CRD.
+func (e *Engine) resolve(commit, revision string, objs []render.Object, renderErrs []error, partial bool) *snapshot {
+	s := &snapshot{
+		commit: commit, revision: revision, objects: objs, renderErrs: renderErrs, renderPartial: partial,
+		desired: make(map[diff.Key]*desiredObject, len(objs)), rendered: make(map[diff.Key]bool, len(objs)),
+		gitClusters: map[string]bool{}, namespaces: map[string]bool{}, parts: map[string][]diff.Key{},
+		partial: partial, errs: slices.Clone(renderErrs),
+	}
+	defined := crdKinds(objs)
+	plain := make([]*unstructured.Unstructured, 0, len(objs))
+	var order []diff.Key
+	for _, o := range objs {
+		obj := o.DeepCopy()
+		gvk := obj.GroupVersionKind()
+		mapping, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		pending := false
+		if err != nil {
+			if !meta.IsNoMatchError(err) {
+				s.errs = append(s.errs, fmt.Errorf("%s: %s %s: %w", o.File, obj.GetKind(), obj.GetName(), err))
+				s.partial = true
+				continue
+			}
+			if scope, ok := defined[gvk]; ok {
+				pending = true // created once its CRD is served
+				if scope == apiextensionsv1.ClusterScoped {
+					obj.SetNamespace("")
+				} else if obj.GetNamespace() == "" {
+					obj.SetNamespace("default")
+				}
+			} else {
+				s.errs = append(s.errs, fmt.Errorf("%s: %s %s: unknown kind: no API or CRD serves %s %s", o.File, obj.GetKind(), obj.GetName(), obj.GetAPIVersion(), obj.GetKind()))
+				s.partial = true
+				continue
+			}
+		} else if mapping.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
+			obj.SetNamespace("default")
+		} else if mapping.Scope.Name() == meta.RESTScopeNameRoot {
+			obj.SetNamespace("")
+		}
+		diff.Track(obj, e.opts.Owner)
+		key := diff.KeyOf(obj)
+		if prev, dup := s.desired[key]; dup {
+			s.errs = append(s.errs, fmt.Errorf("%s: %s is also rendered from %s; keeping the first", o.File, key, prev.file))
+			s.partial = true
+			continue
+		}
+		js, err := obj.MarshalJSON()
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %s: %w", o.File, key, err))
+			s.partial = true
+			continue
+		}
+		s.desired[key] = &desiredObject{obj: obj, file: o.File, hash: hashObject(js), stage: apply.Stage(obj)}
+		s.rendered[key] = true
+		order = append(order, key)
+		plain = append(plain, obj)
+		if pending {
+			s.pending = append(s.pending, key)
+		}
+		if key.Group == "" && key.Kind == "Namespace" {
+			s.namespaces[key.Name] = true
+		}
+	}
+	s.clusters = diff.IndexClusters(plain)
+	for key, d := range s.desired {
+		if key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
+			s.gitClusters[key.Namespace+"/"+key.Name] = true
+			if _, ok, _ := unstructured.NestedSlice(d.obj.Object, "spec", "topology", "workers", "machineDeployments"); ok {
+				s.topology = true
+			}
+		}
+	}
+	if e.opts.Shard != nil {
+		order = s.shard(order, e.opts.Shard)
+	}
+	// Stage order: what others refer to (or live in) first; within a stage, as rendered.
+	slices.SortStableFunc(order, func(a, b diff.Key) int { return s.desired[a].stage - s.desired[b].stage })
+	s.order = order
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, key := range order {
+		if c := s.clusters[key]; c != "" && !(key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io") {
+			s.parts[key.Namespace+"/"+c] = append(s.parts[key.Namespace+"/"+c], key)
+		}
+		if gvk := s.desired[key].obj.GroupVersionKind(); !seen[gvk] && !slices.Contains(s.pending, key) {
+			seen[gvk] = true
+			s.gvks = append(s.gvks, gvk)
+		}
+	}
+	if len(s.pending) > 0 {
+		s.partial = true // until every kind is served, what is rendered is not fully known
+	}
+	return s
+}
+
+// shard keeps the objects of the Clusters the shard selector matches, and those of no cluster.
+func (s *snapshot) shard(order []diff.Key, sel labels.Selector) []diff.Key {
+	selected := map[string]bool{} // namespace/name of selected Clusters
+	for key, d := range s.desired {
+		if key.Group == "cluster.x-k8s.io" && key.Kind == "Cluster" && sel.Matches(labels.Set(d.obj.GetLabels())) {
+			selected[key.Namespace+"/"+key.Name] = true
+		}
+	}
+	kept := order[:0]
+	for _, key := range order {
+		cluster := s.clusters[key]
+		if cluster == "" || selected[key.Namespace+"/"+cluster] {
+			kept = append(kept, key)
+			continue
+		}
+		delete(s.desired, key)
+	}
+	return kept
+}
+
+// crdKinds returns the kinds the CustomResourceDefinitions among objs define, with their scope.
+func crdKinds(objs []render.Object) map[schema.GroupVersionKind]apiextensionsv1.ResourceScope {
+	out := map[schema.GroupVersionKind]apiextensionsv1.ResourceScope{}
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" || o.GroupVersionKind().Group != apiextensionsv1.GroupName {
+			continue
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
+			continue
+		}
+		for _, v := range crd.Spec.Versions {
+			if v.Served {
+				out[schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}] = crd.Spec.Scope
+			}
+		}
+	}
+	return out
+}
