@@ -121,6 +121,9 @@ func writeTable(w io.Writer, res *engine.Result) error {
 
 func detailOf(f diff.Finding) string {
 	var parts []string
+	if f.Action == diff.ActionBlocked && f.File != "" {
+		parts = append(parts, "from "+f.File) // what to fix in Git
+	}
 	if len(f.Fields) > 0 {
 		parts = append(parts, report.FieldList(f.Fields))
 	}

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +109,53 @@ func TestPointerEscaping(t *testing.T) {
 	}
 	if toks := splitPointer(got[0].Path); toks[2] != "a/b~c" {
 		t.Errorf("splitPointer round trip = %q", toks)
+	}
+}
+
+func TestCompareSetComparesOnlyWhatGitSets(t *testing.T) {
+	desired := obj(map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSMachineTemplate",
+		"metadata": map[string]any{"name": "t", "namespace": "fleet"},
+		"spec":     map[string]any{"template": map[string]any{"spec": map[string]any{"instanceType": "m6i.2xlarge"}}}})
+	live := obj(map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSMachineTemplate",
+		"metadata": map[string]any{"name": "t", "namespace": "fleet", "uid": "u1"},
+		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"instanceType": "m6i.large", "cloudInit": map[string]any{"insecureSkipSecretsManager": false}}}}})
+	got := CompareSet(desired, live, nil)
+	want := []Field{{Path: "/spec/template/spec/instanceType", Desired: "m6i.2xlarge", Live: "m6i.large"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("fields (-want +got):\n%s", d)
+	}
+}
+
+func TestDecideInSituation(t *testing.T) {
+	md := obj(mdObject(3, nil))
+	correct := Policy{Mode: ModeCorrect}
+	tests := []struct {
+		name   string
+		class  Class
+		sit    Situation
+		p      Policy
+		want   Action
+		reason string
+	}{
+		{"modified", ClassModified, Situation{Cluster: "prod"}, correct, ActionApply, ""},
+		{"missing", ClassMissing, Situation{Cluster: "prod"}, correct, ActionCreate, ""},
+		{"cluster being deleted", ClassMissing, Situation{Cluster: "prod", Deleting: true}, correct, ActionReport, "cluster prod is being deleted"},
+		{"paused", ClassModified, Situation{Cluster: "prod", Paused: true}, correct, ActionBlocked, "cluster prod is paused"},
+		{"held", ClassModified, Situation{Cluster: "prod", Held: "contested: x"}, correct, ActionBlocked, "contested: x"},
+		{"source trouble", ClassModified, Situation{Degraded: "the source cannot be fetched"}, correct, ActionReport, "no corrections while the source cannot be fetched"},
+		{"detect mode wins", ClassModified, Situation{Paused: true}, Policy{Mode: ModeDetect}, ActionReport, "detect mode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var live *unstructured.Unstructured
+			if tt.class == ClassModified {
+				live = md
+			}
+			action, reason := Decide(tt.class, md, live, tt.sit, tt.p)
+			if action != tt.want || !strings.Contains(reason, tt.reason) {
+				t.Errorf("Decide = %s %q, want %s with %q", action, reason, tt.want, tt.reason)
+			}
+		})
 	}
 }

@@ -121,6 +121,9 @@ func decideOrphan(o Orphan, in PruneInput) (Action, string) {
 	switch {
 	case !in.Policy.Prune:
 		return ActionReport, "no longer rendered from Git; pruning is off"
+	case live.GetKind() == "Namespace" && live.GetAPIVersion() == "v1",
+		live.GetKind() == "CustomResourceDefinition" && groupOf(live) == "apiextensions.k8s.io":
+		return ActionReport, "no longer rendered from Git; driftd never prunes a " + live.GetKind() + ": deleting it deletes everything in it"
 	case live.GetDeletionTimestamp() != nil:
 		return ActionReport, "no longer rendered from Git; already being deleted"
 	case o.Cluster != "" && state.Deleting:

@@ -69,13 +69,8 @@ func RefOf(obj *unstructured.Unstructured) ObjectRef {
 	return ObjectRef{APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
-// String is "Kind namespace/name" (or "Kind name" for cluster-scoped objects).
-func (r ObjectRef) String() string {
-	if r.Namespace == "" {
-		return r.Kind + " " + r.Name
-	}
-	return r.Kind + " " + r.Namespace + "/" + r.Name
-}
+// String names the object as Key.String does: "Kind/namespace/name".
+func (r ObjectRef) String() string { return keyOfRef(r).String() }
 
 // Field is one differing field of a Modified object.
 type Field struct {

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
 func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
-	ns := namespace(t, "bad-input")
+	ns := "bad-input"
 	files := fleetFiles(ns)
-	files["fleet/kustomization.yaml"] = "namespace: " + ns + "\nresources:\n- cluster.yaml\n- workers.yaml\n- broken.yaml\n- unknown.yaml\n- invalid.yaml\n"
+	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "broken.yaml", "unknown.yaml", "invalid.yaml")
 	files["fleet/broken.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n"
 	files["fleet/unknown.yaml"] = "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: sprocket\n"
 	files["fleet/invalid.yaml"] = "apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: negative\nspec:\n  clusterName: prod\n  replicas: -2\n"
@@ -25,13 +26,21 @@ func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
 	}
 	for _, want := range []string{
 		"fleet/broken.yaml", // malformed YAML: the file
-		"fleet/unknown.yaml: Widget sprocket: unknown kind",         // unknown kind: file, object, reason
-		"fleet/invalid.yaml: MachineDeployment " + ns + "/negative", // schema-invalid: file, object
-		"spec.replicas", // ... and the server's reason
+		"fleet/unknown.yaml: Widget sprocket: unknown kind", // unknown kind: file, object, reason
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("errors do not name %q:\n%s", want, errOut)
 		}
+	}
+	// A schema-invalid object is drift the API server rejects: reported with its file, the
+	// server's reason and a CorrectionFailed Event, never silently dropped.
+	for _, want := range []string{"MachineDeployment/" + ns + "/negative", "blocked", "fleet/invalid.yaml", "spec.replicas"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the findings do not show %q:\n%s", want, out)
+		}
+	}
+	if evs := events(t, ns, "MachineDeployment", "negative"); !hasReason(evs, "CorrectionFailed") {
+		t.Errorf("no CorrectionFailed Event on the rejected object: %q", evs)
 	}
 	// The rest of the fleet was created regardless.
 	if got := replicas(t, ns, "prod-md-0"); got != 3 {
@@ -41,8 +50,15 @@ func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
 	// And drift in the valid part is still corrected.
 	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 9)
 	code, doc, stderr := plan(t, args...)
-	if code != 1 || len(doc.Findings) != 1 || doc.Findings[0].Object.Name != "prod-md-0" || len(doc.Errors) != 3 {
-		t.Errorf("plan: exit %d, findings %+v, errors %q; want exit 1, the prod-md-0 drift and 3 errors\n%s", code, doc.Findings, doc.Errors, stderr)
+	byName := map[string]diff.Finding{}
+	for _, f := range doc.Findings {
+		byName[f.Object.Name] = f
+	}
+	rejected := byName["negative"]
+	if code != 1 || len(doc.Findings) != 2 || byName["prod-md-0"].Action != diff.ActionApply || len(doc.Errors) != 2 ||
+		rejected.Action != diff.ActionBlocked || rejected.File != "fleet/invalid.yaml" || !strings.Contains(rejected.Reason, "spec.replicas") {
+		t.Errorf("plan: exit %d, findings %+v, errors %q; want exit 1, the prod-md-0 drift, the rejected object blocked with its file and reason, and 2 errors\n%s",
+			code, doc.Findings, doc.Errors, stderr)
 	}
 	_, _, _ = driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 	if got := replicas(t, ns, "prod-md-0"); got != 3 {
@@ -67,7 +83,7 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := namespace(t, "trouble-"+strings.ReplaceAll(tc.name, " ", "-"))
+			ns := "trouble-" + strings.ReplaceAll(tc.name, " ", "-")
 			repo := testenv.NewGitRepo(t, fleetFiles(ns))
 			url := repo.ServeHTTP(t, "", "")
 			metrics := testenv.FreeAddr(t)
@@ -109,7 +125,7 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 }
 
 func TestSecondRunOverAnUnchangedFleetWritesNothing(t *testing.T) {
-	ns := namespace(t, "second-run")
+	ns := "second-run"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	args := commonArgs(t, repo.Dir, "second-run")
 	runOnce(t, ns, args...)

@@ -107,10 +107,11 @@ func (c *awsCloud) do(t *testing.T, what string, err error) {
 
 func TestCloudDriftOnAWS(t *testing.T) {
 	ctx := context.Background()
-	ns := namespace(t, "cloud-aws")
+	ns := "cloud-aws"
 	cloud := newAWSCloud(t)
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- aws1.yaml\n",
+		"fleet/kustomization.yaml": kustomization(ns, "aws1.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
 		"fleet/aws1.yaml":          awsCluster,
 	})
 	args := append(commonArgs(t, repo.Dir, "cloud-aws"), "--provider", "aws")

@@ -12,10 +12,11 @@ import (
 )
 
 func TestRunComparesWithTheCloudOnItsOwnInterval(t *testing.T) {
-	ns := namespace(t, "cloud-daemon")
+	ns := "cloud-daemon"
 	cloud := newAWSCloud(t)
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- aws1.yaml\n",
+		"fleet/kustomization.yaml": kustomization(ns, "aws1.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
 		"fleet/aws1.yaml":          awsCluster,
 	})
 	id, pid := cloud.launch(t, "aws1", ns+"/aws1-md-0-a")

@@ -19,17 +19,13 @@ import (
 
 func TestCloudDriftOnVSphere(t *testing.T) {
 	ctx := context.Background()
-	ns := namespace(t, "cloud-vsphere")
+	ns := "cloud-vsphere"
 	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = 2 })
 	user := sim.URL.User.Username()
 	password, _ := sim.URL.User.Password()
-	// The identity Secret CAPV reads; a real fleet keeps it sealed, here it is created directly.
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vs1-credentials"},
-		StringData: map[string]string{"username": user, "password": password}}); err != nil {
-		t.Fatal(err)
-	}
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- vs1.yaml\n",
+		"fleet/kustomization.yaml": kustomization(ns, "vs1.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
 		"fleet/vs1.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -47,6 +43,12 @@ spec:
   identityRef: {kind: Secret, name: vs1-credentials}
 `, sim.URL.Host, sim.Thumbprint()),
 	})
+	runOnce(t, ns, commonArgs(t, repo.Dir, "cloud-vsphere")...) // the fleet, Namespace first
+	// The identity Secret CAPV reads; a real fleet keeps it sealed, here it is created directly.
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vs1-credentials"},
+		StringData: map[string]string{"username": user, "password": password}}); err != nil {
+		t.Fatal(err)
+	}
 	args := append(commonArgs(t, repo.Dir, "cloud-vsphere"), "--provider", "vsphere")
 	runOnce(t, ns, args...)
 

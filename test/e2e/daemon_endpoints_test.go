@@ -16,18 +16,19 @@ import (
 )
 
 func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
-	ns := namespace(t, "endpoints")
+	ns := "endpoints"
+	system := installNamespace(t, "endpoints-system") // driftd's own namespace, holding its lease
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	probes, metrics := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testenv.SyncBuffer
 	done := make(chan int, 1)
-	args := append([]string{"run", "--namespace", ns, "--leader-elect", "--interval", "1h",
+	args := append([]string{"run", "--namespace", system, "--leader-elect", "--interval", "1h",
 		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, commonArgs(t, repo.Dir, "endpoints")...)
 	go func() { done <- cli.Execute(ctx, args, &out, &out) }()
 
-	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
+	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(system) })
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, _ := httpGet(t, "http://"+probes+path); code != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", path, code)
@@ -40,7 +41,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 		}
 	}
 	lease := &coordinationv1.Lease{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-endpoints"}, lease); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: system, Name: "driftd-endpoints"}, lease); err != nil {
 		t.Fatalf("no leader election lease: %v", err)
 	}
 	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
@@ -56,7 +57,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("driftd run did not shut down within 30s")
 	}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-endpoints"}, lease); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: system, Name: "driftd-endpoints"}, lease); err != nil {
 		t.Fatal(err)
 	}
 	if lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {

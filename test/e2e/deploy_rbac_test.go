@@ -52,7 +52,7 @@ func TestDeployManifestsGrantEnoughAndNoMore(t *testing.T) {
 	}
 
 	// driftd as its ServiceAccount.
-	ns := namespace(t, "rbac-fleet")
+	ns := "rbac-fleet"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	as := func(user string) []string {
 		return []string{"--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", impersonating(t, user),
@@ -144,7 +144,12 @@ func TestShardOverlayRendersASecondDriftd(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	namespace(t, "driftd-system") // as config/default created it
+	// The overlay runs beside config/default, which created driftd's namespace.
+	for _, o := range testenv.ReadObjects(t, filepath.Join(root, "config/default/namespace.yaml")) {
+		if err := env.Client.Patch(ctx, o, client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, o := range res.Objects {
 		if err := env.Client.Patch(ctx, o.DeepCopy(), client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership, client.DryRunAll); err != nil {
 			t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)

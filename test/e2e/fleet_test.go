@@ -9,10 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,10 +19,12 @@ import (
 	"github.com/driftd/driftd/internal/testenv"
 )
 
-// fleetFiles is a small fleet of one AWS cluster in namespace ns: what a platform team keeps in Git.
+// fleetFiles is a small fleet of one AWS cluster in namespace ns, the Namespace included: what a
+// platform team keeps in Git. Tests start from a management cluster that does not have it.
 func fleetFiles(ns string) map[string]string {
 	return map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- cluster.yaml\n- workers.yaml\n",
+		"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
 		"fleet/cluster.yaml": `apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -137,14 +136,30 @@ spec:
 	}
 }
 
-// namespace creates a fresh namespace for one test.
-func namespace(tb testing.TB, name string) string {
+// kustomization is a fleet folder's kustomization.yaml: its Namespace (namespace.yaml) and the
+// resources, all in namespace ns.
+func kustomization(ns string, resources ...string) string {
+	return "namespace: " + ns + "\nresources:\n- namespace.yaml\n- " + strings.Join(resources, "\n- ") + "\n"
+}
+
+// installNamespace creates driftd's own namespace, as applying config/default does (there it is
+// driftd-system; here each test has its own, so that tests share no lease or status ConfigMap).
+// The fleet's namespaces come from the fleet repository, never from here.
+func installNamespace(tb testing.TB, name string) string {
 	tb.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := env.Client.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	if err := env.Client.Patch(context.Background(), ns, client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
 		tb.Fatal(err)
 	}
 	return name
+}
+
+// namespaceYAML is the Namespace ns as a fleet repository holds it.
+func namespaceYAML(ns string) string {
+	return "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n"
 }
 
 // driftd runs a driftd command in-process and returns its exit code, stdout and stderr.

@@ -43,7 +43,7 @@ spec:
 `
 
 func TestMissingTemplateIsCreated(t *testing.T) {
-	ns := namespace(t, "missing-template")
+	ns := "missing-template"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	args := commonArgs(t, repo.Dir, "missing-template")
 	runOnce(t, ns, args...)
@@ -66,7 +66,7 @@ func TestMissingTemplateIsCreated(t *testing.T) {
 }
 
 func TestReconcileDisabledObjectIsLeftAlone(t *testing.T) {
-	ns := namespace(t, "disabled")
+	ns := "disabled"
 	files := fleetFiles(ns)
 	repo := testenv.NewGitRepo(t, files)
 	args := commonArgs(t, repo.Dir, "disabled")
@@ -98,7 +98,7 @@ func TestReconcileDisabledObjectIsLeftAlone(t *testing.T) {
 }
 
 func TestAutoscaledPoolKeepsItsLiveReplicas(t *testing.T) {
-	ns := namespace(t, "autoscaled")
+	ns := "autoscaled"
 	files := fleetFiles(ns)
 	files["fleet/workers.yaml"] += autoscaledPool
 	repo := testenv.NewGitRepo(t, files)

@@ -8,7 +8,7 @@ import (
 )
 
 func TestPlanExplainsAReplicasEditOverSmartHTTP(t *testing.T) {
-	ns := namespace(t, "plan-http")
+	ns := "plan-http"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	url := repo.ServeHTTP(t, "fleet-bot", "s3cret")
 	t.Setenv("DRIFTD_GIT_PASSWORD", "s3cret")

@@ -22,7 +22,7 @@ var (
 )
 
 func TestPausedClusterIsDetectOnly(t *testing.T) {
-	ns := namespace(t, "paused")
+	ns := "paused"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	args := commonArgs(t, repo.Dir, "paused")
 	runOnce(t, ns, args...)
@@ -48,7 +48,7 @@ func TestPausedClusterIsDetectOnly(t *testing.T) {
 }
 
 func TestIgnoreRulesFromTheConfigFile(t *testing.T) {
-	ns := namespace(t, "ignore-rules")
+	ns := "ignore-rules"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	config := filepath.Join(t.TempDir(), "driftd.yaml")
 	if err := os.WriteFile(config, []byte(`
@@ -93,18 +93,17 @@ ignore:
 }
 
 func TestOrphansAreReportedAndPrunedOnlyWhenAllowed(t *testing.T) {
-	ns := namespace(t, "orphans")
+	ns := "orphans"
 	files := fleetFiles(ns)
 	repo := testenv.NewGitRepo(t, files)
 	args := commonArgs(t, repo.Dir, "orphans")
 	runOnce(t, ns, args...)
+	uid := get(t, gvkCluster, ns, "prod").GetUID()
 
-	// The MachineHealthCheck and the whole Cluster leave Git.
-	workers := replaceOnce(t, files["fleet/workers.yaml"], "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck", "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: placeholder\n---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")
-	workers = workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")]
-	repo.Commit(t, "retire the health check and the cluster", map[string]string{
-		"fleet/workers.yaml":       workers,
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- workers.yaml\n",
+	// The MachineHealthCheck leaves Git; its Cluster stays.
+	workers := files["fleet/workers.yaml"]
+	repo.Commit(t, "retire the health check", map[string]string{
+		"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
 	})
 	code, doc, _ := plan(t, args...)
 	orphaned := map[string]diff.Action{}
@@ -113,14 +112,20 @@ func TestOrphansAreReportedAndPrunedOnlyWhenAllowed(t *testing.T) {
 			orphaned[f.Object.Kind+"/"+f.Object.Name] = f.Action
 		}
 	}
-	if code != 2 || orphaned["MachineHealthCheck/prod-md-0"] != diff.ActionReport || orphaned["Cluster/prod"] != diff.ActionReport {
-		t.Fatalf("plan: exit %d, orphans %v; want the MachineHealthCheck and the Cluster reported", code, orphaned)
+	if code != 2 || len(orphaned) != 1 || orphaned["MachineHealthCheck/prod-md-0"] != diff.ActionReport {
+		t.Fatalf("plan: exit %d, orphans %v; want the MachineHealthCheck reported", code, orphaned)
 	}
-	runOnce(t, ns, append(args, "--prune")...)
+	runOnce(t, ns, args...) // pruning off: reported, kept
 	mhc := &unstructured.Unstructured{}
 	mhc.SetGroupVersionKind(gvkMHC)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-md-0"}, mhc); err != nil {
+		t.Fatalf("the orphaned MachineHealthCheck was deleted without --prune: %v", err)
+	}
+	runOnce(t, ns, append(args, "--prune")...)
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-md-0"}, mhc); !apierrors.IsNotFound(err) {
 		t.Errorf("the orphaned MachineHealthCheck survived --prune: %v", err)
 	}
-	get(t, gvkCluster, ns, "prod") // a Cluster is never pruned unless it opts in
+	if get(t, gvkCluster, ns, "prod").GetUID() != uid {
+		t.Error("the Cluster was replaced")
+	}
 }

@@ -43,7 +43,7 @@ func startRun(tb testing.TB, ns string, args ...string) *daemon {
 }
 
 func TestRunCorrectsAnOutOfBandEditWithinSeconds(t *testing.T) {
-	ns := namespace(t, "run-correct")
+	ns := "run-correct"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	startRun(t, ns, append(commonArgs(t, repo.Dir, "run-correct"), "--interval", "1h")...)
 	testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
@@ -74,7 +74,7 @@ func TestRunCorrectsAnOutOfBandEditWithinSeconds(t *testing.T) {
 }
 
 func TestRunInDetectModeOnlyReports(t *testing.T) {
-	ns := namespace(t, "run-detect")
+	ns := "run-detect"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	args := commonArgs(t, repo.Dir, "run-detect")
 	runOnce(t, ns, args...) // the fleet exists, as provisioned earlier

@@ -15,7 +15,7 @@ import (
 
 func TestDriftedSecretIsReportedWithoutItsValues(t *testing.T) {
 	const gitValue, liveValue = "git-s3cret-value", "leaked-live-value"
-	ns := namespace(t, "secret-masking")
+	ns := "secret-masking"
 	files := fleetFiles(ns)
 	files["fleet/kustomization.yaml"] += "- credentials.yaml\n"
 	files["fleet/credentials.yaml"] = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: prod-credentials\nstringData:\n  password: " + gitValue + "\n"

@@ -11,10 +11,10 @@ import (
 )
 
 func TestShardsReportOnlyTheirClusters(t *testing.T) {
-	ns := namespace(t, "shards")
+	ns := "shards"
 	// Two clusters of the same shape, labelled for shards a and b, and a shared namespace-less ConfigMap.
 	a := fleetFiles(ns)
-	files := map[string]string{"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- a.yaml\n- b.yaml\n- shared.yaml\n"}
+	files := map[string]string{"fleet/kustomization.yaml": kustomization(ns, "a.yaml", "b.yaml", "shared.yaml"), "fleet/namespace.yaml": namespaceYAML(ns)}
 	files["fleet/a.yaml"] = strings.Replace(a["fleet/cluster.yaml"]+"---\n"+a["fleet/workers.yaml"], "  name: prod\nspec:", "  name: prod\n  labels:\n    fleet.example.com/shard: a\nspec:", 1)
 	b := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").Replace(files["fleet/a.yaml"])
 	files["fleet/b.yaml"] = strings.Replace(b, "fleet.example.com/shard: a", "fleet.example.com/shard: b", 1)

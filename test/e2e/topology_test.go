@@ -45,9 +45,10 @@ spec:
 `
 
 func TestTopologyMachineDeploymentIsJudgedAgainstItsCluster(t *testing.T) {
-	ns := namespace(t, "topology")
+	ns := "topology"
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- edge.yaml\n",
+		"fleet/kustomization.yaml": kustomization(ns, "edge.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
 		"fleet/edge.yaml":          classBasedCluster,
 	})
 	args := commonArgs(t, repo.Dir, "topology")
