@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -95,7 +98,8 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	ownerOnly := cache.ByObject{Label: ownerSel}
 	mgr, err := manager.New(p.cfg, manager.Options{
 		Scheme:                        p.scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		// driftd serves the metrics itself (serveMetrics): its own and controller-runtime's.
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "driftd-" + p.opts.Owner,
@@ -117,6 +121,12 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	registry := prometheus.NewRegistry()
+	if o.metricsAddr != "0" {
+		if err := mgr.Add(serveMetrics(o.metricsAddr, registry)); err != nil {
+			return err
+		}
+	}
 	status := report.NewStatus(p.client, o.namespace)
 	p.opts.LiveFromCache = true
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
@@ -124,7 +134,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
 		Status:  status,
-		Metrics: daemonMetrics(),
+		Metrics: report.NewMetrics(registry),
 		Log:     logger.WithName("engine"),
 	})
 	cloudInterval := o.cloudInterval
@@ -148,9 +158,36 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// daemonMetrics are registered once with controller-runtime's registry, which the manager serves;
-// a process runs one daemon, tests run several in turn.
-var daemonMetrics = sync.OnceValue(func() *report.Metrics { return report.NewMetrics(ctrlmetrics.Registry) })
+// everyReplica is a function the manager runs on every replica, leader or not.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// serveMetrics serves /metrics on addr on every replica: driftd's metrics from its own registry
+// (one per daemon, so that daemons in one process keep their counts apart) and controller-runtime's
+// and client-go's from the global one.
+func serveMetrics(addr string, own *prometheus.Registry) everyReplica {
+	return func(ctx context.Context) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics endpoint: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{ctrlmetrics.Registry, own}, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdown)
+		}()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
 
 // runOnce runs a single cycle against the API directly (no cache, no leader election) and prints
 // its findings as `plan` does. Its Events are written before it returns.
