@@ -97,7 +97,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	ownerSel := labels.SelectorFromSet(labels.Set{diff.OwnerLabel: p.opts.Owner})
 	ownerOnly := cache.ByObject{Label: ownerSel}
 	mgr, err := manager.New(p.cfg, manager.Options{
-		Scheme:                        p.scheme,
+		Scheme: p.scheme,
 		// driftd serves the metrics itself (serveMetrics): its own and controller-runtime's.
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        o.probeAddr,
