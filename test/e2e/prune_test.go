@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+// uids returns the UID of every object of the fleet's kinds in ns, by "Kind/name".
+func uids(tb testing.TB, ns string) map[string]types.UID {
+	tb.Helper()
+	out := map[string]types.UID{}
+	for _, gvk := range fleetKinds {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+			tb.Fatal(err)
+		}
+		for _, item := range list.Items {
+			if gvk.Kind == "ConfigMap" && item.GetName() == "kube-root-ca.crt" {
+				continue
+			}
+			out[gvk.Kind+"/"+item.GetName()] = item.GetUID()
+		}
+	}
+	return out
+}
+
+// sameUIDs fails the test for every object of before that is gone or was replaced, except those
+// in gone.
+func sameUIDs(tb testing.TB, ns string, before map[string]types.UID, gone ...string) {
+	tb.Helper()
+	after := uids(tb, ns)
+	for name, uid := range before {
+		switch {
+		case slices.Contains(gone, name):
+			if _, still := after[name]; still {
+				tb.Errorf("%s is still there", name)
+			}
+		case after[name] == "":
+			tb.Errorf("%s was deleted", name)
+		case after[name] != uid:
+			tb.Errorf("%s was replaced (uid %s → %s)", name, uid, after[name])
+		}
+	}
+}
+
+func exists(tb testing.TB, gvk schema.GroupVersionKind, ns, name string) bool {
+	tb.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)
+	if err != nil && !apierrors.IsNotFound(err) {
+		tb.Fatal(err)
+	}
+	return err == nil
+}
+
+func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
+	for _, tc := range []struct{ name, from, to, reason string }{
+		{"misspelt kind", "kind: KubeadmControlPlane\nmetadata:", "kind: KubeadmControlplane\nmetadata:", "unknown kind"},
+		{"unserved version", "apiVersion: controlplane.cluster.x-k8s.io/v1beta2\nkind: KubeadmControlPlane", "apiVersion: controlplane.cluster.x-k8s.io/v1beta9\nkind: KubeadmControlPlane", "unknown kind"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "typo-" + strings.ReplaceAll(tc.name, " ", "-")
+			files := fleetFiles(ns)
+			repo := testenv.NewGitRepo(t, files)
+			args := append(commonArgs(t, repo.Dir, ns), "--prune")
+			runOnce(t, ns, args...)
+			before := uids(t, ns)
+
+			repo.Commit(t, "a typo", map[string]string{"fleet/cluster.yaml": replaceOnce(t, files["fleet/cluster.yaml"], tc.from, tc.to)})
+			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			if code != 1 || !strings.Contains(errOut, "fleet/cluster.yaml") || !strings.Contains(errOut, tc.reason) {
+				t.Errorf("run --once --prune over a typo: exit %d, want 1 with the file and %q named\nstdout: %s\nstderr: %s", code, tc.reason, out, errOut)
+			}
+			sameUIDs(t, ns, before)
+			if evs := events(t, ns, "ConfigMap", "driftd-status"); !hasReason(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
+				t.Errorf("no RenderFailed Event naming the file on driftd-status: %q", evs)
+			}
+			if code, doc, _ := plan(t, args...); code != 1 || len(doc.Errors) == 0 {
+				t.Errorf("plan: exit %d, errors %q; want 1 and the typo named", code, doc.Errors)
+			} else {
+				for _, f := range doc.Findings {
+					if f.Class == diff.ClassOrphaned {
+						t.Errorf("plan looked for orphans in a partial render: %+v", f)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
+	ns := "prune-limit"
+	files := fleetFiles(ns)
+	var settings []string
+	for i := 1; i <= 6; i++ {
+		name := fmt.Sprintf("settings-%d.yaml", i)
+		settings = append(settings, name)
+		files["fleet/"+name] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-%d\ndata:\n  tier: gold\n", i)
+	}
+	files["fleet/kustomization.yaml"] = kustomization(ns, append([]string{"cluster.yaml", "workers.yaml"}, settings...)...)
+	repo := testenv.NewGitRepo(t, files)
+	args := append(commonArgs(t, repo.Dir, ns), "--prune")
+	runOnce(t, ns, args...)
+	before := uids(t, ns)
+
+	// One commit drops six objects: more than --max-prune's 5.
+	repo.Commit(t, "drop the settings", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
+	runOnce(t, ns, args...)
+	sameUIDs(t, ns, before)
+	evs := events(t, ns, "ConfigMap", "driftd-status")
+	if !hasReason(evs, "PruneBlocked") || !strings.Contains(strings.Join(evs, "\n"), "6 deletions") {
+		t.Errorf("no PruneBlocked Event naming the 6 deletions on driftd-status: %q", evs)
+	}
+	code, doc, _ := plan(t, args...)
+	blocked := 0
+	for _, f := range doc.Findings {
+		if f.Class == diff.ClassOrphaned && f.Action == diff.ActionBlocked && strings.Contains(f.Reason, "prune limit") {
+			blocked++
+		}
+	}
+	if code != 2 || blocked != 6 {
+		t.Errorf("plan: exit %d, %d orphans blocked by the limit; want 2 and 6\n%+v", code, blocked, doc.Findings)
+	}
+
+	// Raising the limit lets them go, and only them.
+	runOnce(t, ns, append(args, "--max-prune", "10", "--max-prune-percent", "100")...)
+	var gone []string
+	for i := 1; i <= 6; i++ {
+		gone = append(gone, fmt.Sprintf("ConfigMap/settings-%d", i))
+	}
+	sameUIDs(t, ns, before, gone...)
+}
+
+func TestPruneCreatesTheSuccessorBeforeItDeletesARenamedTemplate(t *testing.T) {
+	ns := "prune-rename"
+	files := fleetFiles(ns)
+	repo := testenv.NewGitRepo(t, files)
+	proxy := env.NewAPIProxy(t)
+	args := []string{"--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+		"--owner", ns, "--git-cache-dir", t.TempDir(), "--prune"}
+	runOnce(t, ns, args...)
+	before := uids(t, ns)
+
+	// The Cluster API way to change a template: a new name, and the reference pointed at it.
+	workers := strings.ReplaceAll(files["fleet/workers.yaml"], "kind: AWSMachineTemplate\n        name: prod-md-0", "kind: AWSMachineTemplate\n        name: prod-md-0-v2")
+	workers = replaceOnce(t, workers, "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0\n", "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0-v2\n")
+	repo.Commit(t, "larger workers, the CAPI way", map[string]string{"fleet/workers.yaml": replaceOnce(t, workers, "instanceType: m6i.large", "instanceType: m6i.xlarge")})
+	proxy.Reset()
+	runOnce(t, ns, args...)
+
+	var order []string
+	for _, r := range proxy.Requests(testenv.Writes) {
+		switch {
+		case r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/awsmachinetemplates/prod-md-0-v2"):
+			order = append(order, "create successor")
+		case r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/machinedeployments/prod-md-0"):
+			order = append(order, "point the reference")
+		case r.Method == http.MethodDelete && strings.HasSuffix(r.Path, "/awsmachinetemplates/prod-md-0"):
+			order = append(order, "delete the old template")
+		}
+	}
+	if want := []string{"create successor", "point the reference", "delete the old template"}; !slices.Equal(slices.Compact(order), want) {
+		t.Errorf("writes in order %q, want %q", order, want)
+	}
+	sameUIDs(t, ns, before, "AWSMachineTemplate/prod-md-0")
+	if !exists(t, gvkAMT, ns, "prod-md-0-v2") {
+		t.Error("the successor template does not exist")
+	}
+}
+
+// twoClusters is the small fleet with a second cluster, edge, that may be pruned.
+func twoClusters(tb testing.TB, ns string) map[string]string {
+	files := fleetFiles(ns)
+	edge := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").
+		Replace(files["fleet/cluster.yaml"] + "---\n" + files["fleet/workers.yaml"])
+	files["fleet/edge.yaml"] = replaceOnce(tb, edge, "kind: Cluster\nmetadata:\n  name: edge\n", "kind: Cluster\nmetadata:\n  name: edge\n  annotations:\n    driftd.io/prune: enabled\n")
+	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "edge.yaml")
+	return files
+}
+
+func TestAClusterLeavingGitIsDeletedAsAWhole(t *testing.T) {
+	ns := "prune-cluster"
+	files := twoClusters(t, ns)
+	repo := testenv.NewGitRepo(t, files)
+	args := append(commonArgs(t, repo.Dir, ns), "--prune")
+	runOnce(t, ns, args...)
+	before := uids(t, ns)
+
+	repo.Commit(t, "retire edge", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
+	code, doc, _ := plan(t, args...)
+	actions := map[string]diff.Action{}
+	for _, f := range doc.Findings {
+		if f.Class == diff.ClassOrphaned {
+			actions[f.Object.Kind+"/"+f.Object.Name] = f.Action
+			if f.Object.Kind != "Cluster" && (f.Cluster != "edge" || !strings.Contains(f.Reason, "never deletes a Cluster's parts one by one")) {
+				t.Errorf("part %s: cluster %q, reason %q", f.Object, f.Cluster, f.Reason)
+			}
+		}
+	}
+	want := map[string]diff.Action{"Cluster/edge": diff.ActionDelete, "AWSCluster/edge": diff.ActionReport,
+		"KubeadmControlPlane/edge-cp": diff.ActionReport, "AWSMachineTemplate/edge-cp": diff.ActionReport,
+		"MachineDeployment/edge-md-0": diff.ActionReport, "AWSMachineTemplate/edge-md-0": diff.ActionReport,
+		"KubeadmConfigTemplate/edge-md-0": diff.ActionReport, "MachineHealthCheck/edge-md-0": diff.ActionReport}
+	if code != 2 || fmt.Sprint(actions) != fmt.Sprint(want) {
+		t.Errorf("plan: exit %d, orphans %v\nwant %v", code, actions, want)
+	}
+
+	// Only the Cluster is deleted; Cluster API tears down its parts (no CAPI controller runs
+	// here, so they stay, and driftd leaves them to it).
+	runOnce(t, ns, args...)
+	sameUIDs(t, ns, before, "Cluster/edge")
+	runOnce(t, ns, args...) // and once the Cluster is gone, its leftovers are still not driftd's to delete
+	sameUIDs(t, ns, before, "Cluster/edge")
+}
+
+func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
+	t.Run("paused", func(t *testing.T) {
+		ns := "prune-paused"
+		files := fleetFiles(ns)
+		repo := testenv.NewGitRepo(t, files)
+		args := append(commonArgs(t, repo.Dir, ns), "--prune")
+		runOnce(t, ns, args...)
+		cluster := get(t, gvkCluster, ns, "prod")
+		cluster.SetAnnotations(map[string]string{diff.AnnotationPaused: ""})
+		if err := env.Client.Update(context.Background(), cluster); err != nil {
+			t.Fatal(err)
+		}
+		before := uids(t, ns)
+		workers := files["fleet/workers.yaml"]
+		repo.Commit(t, "retire the health check", map[string]string{
+			"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
+		})
+		runOnce(t, ns, args...)
+		sameUIDs(t, ns, before)
+		if evs := events(t, ns, "MachineHealthCheck", "prod-md-0"); !hasReason(evs, "CorrectionBlocked") || !strings.Contains(strings.Join(evs, "\n"), "paused") {
+			t.Errorf("Events on the orphan of a paused cluster: %q; want CorrectionBlocked naming the pause", evs)
+		}
+	})
+
+	t.Run("being deleted", func(t *testing.T) {
+		ns := "prune-deleting"
+		files := fleetFiles(ns)
+		repo := testenv.NewGitRepo(t, files)
+		args := append(commonArgs(t, repo.Dir, ns), "--prune")
+		runOnce(t, ns, args...)
+		// As Cluster API does: its controller holds a finalizer, and `kubectl delete cluster`
+		// starts a teardown that deletes the parts first.
+		cluster := get(t, gvkCluster, ns, "prod")
+		cluster.SetFinalizers([]string{"cluster.cluster.x-k8s.io"})
+		if err := env.Client.Update(context.Background(), cluster); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Delete(context.Background(), cluster); err != nil {
+			t.Fatal(err)
+		}
+		md := get(t, gvkMD, ns, "prod-md-0")
+		if err := env.Client.Delete(context.Background(), md); err != nil {
+			t.Fatal(err)
+		}
+		workers := files["fleet/workers.yaml"]
+		repo.Commit(t, "retire the health check", map[string]string{
+			"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
+		})
+		before := uids(t, ns)
+		rv := get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion()
+		runOnce(t, ns, args...)
+		sameUIDs(t, ns, before)
+		if exists(t, gvkMD, ns, "prod-md-0") {
+			t.Error("driftd re-created a MachineDeployment of a Cluster being deleted")
+		}
+		if get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion() != rv {
+			t.Error("driftd wrote to a template of a Cluster being deleted")
+		}
+		code, doc, _ := plan(t, args...)
+		var missing *diff.Finding
+		for i, f := range doc.Findings {
+			if f.Object.Name == "prod-md-0" && f.Object.Kind == "MachineDeployment" {
+				missing = &doc.Findings[i]
+			}
+		}
+		if code != 2 || missing == nil || missing.Action != diff.ActionReport || !strings.Contains(missing.Reason, "being deleted") {
+			t.Errorf("plan: exit %d, MachineDeployment finding %+v; want Missing, reported because the cluster is being deleted", code, missing)
+		}
+
+		// The teardown ends; the Cluster is still in Git, so driftd creates it anew, as Git says.
+		cluster = get(t, gvkCluster, ns, "prod")
+		cluster.SetFinalizers(nil)
+		if err := env.Client.Update(context.Background(), cluster); err != nil {
+			t.Fatal(err)
+		}
+		runOnce(t, ns, args...)
+		if !exists(t, gvkCluster, ns, "prod") || !exists(t, gvkMD, ns, "prod-md-0") {
+			t.Error("after the deletion ended, the Cluster in Git was not created again")
+		}
+	})
+}
+
+func TestAClusterMovingToAnotherShardIsHandedOverNotRecreated(t *testing.T) {
+	ns := "shard-handover"
+	files := fleetFiles(ns)
+	files["fleet/cluster.yaml"] = replaceOnce(t, files["fleet/cluster.yaml"], "kind: Cluster\nmetadata:\n  name: prod\n", "kind: Cluster\nmetadata:\n  name: prod\n  labels:\n    fleet.example.com/shard: a\n")
+	repo := testenv.NewGitRepo(t, files)
+	shard := func(name string) []string {
+		return append(commonArgs(t, repo.Dir, "handover-"+name), "--shard", "fleet.example.com/shard="+name, "--prune")
+	}
+	runOnce(t, ns, shard("a")...)
+	before := uids(t, ns)
+
+	repo.Commit(t, "move prod to shard b", map[string]string{"fleet/cluster.yaml": strings.Replace(files["fleet/cluster.yaml"], "shard: a", "shard: b", 1)})
+	runOnce(t, ns, shard("a")...) // shard a no longer handles prod: it must not delete it
+	sameUIDs(t, ns, before)
+	runOnce(t, ns, shard("b")...)
+	sameUIDs(t, ns, before)
+	if owner := get(t, gvkCluster, ns, "prod").GetLabels()[diff.OwnerLabel]; owner != "handover-b" {
+		t.Errorf("the Cluster's owner is %q after shard b ran, want handover-b", owner)
+	}
+	runOnce(t, ns, shard("a")...)
+	sameUIDs(t, ns, before)
+}
