@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +105,71 @@ const Delete = "\x00delete"
 // It returns the repository's URL.
 func (r *GitRepo) ServeHTTP(tb testing.TB, user, password string) string {
 	tb.Helper()
+	return r.serveHTTP(tb, user, password, nil)
+}
+
+// Gate makes a git server hang, as a remote that accepts connections and then never answers.
+type Gate struct {
+	mu      sync.Mutex
+	held    chan struct{} // closed to release; nil while open
+	waiting int
+}
+
+// Hold makes every request from now on wait until Release.
+func (g *Gate) Hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = make(chan struct{})
+	}
+}
+
+// Release lets the waiting requests (and every later one) through.
+func (g *Gate) Release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held != nil {
+		close(g.held)
+		g.held = nil
+	}
+}
+
+// Waiting returns how many requests are hanging now.
+func (g *Gate) Waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
+}
+
+func (g *Gate) pass(r *http.Request) {
+	g.mu.Lock()
+	held := g.held
+	if held != nil {
+		g.waiting++
+	}
+	g.mu.Unlock()
+	if held == nil {
+		return
+	}
+	select {
+	case <-held:
+	case <-r.Context().Done():
+	}
+	g.mu.Lock()
+	g.waiting--
+	g.mu.Unlock()
+}
+
+// ServeHTTPGated is ServeHTTP without auth behind a Gate the test controls.
+func (r *GitRepo) ServeHTTPGated(tb testing.TB) (string, *Gate) {
+	tb.Helper()
+	g := &Gate{}
+	tb.Cleanup(g.Release)
+	return r.serveHTTP(tb, "", "", g), g
+}
+
+func (r *GitRepo) serveHTTP(tb testing.TB, user, password string, gate *Gate) string {
+	tb.Helper()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
 		Unavailable(tb, "git http-backend: %v", err)
@@ -116,6 +182,9 @@ func (r *GitRepo) ServeHTTP(tb testing.TB, user, password string) string {
 		Stderr: io.Discard,
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if gate != nil {
+			gate.pass(req)
+		}
 		if user != "" {
 			u, p, ok := req.BasicAuth()
 			if !ok || u != user || p != password {
