@@ -97,6 +97,27 @@ func TestDeployManifestsGrantEnoughAndNoMore(t *testing.T) {
 	}
 }
 
+// installRBAC applies config/default's Namespace, ServiceAccount and RBAC, as deploying driftd
+// does, so that a test can run driftd as its ServiceAccount.
+func installRBAC(tb testing.TB) {
+	tb.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res, err := render.Render(root, "config/default")
+	if err != nil || len(res.Errors) > 0 {
+		tb.Fatalf("rendering config/default: %v %v", err, res.Errors)
+	}
+	for _, o := range res.Objects {
+		if o.GetKind() == "Namespace" || o.GetKind() == "ServiceAccount" || o.GroupVersionKind().Group == "rbac.authorization.k8s.io" {
+			if err := env.Client.Patch(context.Background(), o.DeepCopy(), client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+				tb.Fatalf("%s: %s %s: %v", o.File, o.GetKind(), o.GetName(), err)
+			}
+		}
+	}
+}
+
 // impersonating writes a kubeconfig of the test bed that acts as user.
 func impersonating(tb testing.TB, user string) string {
 	tb.Helper()
