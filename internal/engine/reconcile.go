@@ -318,6 +318,11 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	// that keeps the first note.
 	if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
 		target = fresh
+		// What driftd just applied equals Git (a dry run now would say so): remembered, so the
+		// watch event of this very write costs no request.
+		e.mu.Lock()
+		e.memo[key] = memo{key: memoKeyOf(d, fresh)}
+		e.mu.Unlock()
 	}
 	e.deps.Events.Corrected(target, key, *f)
 	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()

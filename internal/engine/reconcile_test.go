@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+// fleet is a Namespace and a MachineDeployment in it with replicas (a string, so a test can make
+// it invalid).
+func fleet(ns, replicas string) map[string]string {
+	return map[string]string{
+		"kustomization.yaml": "resources:\n- namespace.yaml\n- md.yaml\n",
+		"namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
+		"md.yaml": `apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineDeployment
+metadata:
+  name: md-0
+  namespace: ` + ns + `
+spec:
+  clusterName: prod
+  replicas: ` + replicas + `
+  selector:
+    matchLabels: {pool: md-0}
+  template:
+    metadata:
+      labels: {pool: md-0}
+    spec:
+      clusterName: prod
+      version: v1.34.1
+      bootstrap: {dataSecretName: md-0}
+      infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: AWSMachineTemplate, name: md-0}
+`,
+	}
+}
+
+var gvkMD = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
+
+func mdKey(ns string) diff.Key {
+	return diff.Key{Group: "cluster.x-k8s.io", Kind: "MachineDeployment", Namespace: ns, Name: "md-0"}
+}
+
+func liveReplicas(tb testing.TB, ns string) int64 {
+	tb.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvkMD)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "md-0"}, u); err != nil {
+		return -1
+	}
+	r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	return r
+}
+
+func scale(tb testing.TB, ns, manager string, replicas int64) {
+	tb.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvkMD)
+	u.SetNamespace(ns)
+	u.SetName("md-0")
+	patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
+	if err := env.Client.Patch(context.Background(), u, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner(manager)); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestReconcileIsAVerdictOrARetry: what the API server answers a dry run decides what driftd
+// does. A verdict on the object (invalid) is a blocked finding, remembered until Git or the live
+// object changes; anything else (429, 503, a namespace not there yet) is an error, returned so the
+// workqueue retries it, and never remembered.
+func TestReconcileIsAVerdictOrARetry(t *testing.T) {
+	tests := []struct {
+		name     string
+		replicas string
+		fault    int // status injected on the first dry run of the MachineDeployment
+		// want after the first Reconcile
+		wantErr      bool
+		wantAction   diff.Action
+		wantReplicas int64
+		// dry runs of the MachineDeployment a second Reconcile makes
+		wantSecondDryRuns int
+	}{
+		{name: "valid: created", replicas: "3", wantReplicas: 3, wantSecondDryRuns: 0},
+		{name: "429: retried", replicas: "3", fault: http.StatusTooManyRequests, wantErr: true, wantReplicas: -1, wantSecondDryRuns: 2},
+		{name: "503: retried", replicas: "3", fault: http.StatusServiceUnavailable, wantErr: true, wantReplicas: -1, wantSecondDryRuns: 2},
+		{name: "invalid: a verdict, remembered", replicas: "-2", wantAction: diff.ActionBlocked, wantReplicas: -1, wantSecondDryRuns: 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := fmt.Sprintf("verdict-%d", i)
+			src := newDirSource(t, fleet(ns, tt.replicas))
+			proxy := env.NewAPIProxy(t)
+			e := newEngine(t, src, proxyClient(t, proxy), Options{})
+			ctx := context.Background()
+			// The namespace first, as a cycle's first stage does.
+			s, _, err := e.refresh(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out := e.reconcileKey(ctx, s, diff.Key{Kind: "Namespace", Name: ns}, true); out.err != nil {
+				t.Fatal(out.err)
+			}
+			if tt.fault != 0 {
+				proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/md-0"), Status: tt.fault, Times: 1})
+			}
+			res, err := e.Reconcile(ctx, mdKey(ns))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Reconcile: %v (result %+v), want an error: %v", err, res, tt.wantErr)
+			}
+			if got := liveReplicas(t, ns); got != tt.wantReplicas {
+				t.Errorf("live replicas %d, want %d", got, tt.wantReplicas)
+			}
+			e.mu.Lock()
+			f, found := e.findings[mdKey(ns)]
+			e.mu.Unlock()
+			if tt.wantAction != "" && (!found || f.Action != tt.wantAction) {
+				t.Errorf("finding %+v, want action %s", f, tt.wantAction)
+			}
+			proxy.Reset()
+			if _, err := e.Reconcile(ctx, mdKey(ns)); err != nil {
+				t.Fatalf("second Reconcile: %v", err)
+			}
+			dryRuns := len(proxy.Requests(func(r testenv.Request) bool {
+				return r.DryRun && strings.HasSuffix(r.Path, "/machinedeployments/md-0")
+			}))
+			if dryRuns != tt.wantSecondDryRuns {
+				t.Errorf("the second Reconcile made %d dry runs, want %d", dryRuns, tt.wantSecondDryRuns)
+			}
+		})
+	}
+}
+
+// TestPlanOfAnEmptyClusterCountsWhatLivesInARenderedNamespaceAsMissing: before the first run,
+// the Namespace is missing, so everything in it is too: Missing, created after it, not an error.
+func TestPlanOfAnEmptyClusterCountsWhatLivesInARenderedNamespaceAsMissing(t *testing.T) {
+	ns := "plan-empty"
+	e := newEngine(t, newDirSource(t, fleet(ns, "3")), env.Client, Options{})
+	res, err := e.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Errorf("errors: %v", res.Errors)
+	}
+	got := map[string]diff.Action{}
+	for _, f := range res.Findings {
+		got[f.Object.Kind] = f.Action
+		if f.Class != diff.ClassMissing {
+			t.Errorf("%s: class %s, want Missing", f.Object, f.Class)
+		}
+	}
+	if got["Namespace"] != diff.ActionCreate || got["MachineDeployment"] != diff.ActionCreate {
+		t.Errorf("actions %v; want both created", got)
+	}
+}
+
+// TestAReconcileDoesNotWaitForAFetch: a cycle hangs in its fetch; a watch-triggered reconcile of
+// an edited object goes ahead meanwhile.
+func TestAReconcileDoesNotWaitForAFetch(t *testing.T) {
+	ns := "no-wait"
+	src := newDirSource(t, fleet(ns, "3"))
+	e := newEngine(t, src, env.Client, Options{})
+	ctx := context.Background()
+	if _, err := e.Cycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.Block()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = e.Cycle(ctx)
+	}()
+	testenv.Eventually(t, 10*time.Second, "the cycle hanging in its fetch", func() bool { return src.Waiting() > 0 })
+	scale(t, ns, "kubectl-edit", 7)
+	if _, err := e.Reconcile(ctx, mdKey(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if got := liveReplicas(t, ns); got != 3 {
+		t.Errorf("replicas %d after the reconcile, want 3", got)
+	}
+	if src.Waiting() == 0 {
+		t.Error("the fetch ended before the reconcile did; the test proved nothing")
+	}
+	src.Unblock()
+	<-done
+}
+
+// TestACycleCreatesACRDAndItsObjects: a render that brings a CustomResourceDefinition and objects
+// of its kind creates both in one cycle.
+func TestACycleCreatesACRDAndItsObjects(t *testing.T) {
+	files := map[string]string{
+		"kustomization.yaml": "resources:\n- crd.yaml\n- gadget.yaml\n",
+		"crd.yaml": `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.fleet.example.com
+spec:
+  group: fleet.example.com
+  names: {kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}
+  scope: Cluster
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+`,
+		"gadget.yaml": "apiVersion: fleet.example.com/v1\nkind: Gadget\nmetadata:\n  name: sprocket\nspec:\n  teeth: 12\n",
+	}
+	e := newEngine(t, newDirSource(t, files), env.Client, Options{})
+	res, err := e.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("errors: %v", res.Errors)
+	}
+	g := &unstructured.Unstructured{}
+	g.SetGroupVersionKind(schema.GroupVersionKind{Group: "fleet.example.com", Version: "v1", Kind: "Gadget"})
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "sprocket"}, g); err != nil {
+		t.Fatalf("the Gadget was not created in the CRD's cycle: %v", err)
+	}
+	if len(res.Remaining()) != 0 {
+		t.Errorf("remaining after the cycle: %+v", res.Remaining())
+	}
+}
