@@ -109,22 +109,16 @@ func run(ctx context.Context) error {
 		return err
 	}
 	c := env.Client
+	// driftd's own namespace, as applying config/default creates it. The fleet's namespace comes
+	// from the fleet repository.
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "driftd-system"}}); err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
-	pw, _ := sim.URL.User.Password()
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "prod-edge-vsphere-credentials"},
-		StringData: map[string]string{"username": sim.URL.User.Username(), "password": pw}}); err != nil {
 		return err
 	}
 
 	source := []string{"--repo", repoDir, "--ref", "main", "--path", "clusters", "--kubeconfig", kubeconfig}
 	args := append([]string{"--namespace", "driftd-system", "--provider", "vsphere", "--max-replacements", "2",
 		"--git-cache-dir", filepath.Join(work, "cache")}, source...)
-	say("driftd run --repo %s --path clusters --provider vsphere  (the fleet: examples/fleet-repo's vSphere cluster prod-edge)", repoDir)
+	say("driftd run --repo %s --path clusters --provider vsphere  (the fleet: examples/fleet-repo's vSphere cluster prod-edge and its Namespace, into an empty management cluster)", repoDir)
 	var logs testenv.SyncBuffer
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan int, 1)
@@ -137,6 +131,13 @@ func run(ctx context.Context) error {
 
 	if err := until(ctx, 60*time.Second, func() bool { return exists(ctx, c, gvkMD, "prod-edge-md-0") }); err != nil {
 		return fmt.Errorf("driftd did not create the fleet: %w\n%s", err, logs.String())
+	}
+	// The vCenter credentials the VSphereCluster names: never in Git; a sealed or external secret
+	// puts them there once the namespace exists.
+	pw, _ := sim.URL.User.Password()
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "prod-edge-vsphere-credentials"},
+		StringData: map[string]string{"username": sim.URL.User.Username(), "password": pw}}); err != nil {
+		return err
 	}
 	say("The fleet exists. Bringing its provisioned Machines into being (providerIDs point at simulator VMs)")
 	for i, vm := range vms {
@@ -211,7 +212,8 @@ func fleetRepo(work string, sim *testenv.VCSim) (string, error) {
 		"/EDGE-DC/vm/prod-edge", "/DC0/vm", "EDGE-DC", "DC0",
 	).Replace(string(src))
 	files := map[string]string{
-		"clusters/kustomization.yaml": "namespace: " + ns + "\nresources:\n- prod-edge.yaml\n",
+		"clusters/kustomization.yaml": "namespace: " + ns + "\nresources:\n- namespace.yaml\n- prod-edge.yaml\n",
+		"clusters/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
 		"clusters/prod-edge.yaml":     fleet,
 	}
 	dir := filepath.Join(work, "fleet")

@@ -134,6 +134,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
 		Status:  status,
+		Memo:    engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
 		Metrics: report.NewMetrics(registry),
 		Log:     logger.WithName("engine"),
 	})

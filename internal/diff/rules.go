@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
@@ -50,7 +51,17 @@ type IgnoreRule struct {
 
 // Rules is a compiled, validated set of ignore rules.
 type Rules struct {
-	rules []compiledRule
+	rules  []compiledRule
+	source string
+}
+
+// Fingerprint identifies the rules as configured: a verdict reached under other rules is not
+// reused (see the engine's remembered verdicts).
+func (r *Rules) Fingerprint() string {
+	if r == nil {
+		return ""
+	}
+	return r.source
 }
 
 type compiledRule struct {
@@ -60,7 +71,8 @@ type compiledRule struct {
 
 // CompileRules validates rules, naming the rule and the reason for the first that is wrong.
 func CompileRules(rules []IgnoreRule) (*Rules, error) {
-	out := &Rules{}
+	src, _ := json.Marshal(rules)
+	out := &Rules{source: string(src)}
 	for i, r := range rules {
 		if len(r.Paths) == 0 {
 			return nil, fmt.Errorf("ignore rule %d: paths is empty", i)

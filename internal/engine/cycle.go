@@ -183,6 +183,7 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 	}
 	if act {
 		e.report(parent, res)
+		e.saveClean(parent, s)
 	}
 	return res, nil
 }

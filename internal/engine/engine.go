@@ -17,6 +17,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
+	"github.com/driftd/driftd/internal/version"
 )
 
 // Fetcher is what the engine needs of a source.
@@ -79,6 +80,8 @@ type Deps struct {
 	Events *report.Events
 	// Status keeps the status ConfigMap; nil keeps none.
 	Status *report.Status
+	// Memo keeps the clean verdicts across restarts; nil keeps them in memory only.
+	Memo *MemoStore
 	// Metrics records metrics; nil records into an unregistered set.
 	Metrics *report.Metrics
 	// Log logs; the zero logger discards.
@@ -142,6 +145,11 @@ type Engine struct {
 	statusBackoff time.Duration
 	// kindsReported are the kinds driftd may not read, already reported.
 	kindsReported map[schema.GroupVersionKind]bool
+	// restored are the clean verdicts an earlier driftd stored (Deps.Memo), read once; salt ties
+	// them to this configuration.
+	restored    map[uint64]bool
+	restoreOnce sync.Once
+	salt        string
 }
 
 // New returns an Engine.
@@ -169,6 +177,7 @@ func New(opts Options, deps Deps) *Engine {
 	}
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client),
+		salt: version.Get() + "\x00" + opts.Owner + "\x00" + opts.Rules.Fingerprint(),
 		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, topology: map[diff.Key]diff.Finding{},
 		contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{}, gvks: map[schema.GroupVersionKind]bool{},
 		topologyMDs: map[diff.Key]diff.Key{}, kindsReported: map[schema.GroupVersionKind]bool{},

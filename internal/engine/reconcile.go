@@ -146,6 +146,13 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	e.mu.Lock()
 	m, ok := e.memo[key]
 	e.mu.Unlock()
+	if (!ok || m.key != mk) && e.restoredClean(ctx, key, mk) {
+		// An earlier driftd found this very state of the object equal to Git.
+		m, ok = memo{key: mk}, true
+		e.mu.Lock()
+		e.memo[key] = m
+		e.mu.Unlock()
+	}
 	if !ok || m.key != mk {
 		m = memo{key: mk}
 		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)

@@ -7,18 +7,21 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/ssa"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
-// daemonEngine builds an Engine as `driftd run` does: live objects from an informer cache, dry-runs
-// and writes through a client. Every request goes through the counter.
+// daemonEngine builds an Engine as `driftd run` does: live objects from an informer cache behind
+// the kind gate, dry-runs and writes through a client, the status ConfigMap kept. Every request
+// goes through the counter.
 func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Engine, client.Reader) {
 	tb.Helper()
 	cfg := counter.config(env.Config)
@@ -41,7 +44,9 @@ func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Eng
 	}
 	return engine.New(
 		engine.Options{Path: "fleet", Policy: diff.Policy{Mode: diff.ModeCorrect}, Owner: f.owner, LiveFromCache: true},
-		engine.Deps{Source: src, Reader: informers, Client: c, Mapper: c.RESTMapper()},
+		engine.Deps{Source: src, Reader: informers, Client: c, Mapper: c.RESTMapper(),
+			Kinds: engine.NewWatches(informers, c, c.RESTMapper()), Status: report.NewStatus(c, f.ns),
+			Memo: engine.NewMemoStore(c, f.ns, f.owner)},
 	), informers
 }
 
@@ -65,12 +70,16 @@ func TestNoChangeCycleCostsNoRequest(t *testing.T) {
 		t.Fatalf("a fleet applied as driftd would has findings: %+v", res.Findings)
 	}
 
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: report.StatusName}, &corev1.ConfigMap{}); err != nil {
+		t.Fatalf("the first cycle wrote no status ConfigMap: %v", err)
+	}
+
 	counter.n.Store(0)
 	if res := cycle(t, e); len(res.Findings) != 0 {
 		t.Fatalf("findings %+v in an unchanged cycle", res.Findings)
 	}
 	if n := counter.n.Load(); n != 0 {
-		t.Errorf("an unchanged cycle made %d API requests, want 0", n)
+		t.Errorf("an unchanged cycle made %d API requests (the status write included), want 0", n)
 	}
 
 	// The counter counts: an edit costs the cycle a dry-run and a correction.
@@ -96,6 +105,36 @@ func TestNoChangeCycleCostsNoRequest(t *testing.T) {
 	}
 }
 
+// TestARestartDryRunsOnlyWhatChangedWhileDown: a restarted driftd takes the clean verdicts the
+// last one stored, so its first cycle dry-runs the objects that changed while it was down, not the
+// fleet.
+func TestARestartDryRunsOnlyWhatChangedWhileDown(t *testing.T) {
+	f := newFleet(t, "restart", 5)
+	first := &requestCounter{}
+	e, _ := daemonEngine(t, f, first)
+	cycle(t, e)
+	if n := first.dryRuns.Load(); n < int64(len(f.objects)) {
+		t.Fatalf("the first driftd dry-ran %d objects of %d", n, len(f.objects))
+	}
+
+	// While no driftd runs, someone scales one MachineDeployment.
+	md := f.objects[4].DeepCopy()
+	md.SetNamespace(f.ns)
+	if err := env.Client.Patch(context.Background(), md, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":9}}`)), client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatal(err)
+	}
+	again := &requestCounter{}
+	e, _ = daemonEngine(t, f, again)
+	res := cycle(t, e)
+	if len(res.Findings) != 1 || res.Findings[0].Object.Name != md.GetName() {
+		t.Fatalf("findings after the restart %+v, want the edited %s", res.Findings, md.GetName())
+	}
+	// The edited object: its dry run, and the correction's own dry run inside the apply.
+	if n := again.dryRuns.Load(); n > 2 {
+		t.Errorf("the restarted driftd made %d dry runs for 1 changed object of %d", n, len(f.objects))
+	}
+}
+
 // BenchmarkFleet measures driftd on a generated fleet of BENCH_CLUSTERS clusters (default 1,000,
 // 8 objects each), applied once and shared by the sub-benchmarks.
 func BenchmarkFleet(b *testing.B) {
@@ -103,6 +142,7 @@ func BenchmarkFleet(b *testing.B) {
 	f := newFleet(b, fmt.Sprintf("fleet-%d", n), n)
 	b.Logf("fleet: %d clusters, %d objects", n, len(f.objects))
 	b.Run("NoChangeCycle", func(b *testing.B) { benchNoChangeCycle(b, f) })
+	b.Run("Restart", func(b *testing.B) { benchRestart(b, f) })
 	b.Run("DetectionLatency", func(b *testing.B) { benchDetectionLatency(b, f) })
 	b.Run("RunPeakRSS", func(b *testing.B) { benchRunPeakRSS(b, f) })
 }
@@ -152,13 +192,32 @@ func benchNoChangeCycle(b *testing.B, f *fleet) {
 	})
 }
 
-// prepared returns the fleet's objects as driftd applies them: namespaced and labelled.
+// benchRestart measures what a restart costs over a fleet in sync: a new engine (its watches
+// listed and synced) to its first complete report, with the requests that took.
+func benchRestart(b *testing.B, f *fleet) {
+	var requests int64
+	var took time.Duration
+	for range b.N {
+		counter := &requestCounter{}
+		start := time.Now()
+		e, _ := daemonEngine(b, f, counter)
+		if res := cycle(b, e); len(res.Findings) != 0 || !res.Complete {
+			b.Fatalf("%d findings (complete: %v) in an unchanged fleet", len(res.Findings), res.Complete)
+		}
+		took += time.Since(start)
+		requests += counter.n.Load()
+	}
+	b.ReportMetric(float64(requests)/float64(b.N), "requests/op")
+	b.ReportMetric(took.Seconds()/float64(b.N), "s-to-first-report")
+}
+
+// prepared returns the fleet's objects as driftd applies them: namespaced and tracked.
 func prepared(f *fleet) []*unstructured.Unstructured {
 	out := make([]*unstructured.Unstructured, 0, len(f.objects))
 	for _, o := range f.objects {
 		c := o.DeepCopy()
 		c.SetNamespace(f.ns)
-		c.SetLabels(map[string]string{diff.OwnerLabel: f.owner})
+		diff.Track(c, f.owner)
 		out = append(out, c)
 	}
 	return out

@@ -126,7 +126,7 @@ type fleet struct {
 }
 
 // newFleet writes a fleet of n clusters into namespace ns, one folder per cluster, and applies it
-// (with the owner label driftd sets) so the test starts from a fleet in sync with Git.
+// (tracked as driftd tracks what it applies) so the test starts from a fleet in sync with Git.
 func newFleet(tb testing.TB, ns string, n int) *fleet {
 	tb.Helper()
 	files := map[string]string{"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n"}
@@ -162,7 +162,7 @@ func (f *fleet) apply(tb testing.TB) {
 			for obj := range work {
 				o := obj.DeepCopy()
 				o.SetNamespace(f.ns)
-				o.SetLabels(map[string]string{diff.OwnerLabel: f.owner})
+				diff.Track(o, f.owner)
 				if err := env.Client.Patch(context.Background(), o, client.Apply, client.FieldOwner("driftd"), client.ForceOwnership); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 				}
@@ -187,8 +187,8 @@ func fleetSize(def int) int {
 	return def
 }
 
-// requestCounter counts the HTTP requests a rest.Config sends.
-type requestCounter struct{ n atomic.Int64 }
+// requestCounter counts the HTTP requests a rest.Config sends, and among them the dry runs.
+type requestCounter struct{ n, dryRuns atomic.Int64 }
 
 func (c *requestCounter) config(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
@@ -196,6 +196,9 @@ func (c *requestCounter) config(cfg *rest.Config) *rest.Config {
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			c.n.Add(1)
+			if req.URL.Query().Get("dryRun") == "All" {
+				c.dryRuns.Add(1)
+			}
 			return rt.RoundTrip(req)
 		})
 	}
