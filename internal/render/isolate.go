@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -99,43 +97,6 @@ func (r *renderer) checkFile(p string) error {
 	}
 }
 
-// refuseRemote removes every remote entry (a URL, a git repository) from the kustomizations of
-// the tree, since a render may only read the checkout, and reports each.
-func (r *renderer) refuseRemote() ([]error, error) {
-	var refused []error
-	err := r.fs.Walk("/", func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || !isKustomizationName(path.Base(p)) {
-			return err
-		}
-		k, err := r.readKustomization(p)
-		if err != nil {
-			return nil // kustomize reports a broken kustomization itself
-		}
-		changed := false
-		for _, field := range listFields {
-			entries, _ := k[field].([]any)
-			var keep []any
-			for _, e := range entries {
-				name, _ := e.(string)
-				if isRemote(name) && !r.fs.Exists(path.Join(path.Dir(p), name)) {
-					refused = append(refused, fmt.Errorf("%s: remote %s %q refused: driftd renders only what the repository holds", display(p), strings.TrimSuffix(field, "s"), name))
-					changed = true
-					continue
-				}
-				keep = append(keep, e)
-			}
-			if entries != nil {
-				k[field] = keep
-			}
-		}
-		if changed {
-			return r.writeKustomization(p, k)
-		}
-		return nil
-	})
-	return refused, err
-}
-
 func isKustomizationName(n string) bool {
 	for _, k := range kustomizationNames {
 		if n == k {
@@ -143,14 +104,4 @@ func isKustomizationName(n string) bool {
 		}
 	}
 	return false
-}
-
-// isRemote tells a remote kustomize target (https://…, git@…, github.com/org/repo//path?ref=…)
-// from a local path.
-func isRemote(name string) bool {
-	if strings.Contains(name, "://") || strings.HasPrefix(name, "git@") || strings.Contains(name, "?ref=") || strings.Contains(name, "?version=") {
-		return true
-	}
-	first, _, _ := strings.Cut(name, "/")
-	return strings.Contains(first, ".") && first != "." && first != ".." && strings.Contains(name, "/")
 }

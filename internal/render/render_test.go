@@ -138,7 +138,7 @@ func TestRenderIsolatesBrokenParts(t *testing.T) {
 				"good.yaml":          md("good", 1),
 			},
 			want:    []string{"MachineDeployment//good good.yaml"},
-			errWant: `remote resource "https://github.com/example/fleet//base?ref=main" refused`,
+			errWant: `resources[1]: remote location "https://github.com/example/fleet//base?ref=main" refused`,
 		},
 	}
 	for _, tt := range tests {
