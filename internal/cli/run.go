@@ -28,6 +28,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
 	"github.com/driftd/driftd/internal/report"
+	"github.com/driftd/driftd/internal/source"
 )
 
 type runOptions struct {
@@ -153,7 +154,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err := mgr.AddReadyzCheck("cycles", loop.Ready); err != nil {
 		return err
 	}
-	logger.Info("Starting driftd", "repo", o.source.URL, "ref", o.source.Ref, "path", o.source.path, "mode", p.opts.Policy.Mode)
+	logger.Info("Starting driftd", "repo", source.RedactURL(o.source.URL), "ref", o.source.Ref, "path", o.source.path, "mode", p.opts.Policy.Mode)
 	return mgr.Start(ctx)
 }
 

@@ -191,7 +191,7 @@ func (e *Engine) warn(reason string, err error) {
 // object whose kind a CRD of the same render defines waits for that CRD.
 func (e *Engine) resolve(commit, revision string, objs []render.Object, renderErrs []error, partial bool) *snapshot {
 	s := &snapshot{
-		commit: commit, revision: revision, objects: objs, renderErrs: renderErrs, renderPartial: partial,
+		commit: commit, revision: revision, renderErrs: renderErrs, renderPartial: partial,
 		desired: make(map[diff.Key]*desiredObject, len(objs)), rendered: make(map[diff.Key]bool, len(objs)),
 		gitClusters: map[string]bool{}, namespaces: map[string]bool{}, parts: map[string][]diff.Key{},
 		partial: partial, errs: slices.Clone(renderErrs),
@@ -200,7 +200,12 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 	plain := make([]*unstructured.Unstructured, 0, len(objs))
 	var order []diff.Key
 	for _, o := range objs {
-		obj := o.DeepCopy()
+		// The render's objects are this snapshot's own; they are copied only when a CRD of the
+		// render may leave some pending, since those are resolved again from the render later.
+		obj := o.Unstructured
+		if len(defined) > 0 {
+			obj = o.DeepCopy()
+		}
 		gvk := obj.GroupVersionKind()
 		mapping, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		pending := false
@@ -278,6 +283,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 	}
 	if len(s.pending) > 0 {
 		s.partial = true // until every kind is served, what is rendered is not fully known
+		s.objects = objs
 	}
 	return s
 }

@@ -53,10 +53,10 @@ func (o Options) Validate() error {
 	switch kindOf(o.URL) {
 	case kindSSH:
 		if o.KnownHostsFile == "" {
-			return fmt.Errorf("repository %s is reached over SSH: --git-known-hosts-file is required (host keys are always checked)", o.URL)
+			return fmt.Errorf("repository %s is reached over SSH: --git-known-hosts-file is required (host keys are always checked)", RedactURL(o.URL))
 		}
 		if o.SSHKeyFile == "" {
-			return fmt.Errorf("repository %s is reached over SSH: --git-ssh-key-file is required", o.URL)
+			return fmt.Errorf("repository %s is reached over SSH: --git-ssh-key-file is required", RedactURL(o.URL))
 		}
 	case kindLocal:
 		if _, err := os.Stat(localPath(o.URL)); err != nil {

@@ -36,10 +36,11 @@ func (c Checkout) Revision() string { return c.Ref + "@sha1:" + c.Commit }
 // Source fetches one repository. It is safe for use by one goroutine at a time; Fetch serialises
 // concurrent callers.
 type Source struct {
-	opts Options
-	dir  string
-	auth transport.AuthMethod
-	ca   []byte
+	opts   Options
+	dir    string
+	auth   transport.AuthMethod
+	ca     []byte
+	redact *redactor
 
 	mu   sync.Mutex
 	last *Checkout
@@ -54,9 +55,9 @@ func New(opts Options) (*Source, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	auth, err := authMethod(opts)
+	auth, password, err := authMethod(opts)
 	if err != nil {
-		return nil, err
+		return nil, newRedactor(opts.URL).redact(err)
 	}
 	// Local repositories are served by go-git's in-process server rather than a git-upload-pack
 	// binary, which the driftd image does not ship.
@@ -72,7 +73,8 @@ func New(opts Options) (*Source, error) {
 		cache = filepath.Join(os.TempDir(), "driftd-source")
 	}
 	sum := sha256.Sum256([]byte(opts.URL + "\x00" + opts.Ref))
-	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth, ca: ca}, nil
+	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth, ca: ca,
+		redact: newRedactor(opts.URL, password)}, nil
 }
 
 // Last returns the last checkout Fetch produced, or nil.
@@ -86,6 +88,11 @@ func (s *Source) Last() *Checkout {
 // since the last fetch it only asks the remote for its refs. On error, the previous checkout (if
 // any) is left as it was: callers keep acting on their last good revision.
 func (s *Source) Fetch(ctx context.Context) (*Checkout, error) {
+	co, err := s.fetchHead(ctx)
+	return co, s.redact.redact(err)
+}
+
+func (s *Source) fetchHead(ctx context.Context) (*Checkout, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout())
@@ -94,7 +101,7 @@ func (s *Source) Fetch(ctx context.Context) (*Checkout, error) {
 	url := s.url()
 	target, refName, err := s.resolve(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("fetching %s: %w", s.opts.URL, err)
+		return nil, fmt.Errorf("fetching %s: %w", RedactURL(s.opts.URL), err)
 	}
 	if s.last != nil && s.last.Commit == target.String() {
 		return s.last, nil
@@ -104,10 +111,10 @@ func (s *Source) Fetch(ctx context.Context) (*Checkout, error) {
 		// A cache the fetch could not update (a shallow history go-git cannot extend, a folder left
 		// half-written by an earlier crash) is thrown away and cloned anew, once.
 		if rmErr := os.RemoveAll(s.dir); rmErr != nil {
-			return nil, fmt.Errorf("fetching %s: %w", s.opts.URL, errors.Join(err, rmErr))
+			return nil, fmt.Errorf("fetching %s: %w", RedactURL(s.opts.URL), errors.Join(err, rmErr))
 		}
 		if co, err = s.checkout(ctx, url, target, refName); err != nil {
-			return nil, fmt.Errorf("fetching %s: %w", s.opts.URL, err)
+			return nil, fmt.Errorf("fetching %s: %w", RedactURL(s.opts.URL), err)
 		}
 	}
 	s.last = co
