@@ -34,11 +34,11 @@ func (o *commonOptions) bind(fs *pflag.FlagSet) {
 
 // complete reads the config file into the flags the command line left unset and validates.
 func (o *commonOptions) complete(cmd *cobra.Command) error {
-	ignore, err := applyConfigFile(cmd.Flags(), o.drift.configFile)
+	ignore, mask, err := applyConfigFile(cmd.Flags(), o.drift.configFile)
 	if err != nil {
 		return err
 	}
-	if o.drift.rules, err = diff.CompileRules(ignore); err != nil {
+	if o.drift.rules, err = diff.CompileRules(ignore, mask...); err != nil {
 		return fmt.Errorf("config file %s: %w", o.drift.configFile, err)
 	}
 	if _, err := o.drift.policy(); err != nil {

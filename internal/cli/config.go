@@ -12,10 +12,11 @@ import (
 )
 
 // fileConfig is the config file: every flag as a key (its value as a string, number, boolean or
-// list), and the ignore rules, which have no flag.
+// list), and the ignore and mask rules, which have no flag.
 type fileConfig struct {
 	flags  map[string]any
 	ignore []diff.IgnoreRule
+	mask   []diff.IgnoreRule
 }
 
 // parseConfig reads a config file. Unknown keys are errors that name the file and the key;
@@ -33,15 +34,19 @@ func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, erro
 	sort.Strings(keys)
 	for _, k := range keys {
 		v := raw[k]
-		if k == "ignore" {
+		if k == "ignore" || k == "mask" {
+			rules := &cfg.ignore
+			if k == "mask" {
+				rules = &cfg.mask
+			}
 			js, _ := yaml.Marshal(v)
-			if err := yaml.UnmarshalStrict(js, &cfg.ignore); err != nil {
-				return nil, fmt.Errorf("config file %s: ignore: %w", path, err)
+			if err := yaml.UnmarshalStrict(js, rules); err != nil {
+				return nil, fmt.Errorf("config file %s: %s: %w", path, k, err)
 			}
 			continue
 		}
 		if k == "config" || fs.Lookup(k) == nil {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flags of the command, and ignore)", path, k)
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flags of the command, ignore and mask)", path, k)
 		}
 		cfg.flags[k] = v
 	}
@@ -49,18 +54,18 @@ func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, erro
 }
 
 // applyConfigFile reads --config (when set) and sets every flag the command line did not set.
-// It returns the ignore rules of the file.
-func applyConfigFile(fs *pflag.FlagSet, path string) ([]diff.IgnoreRule, error) {
+// It returns the ignore and mask rules of the file.
+func applyConfigFile(fs *pflag.FlagSet, path string) (ignore, mask []diff.IgnoreRule, err error) {
 	if path == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
+		return nil, nil, fmt.Errorf("config file: %w", err)
 	}
 	cfg, err := parseConfig(path, data, fs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for name, v := range cfg.flags {
 		if fs.Changed(name) {
@@ -76,9 +81,9 @@ func applyConfigFile(fs *pflag.FlagSet, path string) ([]diff.IgnoreRule, error) 
 		}
 		for _, s := range values {
 			if err := fs.Set(name, s); err != nil {
-				return nil, fmt.Errorf("config file %s: %s: %w", path, name, err)
+				return nil, nil, fmt.Errorf("config file %s: %s: %w", path, name, err)
 			}
 		}
 	}
-	return cfg.ignore, nil
+	return cfg.ignore, cfg.mask, nil
 }

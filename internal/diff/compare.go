@@ -9,7 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// Masked replaces every value of a Secret's data in findings, Events, logs and plan output.
+// Masked replaces every secret value (a Secret's data, a secret-bearing field of a Cluster API kind,
+// a configured mask) in findings, Events, logs and plan output.
 const Masked = "******"
 
 // noise are the fields a server-side dry run changes by itself, or that no Git repository sets.
@@ -25,8 +26,9 @@ var noise = map[string]bool{
 
 // Compare returns the fields in which stored (the desired object as the API server would store
 // it: the result of a server-side dry-run apply) differs from live, each with who set the live
-// value. Values of Secrets are masked. Paths under ignored JSON pointers are left out.
-func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field {
+// value. Paths under ignored JSON pointers are left out; values at or under masked ones (see
+// Rules.MaskedPaths) are shown as Masked.
+func Compare(stored, live *unstructured.Unstructured, ignored, masked []string) []Field {
 	var fields []Field
 	walk("", stored.Object, live.Object, func(path string, desired, liveVal any) {
 		if isIgnored(path, ignored) {
@@ -42,11 +44,7 @@ func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field 
 	for i := range fields {
 		owners.attribute(&fields[i])
 	}
-	if isSecret(live) || isSecret(stored) {
-		for i := range fields {
-			maskSecretField(&fields[i])
-		}
-	}
+	maskFields(fields, masked)
 	return fields
 }
 
@@ -54,7 +52,7 @@ func Compare(stored, live *unstructured.Unstructured, ignored []string) []Field 
 // fields Git sets are compared with live, as written in Git (no defaulting), so a rejected change
 // still says which fields differ and who set their live values. live may be nil (then every field
 // Git sets is reported against nothing).
-func CompareSet(desired, live *unstructured.Unstructured, ignored []string) []Field {
+func CompareSet(desired, live *unstructured.Unstructured, ignored, masked []string) []Field {
 	var liveObj map[string]any
 	if live != nil {
 		liveObj = live.Object
@@ -73,11 +71,7 @@ func CompareSet(desired, live *unstructured.Unstructured, ignored []string) []Fi
 			owners.attribute(&fields[i])
 		}
 	}
-	if isSecret(desired) {
-		for i := range fields {
-			maskSecretField(&fields[i])
-		}
-	}
+	maskFields(fields, masked)
 	return fields
 }
 
@@ -207,12 +201,6 @@ func splitPointer(p string) []string {
 
 func isSecret(obj *unstructured.Unstructured) bool {
 	return obj != nil && obj.GetKind() == "Secret" && obj.GetAPIVersion() == "v1"
-}
-
-func maskSecretField(f *Field) {
-	if strings.HasPrefix(f.Path, "/data") || strings.HasPrefix(f.Path, "/stringData") {
-		f.Desired, f.Live = maskValue(f.Desired), maskValue(f.Live)
-	}
 }
 
 // maskValue hides a value but keeps whether it is there.

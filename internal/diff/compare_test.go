@@ -40,7 +40,7 @@ func TestCompareReportsEveryDifferingFieldWithItsManager(t *testing.T) {
 			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:taints":{}}}}}`)}},
 	})
 
-	got := Compare(stored, live, nil)
+	got := Compare(stored, live, nil, (*Rules)(nil).MaskedPaths(live))
 	want := []Field{
 		{Path: "/metadata/labels/team", Desired: "a", Live: "b", Manager: "driftd", Operation: "Apply", Time: &when.Time},
 		{Path: "/spec/replicas", Desired: int64(3), Live: int64(7), Manager: "kubectl-edit", Operation: "Update", Time: &when.Time},
@@ -52,7 +52,7 @@ func TestCompareReportsEveryDifferingFieldWithItsManager(t *testing.T) {
 	}
 
 	t.Run("ignored paths are left out", func(t *testing.T) {
-		got := Compare(stored, live, []string{"/spec/replicas", "/spec/template"})
+		got := Compare(stored, live, []string{"/spec/replicas", "/spec/template"}, nil)
 		if len(got) != 1 || got[0].Path != "/metadata/labels/team" {
 			t.Errorf("fields with /spec/replicas and /spec/template ignored = %+v", got)
 		}
@@ -60,7 +60,7 @@ func TestCompareReportsEveryDifferingFieldWithItsManager(t *testing.T) {
 	t.Run("no drift", func(t *testing.T) {
 		same := stored.DeepCopy()
 		same.SetResourceVersion("42")
-		if got := Compare(stored, same, nil); got != nil {
+		if got := Compare(stored, same, nil, nil); got != nil {
 			t.Errorf("identical objects differ in %+v", got)
 		}
 	})
@@ -76,7 +76,7 @@ func TestCompareListItemsOwnedByKey(t *testing.T) {
 	}, "spec", "containers")
 	live.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kubectl-set", Operation: "Update", FieldsType: "FieldsV1",
 		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:containers":{"k:{\"name\":\"b\"}":{"f:image":{}}}}}`)}}})
-	got := Compare(stored, live, nil)
+	got := Compare(stored, live, nil, (*Rules)(nil).MaskedPaths(live))
 	if len(got) != 1 || got[0].Path != "/spec/containers/1/image" || got[0].Manager != "kubectl-set" {
 		t.Errorf("fields = %+v, want /spec/containers/1/image by kubectl-set", got)
 	}
@@ -87,13 +87,13 @@ func TestCompareMasksSecretValues(t *testing.T) {
 		"metadata": map[string]any{"name": "creds"}, "data": map[string]any{"password": "c2VjcmV0", "user": "YWRtaW4="}})
 	live := stored.DeepCopy()
 	live.Object["data"] = map[string]any{"password": "bGVha2Vk", "user": "YWRtaW4="}
-	got := Compare(stored, live, nil)
+	got := Compare(stored, live, nil, (*Rules)(nil).MaskedPaths(live))
 	want := []Field{{Path: "/data/password", Desired: Masked, Live: Masked}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("fields (-want +got):\n%s", diff)
 	}
 	delete(live.Object, "data")
-	got = Compare(stored, live, nil)
+	got = Compare(stored, live, nil, (*Rules)(nil).MaskedPaths(live))
 	want = []Field{{Path: "/data/password", Desired: Masked}, {Path: "/data/user", Desired: Masked}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("fields with live data absent (-want +got):\n%s", diff)
@@ -103,7 +103,7 @@ func TestCompareMasksSecretValues(t *testing.T) {
 func TestPointerEscaping(t *testing.T) {
 	stored := obj(map[string]any{"metadata": map[string]any{"annotations": map[string]any{"a/b~c": "1"}}})
 	live := obj(map[string]any{"metadata": map[string]any{"annotations": map[string]any{"a/b~c": "2"}}})
-	got := Compare(stored, live, nil)
+	got := Compare(stored, live, nil, (*Rules)(nil).MaskedPaths(live))
 	if len(got) != 1 || got[0].Path != "/metadata/annotations/a~1b~0c" {
 		t.Fatalf("fields = %+v, want the RFC 6901 pointer /metadata/annotations/a~1b~0c", got)
 	}
@@ -120,7 +120,7 @@ func TestCompareSetComparesOnlyWhatGitSets(t *testing.T) {
 		"metadata": map[string]any{"name": "t", "namespace": "fleet", "uid": "u1"},
 		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
 			"instanceType": "m6i.large", "cloudInit": map[string]any{"insecureSkipSecretsManager": false}}}}})
-	got := CompareSet(desired, live, nil)
+	got := CompareSet(desired, live, nil, nil)
 	want := []Field{{Path: "/spec/template/spec/instanceType", Desired: "m6i.2xlarge", Live: "m6i.large"}}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("fields (-want +got):\n%s", d)

@@ -49,9 +49,10 @@ type IgnoreRule struct {
 	Target *Selector `json:"target,omitempty"`
 }
 
-// Rules is a compiled, validated set of ignore rules.
+// Rules is a compiled, validated set of ignore rules and mask rules.
 type Rules struct {
 	rules  []compiledRule
+	masks  []compiledRule
 	source string
 }
 
@@ -69,17 +70,30 @@ type compiledRule struct {
 	target *jsondiff.SelectorRegex // nil selects every object
 }
 
-// CompileRules validates rules, naming the rule and the reason for the first that is wrong.
-func CompileRules(rules []IgnoreRule) (*Rules, error) {
-	src, _ := json.Marshal(rules)
+// CompileRules validates the ignore rules and the mask rules (same shape; a mask path may use "*"
+// for any list index), naming the rule and the reason for the first that is wrong.
+func CompileRules(rules []IgnoreRule, masks ...IgnoreRule) (*Rules, error) {
+	src, _ := json.Marshal([][]IgnoreRule{rules, masks})
 	out := &Rules{source: string(src)}
+	var err error
+	if out.rules, err = compile("ignore", rules); err != nil {
+		return nil, err
+	}
+	if out.masks, err = compile("mask", masks); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func compile(what string, rules []IgnoreRule) ([]compiledRule, error) {
+	var out []compiledRule
 	for i, r := range rules {
 		if len(r.Paths) == 0 {
-			return nil, fmt.Errorf("ignore rule %d: paths is empty", i)
+			return nil, fmt.Errorf("%s rule %d: paths is empty", what, i)
 		}
 		for _, p := range r.Paths {
 			if p == "" || p[0] != '/' {
-				return nil, fmt.Errorf("ignore rule %d: path %q is not a JSON pointer (it must start with /)", i, p)
+				return nil, fmt.Errorf("%s rule %d: path %q is not a JSON pointer (it must start with /)", what, i, p)
 			}
 		}
 		c := compiledRule{paths: r.Paths}
@@ -89,11 +103,11 @@ func CompileRules(rules []IgnoreRule) (*Rules, error) {
 				LabelSelector: t.LabelSelector, AnnotationSelector: t.AnnotationSelector,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("ignore rule %d: target: %w", i, err)
+				return nil, fmt.Errorf("%s rule %d: target: %w", what, i, err)
 			}
 			c.target = sel
 		}
-		out.rules = append(out.rules, c)
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -52,7 +52,7 @@ func TopologyFindings(cluster *unstructured.Unstructured, generated []*unstructu
 		if err := unstructured.SetNestedField(stored.Object, desired, "spec", "replicas"); err != nil {
 			continue
 		}
-		fields := Compare(stored, md, nil)
+		fields := Compare(stored, md, nil, nil)
 		if len(fields) == 0 {
 			continue
 		}

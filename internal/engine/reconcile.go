@@ -156,22 +156,24 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	if !ok || m.key != mk {
 		m = memo{key: mk}
 		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
+		masked := e.opts.Rules.MaskedPaths(d.obj)
 		stored, err := apply.DryRun(ctx, e.deps.Client, e.toApply(d, live))
+		err = e.scrub(d, live, err)
 		switch {
 		case err == nil && live != nil:
-			m.fields = diff.Compare(stored, live, ignored)
+			m.fields = diff.Compare(stored, live, ignored, masked)
 			if len(m.fields) > 0 && len(live.GetManagedFields()) == 0 && e.opts.LiveFromCache {
 				// The cache keeps no managedFields (they would double its memory); only a drifted
 				// object needs them, to say who set each value: read it once from the API.
 				if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
-					m.fields = diff.Compare(stored, fresh, ignored)
+					m.fields = diff.Compare(stored, fresh, ignored, masked)
 				}
 			}
 		case err == nil:
 		case apply.Rejected(err):
 			m.rejected = err
 			if live != nil {
-				m.fields = diff.CompareSet(d.obj, live, ignored)
+				m.fields = diff.CompareSet(d.obj, live, ignored, masked)
 			}
 		case live == nil && apply.NamespaceMissing(err) && s.namespaces[d.obj.GetNamespace()]:
 			// Its namespace is part of the render and not created yet: it is missing, and created
@@ -287,6 +289,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	}
 
 	r := e.app.Apply(ctx, e.toApply(d, live))
+	r.Err = e.scrub(d, live, r.Err)
 	if r.Err != nil {
 		if apply.Rejected(r.Err) {
 			// The dry run passed and the write was refused (a webhook that does not dry-run): a
@@ -343,6 +346,30 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	}
 	return outcome{finding: f, corrected: true}
 }
+
+// scrub hides in err every secret value the desired or live object holds (the API server quotes a
+// value it rejects); errors.As still finds the API status underneath.
+func (e *Engine) scrub(d *desiredObject, live *unstructured.Unstructured, err error) error {
+	if err == nil {
+		return nil
+	}
+	masked := e.opts.Rules.MaskedPaths(d.obj)
+	secrets := append(diff.SecretValues(d.obj, masked), diff.SecretValues(live, masked)...)
+	msg := err.Error()
+	clean := diff.Scrub(msg, secrets)
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // setByOthers reports whether some differing field's live value was set by another field manager
 // than driftd: drift someone made, rather than a change in Git.
