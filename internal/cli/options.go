@@ -42,6 +42,7 @@ func (o *sourceOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CAFile, "git-ca-file", "", "PEM bundle of certificate authorities to trust for HTTPS")
 	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", "", "SSH private key (passphrase in $"+source.EnvSSHKeyPassphrase+")")
 	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH")
+	fs.StringVar(&o.VerifyKeyringFile, "verify-signatures", "", "armored OpenPGP public keys: apply only a head commit signed by one of them (else SourceVerificationFailed, nothing written)")
 }
 
 // clusterOptions say how to reach the management cluster.

@@ -17,6 +17,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/report"
+	"github.com/driftd/driftd/internal/source"
 )
 
 // ErrNoRevision means no revision was ever fetched and rendered: there is nothing to compare with.
@@ -76,7 +77,11 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 	var errs []error
 	next := cur
 	co, err := e.deps.Source.Fetch(ctx)
+	var refused *source.VerificationError
 	switch {
+	case errors.As(err, &refused):
+		errs = append(errs, e.sourceTrouble(report.ReasonSourceVerificationFailed, err))
+		next = degrade(cur, "commit "+refused.Commit+" is not signed by a trusted key")
 	case err != nil:
 		errs = append(errs, e.sourceTrouble(report.ReasonSourceFetchFailed, err))
 		next = degrade(cur, "the source cannot be fetched")

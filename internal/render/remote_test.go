@@ -99,3 +99,28 @@ patches:
 		t.Errorf("objects %v, want the MachineDeployment and the ConfigMap", names(res.Objects))
 	}
 }
+
+// FuzzRenderFetchesNothing renders arbitrary kustomizations that may name a listening server
+// anywhere: the server must never see a request.
+func FuzzRenderFetchesNothing(f *testing.F) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = w.Write([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\n"))
+	}))
+	defer srv.Close()
+	f.Add("resources:\n- md.yaml\n- URL\n")
+	f.Add("resources:\n- md.yaml\npatches:\n- path: URL\n")
+	f.Add("resources:\n- md.yaml\nconfigMapGenerator:\n- name: x\n  files:\n  - a=URL\n  envs: [URL]\n")
+	f.Add("resources:\n- md.yaml\nopenapi: {path: URL}\ncrds: [URL]\nreplacements: [{path: URL}]\n")
+	f.Fuzz(func(t *testing.T, kustomization string) {
+		root := writeTree(t, map[string]string{
+			"kustomization.yaml": strings.ReplaceAll(kustomization, "URL", srv.URL+"/x"),
+			"md.yaml":            md("good", 1),
+		})
+		_, _ = Render(root, "")
+		if n := requests.Load(); n != 0 {
+			t.Fatalf("the render of %q sent %d requests", kustomization, n)
+		}
+	})
+}

@@ -25,6 +25,7 @@ const (
 	ReasonCorrectionBlocked           = "CorrectionBlocked"
 	ReasonCorrectionFailed            = "CorrectionFailed"
 	ReasonSourceFetchFailed           = "SourceFetchFailed"
+	ReasonSourceVerificationFailed    = "SourceVerificationFailed"
 	ReasonRenderFailed                = "RenderFailed"
 	ReasonEmptyRender                 = "EmptyRender"
 	ReasonInventoryUnavailable        = "InventoryUnavailable"

@@ -43,6 +43,10 @@ type Options struct {
 	SSHKeyFile string
 	// KnownHostsFile lists the SSH host keys to trust; required for SSH.
 	KnownHostsFile string
+
+	// VerifyKeyringFile, when set, holds armored OpenPGP public keys: only a head commit signed by
+	// one of them is checked out.
+	VerifyKeyringFile string
 }
 
 // Validate checks the options without touching the network, naming the option that is wrong.

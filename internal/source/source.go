@@ -41,6 +41,8 @@ type Source struct {
 	auth   transport.AuthMethod
 	ca     []byte
 	redact *redactor
+	// keyring is the armored keyring head commits must be signed with, or "".
+	keyring string
 
 	mu   sync.Mutex
 	last *Checkout
@@ -68,13 +70,19 @@ func New(opts Options) (*Source, error) {
 			return nil, fmt.Errorf("--git-ca-file: %w", err)
 		}
 	}
+	var keyring string
+	if opts.VerifyKeyringFile != "" {
+		if keyring, err = loadKeyring(opts.VerifyKeyringFile); err != nil {
+			return nil, fmt.Errorf("--verify-signatures %s: %w", opts.VerifyKeyringFile, err)
+		}
+	}
 	cache := opts.CacheDir
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "driftd-source")
 	}
 	sum := sha256.Sum256([]byte(opts.URL + "\x00" + opts.Ref))
 	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth, ca: ca,
-		redact: newRedactor(opts.URL, password)}, nil
+		redact: newRedactor(opts.URL, password), keyring: keyring}, nil
 }
 
 // Last returns the last checkout Fetch produced, or nil.
@@ -107,6 +115,10 @@ func (s *Source) fetchHead(ctx context.Context) (*Checkout, error) {
 		return s.last, nil
 	}
 	co, err := s.checkout(ctx, url, target, refName)
+	var refused *VerificationError
+	if errors.As(err, &refused) {
+		return nil, err // the commit is refused, not the cache: the last verified checkout stays
+	}
 	if err != nil {
 		// A cache the fetch could not update (a shallow history go-git cannot extend, a folder left
 		// half-written by an earlier crash) is thrown away and cloned anew, once.
@@ -192,6 +204,9 @@ func (s *Source) checkout(ctx context.Context, url string, target plumbing.Hash,
 		err = s.fetch(ctx, repo, refName)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := s.verify(repo, target); err != nil {
 		return nil, err
 	}
 	wt, err := repo.Worktree()

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -49,9 +51,56 @@ func NewGitRepo(tb testing.TB, files map[string]string) *GitRepo {
 	return r
 }
 
+// NewSignedGitRepo is NewGitRepo with the first commit signed by key.
+func NewSignedGitRepo(tb testing.TB, files map[string]string, key *openpgp.Entity) *GitRepo {
+	tb.Helper()
+	dir := tb.TempDir()
+	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &GitRepo{Dir: dir, repo: repo}
+	r.CommitSigned(tb, "initial fleet", files, key)
+	return r
+}
+
 // Commit writes files (a nil-like empty content "\x00" deletes the file) and commits them,
 // returning the commit's SHA.
 func (r *GitRepo) Commit(tb testing.TB, message string, files map[string]string) string {
+	tb.Helper()
+	return r.commit(tb, message, files, nil)
+}
+
+// CommitSigned is Commit with an OpenPGP signature by key.
+func (r *GitRepo) CommitSigned(tb testing.TB, message string, files map[string]string, key *openpgp.Entity) string {
+	tb.Helper()
+	return r.commit(tb, message, files, key)
+}
+
+// NewSigningKey returns a new OpenPGP key pair and its public key, armored as a keyring file holds it.
+func NewSigningKey(tb testing.TB, name string) (*openpgp.Entity, string) {
+	tb.Helper()
+	key, err := openpgp.NewEntity(name, "", strings.ToLower(strings.ReplaceAll(name, " ", "."))+"@example.com", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var buf strings.Builder
+	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := key.Serialize(w); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return key, buf.String()
+}
+
+func (r *GitRepo) commit(tb testing.TB, message string, files map[string]string, sign *openpgp.Entity) string {
 	tb.Helper()
 	wt, err := r.repo.Worktree()
 	if err != nil {
@@ -77,6 +126,7 @@ func (r *GitRepo) Commit(tb testing.TB, message string, files map[string]string)
 	}
 	hash, err := wt.Commit(message, &git.CommitOptions{
 		AllowEmptyCommits: true,
+		SignKey:           sign,
 		Author:            &object.Signature{Name: "Fleet Maintainer", Email: "fleet@example.com", When: time.Now()},
 	})
 	if err != nil {

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+// TestOnlySignedCommitsAreApplied: with --verify-signatures, a head commit signed by a key of the
+// keyring is applied; one signed by another key, or not signed, is refused with a
+// SourceVerificationFailed Event, nothing is written, and the last verified revision stays.
+func TestOnlySignedCommitsAreApplied(t *testing.T) {
+	trusted, trustedPub := testenv.NewSigningKey(t, "Fleet Maintainer")
+	stranger, _ := testenv.NewSigningKey(t, "Someone Else")
+	keyring := filepath.Join(t.TempDir(), "trusted.asc")
+	if err := os.WriteFile(keyring, []byte(trustedPub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := "signed"
+	files := fleetFiles(ns)
+	repo := testenv.NewSignedGitRepo(t, files, trusted)
+	url := repo.ServeHTTP(t, "", "")
+	args := append(commonArgs(t, url, ns), "--verify-signatures", keyring)
+	runOnce(t, ns, args...)
+	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+		t.Fatalf("replicas %d after the signed commit, want 3", got)
+	}
+
+	scaleTo := func(n string) map[string]string {
+		return map[string]string{"fleet/workers.yaml": strings.Replace(files["fleet/workers.yaml"], "replicas: 3", "replicas: "+n, 1)}
+	}
+	for _, tc := range []struct {
+		name   string
+		commit func() string
+		reason string
+	}{
+		{"signed by an unknown key", func() string { return repo.CommitSigned(t, "scale", scaleTo("5"), stranger) }, "does not verify"},
+		{"unsigned", func() string { return repo.Commit(t, "scale", scaleTo("6")) }, "not signed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sha := tc.commit()
+			before := resourceVersions(t, ns, fleetKinds...)
+			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			if code != 1 || !strings.Contains(errOut, sha) || !strings.Contains(errOut, tc.reason) {
+				t.Errorf("run --once: exit %d, want 1 naming commit %s and %q\n%s%s", code, sha, tc.reason, out, errOut)
+			}
+			if after := resourceVersions(t, ns, fleetKinds...); len(after) != len(before) {
+				t.Errorf("objects changed: %d before, %d after", len(before), len(after))
+			} else {
+				for k, rv := range before {
+					if after[k] != rv {
+						t.Errorf("%s was written (resourceVersion %s → %s)", k, rv, after[k])
+					}
+				}
+			}
+			if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "SourceVerificationFailed") {
+				t.Error("no SourceVerificationFailed Event on driftd-status")
+			}
+			if code, _, stderr := driftd(context.Background(), append([]string{"plan"}, args...)...); code != 1 || !strings.Contains(stderr, tc.reason) {
+				t.Errorf("plan: exit %d, want 1 with %q\n%s", code, tc.reason, stderr)
+			}
+		})
+	}
+
+	repo.CommitSigned(t, "scale, signed", scaleTo("4"), trusted)
+	runOnce(t, ns, args...)
+	if got := replicas(t, ns, "prod-md-0"); got != 4 {
+		t.Errorf("replicas %d after a commit signed by the trusted key, want 4", got)
+	}
+
+	if code, _, errOut := driftd(context.Background(), append([]string{"plan"}, append(commonArgs(t, url, ns), "--verify-signatures", filepath.Join(ns, "missing.asc"))...)...); code != 1 || !strings.Contains(errOut, "--verify-signatures") {
+		t.Errorf("plan with a missing keyring: exit %d\n%s", code, errOut)
+	}
+}
