@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -100,7 +102,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	repoDir, err := fleetRepo(work, sim)
+	repoDir, keyring, err := fleetRepo(work, sim)
 	if err != nil {
 		return err
 	}
@@ -115,10 +117,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	source := []string{"--repo", repoDir, "--ref", "main", "--path", "clusters", "--kubeconfig", kubeconfig}
+	source := []string{"--repo", repoDir, "--ref", "main", "--path", "clusters", "--kubeconfig", kubeconfig, "--verify-signatures", keyring}
 	args := append([]string{"--namespace", "driftd-system", "--provider", "vsphere", "--max-replacements", "2",
 		"--git-cache-dir", filepath.Join(work, "cache")}, source...)
-	say("driftd run --repo %s --path clusters --provider vsphere  (the fleet: examples/fleet-repo's vSphere cluster prod-edge and its Namespace, into an empty management cluster)", repoDir)
+	say("driftd run --repo %s --path clusters --provider vsphere --verify-signatures %s\n    (the fleet: examples/fleet-repo's vSphere cluster prod-edge and its Namespace, into an empty management\n    cluster; the commit is signed, and only commits signed by a key of the keyring are applied)", repoDir, filepath.Base(keyring))
 	var logs testenv.SyncBuffer
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan int, 1)
@@ -196,8 +198,37 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// fleetRepo makes a git repository of examples/fleet-repo's vSphere cluster pointed at the simulator.
-func fleetRepo(work string, sim *testenv.VCSim) (string, error) {
+// fleetRepo makes a git repository of examples/fleet-repo's vSphere cluster pointed at the
+// simulator, its commit signed by a new OpenPGP key, and returns it with the keyring file that
+// trusts that key.
+func fleetRepo(work string, sim *testenv.VCSim) (string, string, error) {
+	key, err := openpgp.NewEntity("Platform Team", "demo", "platform@example.com", nil)
+	if err != nil {
+		return "", "", err
+	}
+	keyring := filepath.Join(work, "trusted-keys.asc")
+	f, err := os.Create(keyring)
+	if err != nil {
+		return "", "", err
+	}
+	w, err := armor.Encode(f, openpgp.PublicKeyType, nil)
+	if err == nil {
+		err = key.Serialize(w)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", err
+	}
+	dir, err := commitFleet(work, sim, key)
+	return dir, keyring, err
+}
+
+func commitFleet(work string, sim *testenv.VCSim, key *openpgp.Entity) (string, error) {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return "", err
@@ -236,7 +267,7 @@ func fleetRepo(work string, sim *testenv.VCSim) (string, error) {
 			return "", err
 		}
 	}
-	_, err = wt.Commit("the fleet", &git.CommitOptions{Author: &object.Signature{Name: "platform", Email: "platform@example.com", When: time.Now()}})
+	_, err = wt.Commit("the fleet", &git.CommitOptions{Author: &object.Signature{Name: "platform", Email: "platform@example.com", When: time.Now()}, SignKey: key})
 	return dir, err
 }
 

@@ -92,7 +92,7 @@ func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxPrunePercent, "max-prune-percent", 10, "largest share (%) of the objects driftd tracks one revision may delete; -1: no limit")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle (fetch, render, compare, correct, prune)")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
-	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, and the ignore rules under the key ignore")
+	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, the ignore rules under the key ignore and mask rules under mask")
 }
 
 func (o *driftOptions) policy() (diff.Policy, error) {
