@@ -120,6 +120,11 @@ func TestNoSecretReachesAReport(t *testing.T) {
 		t.Errorf("run --once over the generator: exit %d, want 1 naming the file\n%s", code, errOut)
 	}
 	said["run --once"] = out + errOut
+	code, out, errOut = driftd(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
+	if code != 1 || !strings.Contains(out, "fleet/kustomization.yaml: configMapGenerator[0].files[0]") {
+		t.Errorf("plan over the generator: exit %d, want 1 with the file and field among its errors\n%s%s", code, out, errOut)
+	}
+	said["plan over the generator"] = out + errOut
 
 	// And the remote fails.
 	breakRepo(t, repo)
