@@ -129,19 +129,27 @@ func podNamespace() string {
 
 // cloudOptions say which clouds to compare with and what driftd may do there.
 type cloudOptions struct {
-	providers         []string
-	writes            bool
-	budget            int
-	grace             time.Duration
-	identityNamespace string
+	providers            []string
+	writes               bool
+	budget               int
+	totalBudget          int
+	unhealthyCount       int
+	unhealthyPercent     int
+	grace                time.Duration
+	identityNamespace    string
+	awsIdentityNamespace string
 }
 
 func (o *cloudOptions) bind(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.providers, "provider", nil, "cloud inventories to compare Machines with: aws, vsphere (repeat or comma-separate; none: spec drift only)")
 	fs.BoolVar(&o.writes, "cloud-writes", false, "restore an Auto Scaling group's desired/min/max when they drift from its MachinePool")
-	fs.IntVar(&o.budget, "max-replacements", 1, "Machine replacements in flight at most per MachineDeployment, MachineSet or control plane")
+	fs.IntVar(&o.budget, "max-replacements", 1, "Machine replacements in flight at most per MachineDeployment, MachineSet or control plane (until its replicas are available again)")
+	fs.IntVar(&o.totalBudget, "max-replacements-total", 10, "Machine replacements in flight at most across the fleet; 0: no cap")
+	fs.IntVar(&o.unhealthyCount, "max-unhealthy-machines", 1, "breaker: replace nothing in a cluster or pool where more than this many Machines look missing or stopped at once (and more than --max-unhealthy-percent); -1 turns the breaker off")
+	fs.IntVar(&o.unhealthyPercent, "max-unhealthy-percent", 30, "breaker: ... and more than this share of its Machines")
 	fs.DurationVar(&o.grace, "unmanaged-grace", 10*time.Minute, "age before an instance no Machine references is reported (provisioning takes a while)")
 	fs.StringVar(&o.identityNamespace, "vsphere-identity-namespace", "capv-system", "namespace of the Secrets that VSphereClusterIdentities name (CAPV's namespace)")
+	fs.StringVar(&o.awsIdentityNamespace, "aws-identity-namespace", "capa-system", "namespace of the Secrets that AWSClusterStaticIdentities name (CAPA's namespace)")
 }
 
 func (o *cloudOptions) validate() error {
@@ -153,6 +161,12 @@ func (o *cloudOptions) validate() error {
 	if o.budget < 1 {
 		return fmt.Errorf("--max-replacements must be at least 1, got %d", o.budget)
 	}
+	if o.totalBudget < 0 {
+		return fmt.Errorf("--max-replacements-total must be 0 (no cap) or more, got %d", o.totalBudget)
+	}
+	if o.unhealthyCount < -1 || o.unhealthyPercent < 0 || o.unhealthyPercent > 100 {
+		return fmt.Errorf("--max-unhealthy-machines must be -1 or more and --max-unhealthy-percent 0 to 100, got %d and %d", o.unhealthyCount, o.unhealthyPercent)
+	}
 	if o.grace < 0 {
 		return fmt.Errorf("--unmanaged-grace must not be negative, got %s", o.grace)
 	}
@@ -161,7 +175,9 @@ func (o *cloudOptions) validate() error {
 
 // engineOptions turns the flags into the engine's cloud options with the providers they name.
 func (o *cloudOptions) engineOptions() engine.CloudOptions {
-	c := engine.CloudOptions{Writes: o.writes, Budget: o.budget, Grace: o.grace, IdentityNamespace: o.identityNamespace}
+	c := engine.CloudOptions{Writes: o.writes, Budget: o.budget, TotalBudget: o.totalBudget, Grace: o.grace,
+		IdentityNamespace: o.identityNamespace, AWSIdentityNamespace: o.awsIdentityNamespace,
+		Breaker: &diff.Breaker{MaxCount: o.unhealthyCount, MaxPercent: o.unhealthyPercent}}
 	if c.Grace == 0 {
 		c.Grace = time.Nanosecond // 0 on the command line means at once
 	}

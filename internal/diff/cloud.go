@@ -32,6 +32,15 @@ type CloudMachine struct {
 	Infra *unstructured.Unstructured
 }
 
+// ClusterKey is a cluster's "namespace/name", the way the cloud layer names clusters.
+func ClusterKey(namespace, name string) string { return namespace + "/" + name }
+
+// clusterOf is the key of the cluster a Machine or MachinePool belongs to.
+func clusterOf(o *unstructured.Unstructured) string {
+	name, _, _ := unstructured.NestedString(o.Object, "spec", "clusterName")
+	return ClusterKey(o.GetNamespace(), name)
+}
+
 // CloudPool is a live MachinePool with its infrastructure pool (AWSMachinePool).
 type CloudPool struct {
 	MachinePool *unstructured.Unstructured
@@ -40,14 +49,15 @@ type CloudPool struct {
 
 // CloudInput is everything a cloud comparison looks at.
 type CloudInput struct {
-	// Snapshots are the complete snapshots, by provider. A provider whose snapshot failed or is
-	// incomplete is absent: none of its machines is judged.
+	// Snapshots are the answers, by provider. A provider whose snapshot failed is absent: none of
+	// its machines is judged; a cluster a snapshot lists as unavailable is not judged either.
 	Snapshots map[string]*infra.Snapshot
 	// Machines are the live Machines of the clusters in scope.
 	Machines []CloudMachine
 	// Pools are the live MachinePools of the clusters in scope.
 	Pools []CloudPool
-	// Clusters are the clusters in scope, by name: only their instances can be unmanaged.
+	// Clusters are the clusters in scope, by key ("namespace/name"): only their instances can be
+	// unmanaged.
 	Clusters map[string]bool
 	// Now and Grace: an instance younger than Grace is still being provisioned.
 	Now   time.Time
@@ -56,6 +66,11 @@ type CloudInput struct {
 
 // CloudFindings compares Machines and MachinePools with the cloud. The findings have no action
 // yet: PlanReplacements and the node-pool policy decide it.
+//
+// An instance is missing only when nothing else can explain its absence: its cluster's inventory
+// was read completely with the cluster's own identity, the Machine is Running with a Node (a Machine
+// still provisioning may have an instance an eventually consistent API does not list yet), no VM on
+// its vCenter was unreadable, and its folder is one the identity can see.
 func CloudFindings(in CloudInput) []Finding {
 	var out []Finding
 	referenced := map[string]bool{}       // provider/id
@@ -75,7 +90,12 @@ func CloudFindings(in CloudInput) []Finding {
 			continue
 		}
 		referenced[provider+"/"+strings.ToLower(id)] = true
-		if _, ok := in.Snapshots[provider]; !ok {
+		snap, ok := in.Snapshots[provider]
+		if !ok {
+			continue
+		}
+		key := clusterOf(cm.Machine)
+		if _, unavailable := snap.Unavailable[key]; unavailable {
 			continue
 		}
 		inst := index[provider+"/"+strings.ToLower(id)]
@@ -83,6 +103,9 @@ func CloudFindings(in CloudInput) []Finding {
 		f := Finding{Layer: LayerCloud, Cluster: cluster, Object: RefOf(cm.Machine)}
 		switch {
 		case inst == nil || inst.State == infra.StateTerminated:
+			if !mayBeMissing(cm, snap, key, inst) {
+				continue
+			}
 			f.Class = ClassInstanceMissing
 			f.Instance = &infra.Instance{Provider: provider, ID: id, ProviderID: pid, State: "absent"}
 			if inst != nil {
@@ -105,12 +128,16 @@ func CloudFindings(in CloudInput) []Finding {
 			if referenced[provider+"/"+strings.ToLower(inst.ID)] || inst.State == infra.StateTerminated || !in.Clusters[inst.Cluster] {
 				continue
 			}
+			if _, unavailable := snap.Unavailable[inst.Cluster]; unavailable {
+				continue
+			}
 			if inst.LaunchTime.IsZero() || in.Now.Sub(inst.LaunchTime) < in.Grace {
 				continue // provisioning: its Machine may not carry the providerID yet
 			}
+			ns, name, _ := strings.Cut(inst.Cluster, "/")
 			out = append(out, Finding{
-				Layer: LayerCloud, Class: ClassUnmanagedInstance, Cluster: inst.Cluster,
-				Object:   ObjectRef{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "Cluster", Name: inst.Cluster},
+				Layer: LayerCloud, Class: ClassUnmanagedInstance, Cluster: name,
+				Object:   ObjectRef{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "Cluster", Namespace: ns, Name: name},
 				Instance: inst, Action: ActionReport,
 				Reason: fmt.Sprintf("no Machine references it; running for %s", in.Now.Sub(inst.LaunchTime).Round(time.Second)),
 			})
@@ -125,6 +152,35 @@ func CloudFindings(in CloudInput) []Finding {
 func machineRunning(m *unstructured.Unstructured) bool {
 	phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
 	return phase == "Running" && m.GetDeletionTimestamp() == nil
+}
+
+// hasNode reports whether a Machine has a Node.
+func hasNode(m *unstructured.Unstructured) bool {
+	name, _, _ := unstructured.NestedString(m.Object, "status", "nodeRef", "name")
+	return name != ""
+}
+
+// mayBeMissing reports whether nothing but a gone instance explains that the snapshot lacks a
+// Machine's instance (or lists it terminated).
+func mayBeMissing(cm CloudMachine, snap *infra.Snapshot, cluster string, inst *infra.Instance) bool {
+	if !machineRunning(cm.Machine) || !hasNode(cm.Machine) {
+		return false // still provisioning: its instance may not be listed yet
+	}
+	if inst != nil {
+		return true // listed, terminated
+	}
+	if cm.Infra == nil {
+		return true
+	}
+	if server, _, _ := unstructured.NestedString(cm.Infra.Object, "spec", "server"); server != "" && snap.Unknown[server] > 0 {
+		return false // a VM there could not be read: it may be this one
+	}
+	if folder, _, _ := unstructured.NestedString(cm.Infra.Object, "spec", "folder"); folder != "" && snap.Provider == infra.ProviderVSphere {
+		if !infra.FolderVisible(folder, snap.Folders[cluster]) {
+			return false // the identity cannot see where the VM lives
+		}
+	}
+	return true
 }
 
 // mismatch compares an instance with the spec of its infrastructure machine.
@@ -173,9 +229,13 @@ func poolFindings(in CloudInput) []Finding {
 			continue
 		}
 		cluster, _, _ := unstructured.NestedString(p.MachinePool.Object, "spec", "clusterName")
+		key := clusterOf(p.MachinePool)
+		if _, unavailable := snap.Unavailable[key]; unavailable {
+			continue
+		}
 		var group *infra.NodePool
 		for i := range snap.Pools {
-			if snap.Pools[i].Name == p.Infra.GetName() && snap.Pools[i].Cluster == cluster {
+			if snap.Pools[i].Name == p.Infra.GetName() && snap.Pools[i].Cluster == key {
 				group = &snap.Pools[i]
 			}
 		}

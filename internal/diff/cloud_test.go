@@ -11,12 +11,17 @@ import (
 	"github.com/driftd/driftd/internal/infra"
 )
 
+// machine is a Machine of cluster fleet/prod; a Running one has a Node.
 func machine(name, providerID, phase string, labels map[string]string) *unstructured.Unstructured {
+	status := map[string]any{"phase": phase}
+	if phase == "Running" {
+		status["nodeRef"] = map[string]any{"name": name}
+	}
 	m := obj(map[string]any{
 		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
 		"metadata": map[string]any{"name": name, "namespace": "fleet"},
 		"spec":     map[string]any{"clusterName": "prod", "providerID": providerID},
-		"status":   map[string]any{"phase": phase},
+		"status":   status,
 	})
 	m.SetLabels(labels)
 	return m
@@ -30,7 +35,7 @@ func awsMachine(instanceType string) *unstructured.Unstructured {
 func TestCloudFindings(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	inst := func(id, state, typ string, age time.Duration) infra.Instance {
-		return infra.Instance{Provider: infra.ProviderAWS, ID: id, ProviderID: "aws:///a/" + id, Cluster: "prod", State: state, Type: typ, LaunchTime: now.Add(-age)}
+		return infra.Instance{Provider: infra.ProviderAWS, ID: id, ProviderID: "aws:///a/" + id, Cluster: "fleet/prod", State: state, Type: typ, LaunchTime: now.Add(-age)}
 	}
 	in := CloudInput{
 		Snapshots: map[string]*infra.Snapshot{infra.ProviderAWS: {Complete: true, Instances: []infra.Instance{
@@ -51,7 +56,7 @@ func TestCloudFindings(t *testing.T) {
 			{Machine: machine("gone", "aws:///a/i-00000009", "Running", nil), Infra: awsMachine("m5.large")},
 			{Machine: machine("unprovisioned", "", "Pending", nil)},
 		},
-		Clusters: map[string]bool{"prod": true}, Now: now, Grace: 10 * time.Minute,
+		Clusters: map[string]bool{"fleet/prod": true}, Now: now, Grace: 10 * time.Minute,
 	}
 	got := map[string]Class{}
 	for _, f := range CloudFindings(in) {
@@ -76,9 +81,55 @@ func TestCloudFindings(t *testing.T) {
 			t.Errorf("findings without a snapshot: %+v", f)
 		}
 	})
+	t.Run("a cluster the snapshot could not read is not judged", func(t *testing.T) {
+		in := in
+		snap := *in.Snapshots[infra.ProviderAWS]
+		snap.Unavailable = map[string]error{"fleet/prod": fmt.Errorf("AssumeRole denied")}
+		in.Snapshots = map[string]*infra.Snapshot{infra.ProviderAWS: &snap}
+		if f := CloudFindings(in); len(f) != 0 {
+			t.Errorf("findings for an unavailable cluster: %+v", f)
+		}
+	})
 }
 
-func TestDecideMachines(t *testing.T) {
+// TestAMachineIsMissingOnlyWhenNothingElseExplainsIt: a Machine still provisioning, or without a
+// Node, may have an instance the cloud does not list yet; a VM on a vCenter where a VM could not be
+// read may be that one; a VM in a folder the identity cannot see is unknown.
+func TestAMachineIsMissingOnlyWhenNothingElseExplainsIt(t *testing.T) {
+	vsm := func(folder string) *unstructured.Unstructured {
+		return obj(map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "VSphereMachine",
+			"metadata": map[string]any{"name": "x"}, "spec": map[string]any{"server": "vc1", "folder": folder}})
+	}
+	noNode := machine("no-node", "vsphere://42000000-0000-0000-0000-00000000000e", "Running", nil)
+	unstructured.RemoveNestedField(noNode.Object, "status", "nodeRef")
+	tests := []struct {
+		name    string
+		m       CloudMachine
+		unknown int
+		visible map[string]bool
+		missing bool
+	}{
+		{"running with a node, folder visible", CloudMachine{Machine: machine("a", "vsphere://42000000-0000-0000-0000-00000000000a", "Running", nil), Infra: vsm("/DC0/vm/prod")}, 0, map[string]bool{"/DC0/vm/prod": true}, true},
+		{"provisioning", CloudMachine{Machine: machine("p", "vsphere://42000000-0000-0000-0000-00000000000b", "Provisioning", nil), Infra: vsm("/DC0/vm/prod")}, 0, map[string]bool{"/DC0/vm/prod": true}, false},
+		{"no node yet", CloudMachine{Machine: noNode, Infra: vsm("/DC0/vm/prod")}, 0, map[string]bool{"/DC0/vm/prod": true}, false},
+		{"an unreadable VM on its vCenter", CloudMachine{Machine: machine("u", "vsphere://42000000-0000-0000-0000-00000000000c", "Running", nil), Infra: vsm("/DC0/vm/prod")}, 1, map[string]bool{"/DC0/vm/prod": true}, false},
+		{"a folder the identity cannot see", CloudMachine{Machine: machine("h", "vsphere://42000000-0000-0000-0000-00000000000d", "Running", nil), Infra: vsm("/DC0/vm/tenant-b")}, 0, map[string]bool{"/DC0/vm/prod": true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := infra.NewSnapshot(infra.ProviderVSphere)
+			snap.Unknown["vc1"] = tt.unknown
+			snap.Folders["fleet/prod"] = tt.visible
+			fs := CloudFindings(CloudInput{Snapshots: map[string]*infra.Snapshot{infra.ProviderVSphere: snap},
+				Machines: []CloudMachine{tt.m}, Clusters: map[string]bool{"fleet/prod": true}, Now: time.Now(), Grace: time.Minute})
+			if got := len(fs) == 1 && fs[0].Class == ClassInstanceMissing; got != tt.missing {
+				t.Errorf("InstanceMissing: %v, want %v (%+v)", got, tt.missing, fs)
+			}
+		})
+	}
+}
+
+func TestPlanReplacements(t *testing.T) {
 	owned := func(name string, labels map[string]string) *unstructured.Unstructured {
 		m := machine(name, "aws:///a/i-1", "Running", labels)
 		m.SetOwnerReferences([]metav1.OwnerReference{{Kind: "MachineSet", Name: "md-0-abc", APIVersion: "cluster.x-k8s.io/v1beta2"}})
@@ -99,9 +150,11 @@ func TestDecideMachines(t *testing.T) {
 		actions []Action
 		methods []ReplaceMethod
 	}{
-		{"without a health check: delete one, the second waits", ReplaceInput{Machines: []*unstructured.Unstructured{m1, m2, cp}, Policy: Policy{Mode: ModeCorrect}},
+		// All three Machines look missing here, which would trip the breaker (TestBreaker...):
+		// these cases switch it off to look at budgets and methods alone.
+		{"without a health check: delete one, the second waits", ReplaceInput{Machines: []*unstructured.Unstructured{m1, m2, cp}, Policy: Policy{Mode: ModeCorrect}, Breaker: &Breaker{MaxCount: -1}},
 			[]Action{ActionReplace, ActionBlocked, ActionBlocked}, []ReplaceMethod{ReplaceDelete}},
-		{"with a health check: remediate", ReplaceInput{Machines: []*unstructured.Unstructured{m1, m2, cp}, MHCs: []*unstructured.Unstructured{mhc}, Budget: 2, Policy: Policy{Mode: ModeCorrect}},
+		{"with a health check: remediate", ReplaceInput{Machines: []*unstructured.Unstructured{m1, m2, cp}, MHCs: []*unstructured.Unstructured{mhc}, Budget: 2, Policy: Policy{Mode: ModeCorrect}, Breaker: &Breaker{MaxCount: -1}},
 			[]Action{ActionReplace, ActionReplace, ActionBlocked}, []ReplaceMethod{ReplaceRemediate, ReplaceRemediate}},
 		{"detect mode", ReplaceInput{Machines: []*unstructured.Unstructured{m1, m2, cp}, Policy: Policy{Mode: ModeDetect}},
 			[]Action{ActionReport, ActionReport, ActionReport}, nil},
@@ -110,7 +163,8 @@ func TestDecideMachines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			findings, repl := DecideMachines([]Finding{finding(m1), finding(m2), finding(cp)}, tt.in)
+			plan := PlanReplacements([]Finding{finding(m1), finding(m2), finding(cp)}, tt.in)
+			findings, repl := plan.Findings, plan.Replacements
 			var actions []Action
 			for _, f := range findings {
 				actions = append(actions, f.Action)
@@ -138,10 +192,10 @@ func reasons(fs []Finding) []string {
 func BenchmarkCloudFindings(b *testing.B) {
 	const n = 10000
 	snap := &infra.Snapshot{Complete: true}
-	in := CloudInput{Snapshots: map[string]*infra.Snapshot{infra.ProviderAWS: snap}, Clusters: map[string]bool{"prod": true}, Now: time.Now(), Grace: time.Minute}
+	in := CloudInput{Snapshots: map[string]*infra.Snapshot{infra.ProviderAWS: snap}, Clusters: map[string]bool{"fleet/prod": true}, Now: time.Now(), Grace: time.Minute}
 	for i := range n {
 		id := fmt.Sprintf("i-%017x", i)
-		snap.Instances = append(snap.Instances, infra.Instance{Provider: infra.ProviderAWS, ID: id, Cluster: "prod", State: infra.StateRunning, Type: "m5.large"})
+		snap.Instances = append(snap.Instances, infra.Instance{Provider: infra.ProviderAWS, ID: id, Cluster: "fleet/prod", State: infra.StateRunning, Type: "m5.large"})
 		in.Machines = append(in.Machines, CloudMachine{Machine: machine(fmt.Sprintf("m%d", i), "aws:///a/"+id, "Running", nil), Infra: awsMachine("m5.large")})
 	}
 	b.ResetTimer()

@@ -2,6 +2,7 @@ package diff
 
 import (
 	"fmt"
+	"sort"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -12,6 +13,9 @@ import (
 
 // AnnotationRemediateMachine asks the MachineHealthCheck that selects a Machine to remediate it.
 const AnnotationRemediateMachine = clusterv1.RemediateMachineAnnotation
+
+// AnnotationSkipRemediation on a Machine keeps it from being remediated, by Cluster API or driftd.
+const AnnotationSkipRemediation = clusterv1.MachineSkipRemediationAnnotation
 
 // Labels Cluster API sets on Machines.
 const (
@@ -37,36 +41,117 @@ type Replacement struct {
 	Method  ReplaceMethod
 }
 
+// Group is what a replacement budget counts against: a MachineDeployment, else a MachineSet,
+// else a control plane, else the Machine itself.
+type Group struct {
+	Kind, Namespace, Name string
+}
+
+func (g Group) String() string { return g.Kind + " " + g.Namespace + "/" + g.Name }
+
+// GroupOf returns the group of a Machine.
+func GroupOf(m *unstructured.Unstructured) Group {
+	l := m.GetLabels()
+	switch {
+	case l[LabelDeploymentName] != "":
+		return Group{"MachineDeployment", m.GetNamespace(), l[LabelDeploymentName]}
+	case machineSetOwner(m) != "":
+		return Group{"MachineSet", m.GetNamespace(), machineSetOwner(m)}
+	case l[LabelControlPlaneName] != "":
+		return Group{"KubeadmControlPlane", m.GetNamespace(), l[LabelControlPlaneName]}
+	}
+	return Group{"Machine", m.GetNamespace(), m.GetName()}
+}
+
+// Replicas are a group's desired and available replicas, from its status.
+type Replicas struct {
+	Desired, Available int64
+}
+
+// Breaker stops replacements when too many of a cluster's or a pool's Machines look missing or
+// stopped at once, as a MachineHealthCheck stops remediating (unhealthyLessThanOrEqualTo): more
+// than MaxCount and more than MaxPercent of them. A wrong cloud answer (an empty one, a credential
+// that sees another account) looks exactly like that.
+type Breaker struct {
+	// MaxCount and MaxPercent: the breaker trips above both; a negative MaxCount turns it off.
+	MaxCount, MaxPercent int
+}
+
+// DefaultBreaker trips when more than 1 and more than 30 % of the Machines look missing or stopped.
+var DefaultBreaker = Breaker{MaxCount: 1, MaxPercent: 30}
+
 // ReplaceInput is what replacement decisions look at.
 type ReplaceInput struct {
 	// Machines are all live Machines of the clusters in scope, to count replacements in flight.
 	Machines []*unstructured.Unstructured
 	// MHCs are the live MachineHealthChecks.
 	MHCs []*unstructured.Unstructured
-	// Paused are the paused clusters, as "namespace/name".
+	// Groups are the desired and available replicas of each group, by Group: a group with fewer
+	// available than desired is still recovering from a replacement.
+	Groups map[Group]Replicas
+	// Paused are the paused clusters, by key ("namespace/name").
 	Paused map[string]bool
-	// Budget is how many replacements may be in flight per MachineDeployment, MachineSet or control
-	// plane; below 1 means 1.
+	// Suspect are clusters (by key) whose inventory the caller already distrusts, with why (a
+	// region or vCenter that held its instances answered with none).
+	Suspect map[string]string
+	// Budget is how many replacements may be in flight per group; below 1 means 1.
 	Budget int
-	Policy Policy
+	// TotalBudget caps the replacements in flight across the fleet; 0 means no cap.
+	TotalBudget int
+	// Breaker is the breaker; nil is DefaultBreaker.
+	Breaker *Breaker
+	Policy  Policy
 }
 
-// DecideMachines sets the action of every Machine finding (InstanceMissing, InstanceStopped,
-// InstanceMismatch) and returns the replacements to make now: never more than Budget in flight per
-// group, never in a paused cluster, a control plane only through a MachineHealthCheck.
-func DecideMachines(findings []Finding, in ReplaceInput) ([]Finding, []Replacement) {
+// ReplacePlan is what PlanReplacements decided.
+type ReplacePlan struct {
+	// Findings are the findings with their actions.
+	Findings []Finding
+	// Replacements are the Machines to replace now.
+	Replacements []Replacement
+	// Suspect are the clusters (by key) whose inventory is distrusted, with the numbers, to
+	// announce (InventorySuspect).
+	Suspect map[string]string
+}
+
+// PlanReplacements sets the action of every Machine finding (InstanceMissing, InstanceStopped,
+// InstanceMismatch) and returns the replacements to make now: none in a cluster or pool whose
+// inventory looks wrong (Breaker, Suspect), never more than Budget in flight per group — counting
+// a replacement until its group has its replicas available again — nor TotalBudget across the
+// fleet, never in a paused cluster, of a paused Machine or one with skip-remediation, and a control
+// plane Machine only through a MachineHealthCheck.
+func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 	budget := max(in.Budget, 1)
 	byKey := map[Key]*unstructured.Unstructured{}
-	inFlight := map[string]int{}
+	requested := map[Group]int{}
+	total := 0
 	for _, m := range in.Machines {
 		byKey[KeyOf(m)] = m
 		if replacementInFlight(m) {
-			inFlight[group(m)]++
+			requested[GroupOf(m)]++
+			total++
 		}
 	}
-	var out []Replacement
-	for i := range findings {
-		f := &findings[i]
+	inFlight := map[Group]int{}
+	for g, n := range requested {
+		inFlight[g] = n
+	}
+	for g, r := range in.Groups {
+		// A replacement is in flight until its group has its replicas available again, as a
+		// rollout's maxUnavailable counts: the old Machine may be gone while its successor still
+		// provisions.
+		if deficit := int(r.Desired - r.Available); deficit > inFlight[g] {
+			inFlight[g] = deficit
+		}
+	}
+	plan := ReplacePlan{Findings: findings, Suspect: map[string]string{}}
+	for k, why := range in.Suspect {
+		plan.Suspect[k] = why
+	}
+	suspectPools := breaker(findings, byKey, in, plan.Suspect)
+
+	for i := range plan.Findings {
+		f := &plan.Findings[i]
 		switch f.Class {
 		case ClassInstanceMissing, ClassInstanceStopped, ClassInstanceMismatch:
 		default:
@@ -77,22 +162,101 @@ func DecideMachines(findings []Finding, in ReplaceInput) ([]Finding, []Replaceme
 			f.Action, f.Reason = ActionReport, "the Machine is gone"
 			continue
 		}
-		f.Action, f.Reason = decideMachine(m, in, budget, inFlight)
+		f.Action, f.Reason = decideMachine(m, in)
 		if f.Action != ActionReplace {
+			continue
+		}
+		if f.Class != ClassInstanceMismatch {
+			if why, ok := plan.Suspect[clusterOf(m)]; ok {
+				f.Action, f.Reason = ActionBlocked, "InventorySuspect: "+why
+				continue
+			}
+			if why, ok := suspectPools[GroupOf(m)]; ok {
+				f.Action, f.Reason = ActionBlocked, "InventorySuspect: "+why
+				continue
+			}
+		}
+		g := GroupOf(m)
+		if inFlight[g] >= budget {
+			f.Action, f.Reason = ActionBlocked, fmt.Sprintf("budget: %d replacement(s) in flight for %s (its replicas are not all available again)", inFlight[g], g)
+			continue
+		}
+		if in.TotalBudget > 0 && total >= in.TotalBudget {
+			f.Action, f.Reason = ActionBlocked, fmt.Sprintf("fleet budget: %d replacement(s) in flight across the fleet (--max-replacements-total %d)", total, in.TotalBudget)
 			continue
 		}
 		method := ReplaceDelete
 		if mhc := selectingMHC(m, in.MHCs); mhc != "" {
 			method = ReplaceRemediate
 		}
-		inFlight[group(m)]++
-		out = append(out, Replacement{Machine: m, Method: method})
+		inFlight[g]++
+		total++
+		plan.Replacements = append(plan.Replacements, Replacement{Machine: m, Method: method})
 	}
-	return findings, out
+	return plan
 }
 
-func decideMachine(m *unstructured.Unstructured, in ReplaceInput, budget int, inFlight map[string]int) (Action, string) {
+// breaker finds the clusters and pools with too many Machines that look missing or stopped at once,
+// adds the clusters to suspect and returns the pools.
+func breaker(findings []Finding, byKey map[Key]*unstructured.Unstructured, in ReplaceInput, suspect map[string]string) map[Group]string {
+	b := DefaultBreaker
+	if in.Breaker != nil {
+		b = *in.Breaker
+	}
+	if b.MaxCount < 0 {
+		return nil
+	}
+	machines := map[string]int{}
+	poolMachines := map[Group]int{}
+	for _, m := range in.Machines {
+		if m.GetDeletionTimestamp() == nil {
+			machines[clusterOf(m)]++
+			poolMachines[GroupOf(m)]++
+		}
+	}
+	absent := map[string]int{}
+	poolAbsent := map[Group]int{}
+	for _, f := range findings {
+		if f.Class != ClassInstanceMissing && f.Class != ClassInstanceStopped {
+			continue
+		}
+		if m := byKey[keyOfRef(f.Object)]; m != nil {
+			absent[clusterOf(m)]++
+			poolAbsent[GroupOf(m)]++
+		}
+	}
+	trips := func(n, of int) bool {
+		return n > b.MaxCount && of > 0 && 100*float64(n)/float64(of) > float64(b.MaxPercent)
+	}
+	why := func(n, of int, what string) string {
+		return fmt.Sprintf("%d of %d Machines of %s look missing or stopped at once (more than %d and more than %d%%); driftd replaces none of them until the inventory looks sane",
+			n, of, what, b.MaxCount, b.MaxPercent)
+	}
+	clusters := make([]string, 0, len(absent))
+	for c := range absent {
+		clusters = append(clusters, c)
+	}
+	sort.Strings(clusters)
+	for _, c := range clusters {
+		if trips(absent[c], machines[c]) {
+			if _, already := suspect[c]; !already {
+				suspect[c] = why(absent[c], machines[c], "cluster "+c)
+			}
+		}
+	}
+	pools := map[Group]string{}
+	for g, n := range poolAbsent {
+		if trips(n, poolMachines[g]) {
+			pools[g] = why(n, poolMachines[g], g.String())
+		}
+	}
+	return pools
+}
+
+func decideMachine(m *unstructured.Unstructured, in ReplaceInput) (Action, string) {
 	cluster, _, _ := unstructured.NestedString(m.Object, "spec", "clusterName")
+	_, skip := m.GetAnnotations()[AnnotationSkipRemediation]
+	_, paused := m.GetAnnotations()[AnnotationPaused]
 	switch {
 	case annotation(nil, m, AnnotationReconcile) == "disabled":
 		return ActionIgnored, AnnotationReconcile + ": disabled"
@@ -102,8 +266,12 @@ func decideMachine(m *unstructured.Unstructured, in ReplaceInput, budget int, in
 		return ActionReport, "detect mode"
 	case annotation(nil, m, AnnotationMode) == string(ModeDetect):
 		return ActionReport, AnnotationMode + ": detect"
-	case in.Paused[m.GetNamespace()+"/"+cluster]:
+	case in.Paused[clusterOf(m)]:
 		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+	case paused:
+		return ActionBlocked, "the Machine is paused (" + AnnotationPaused + ")"
+	case skip:
+		return ActionBlocked, "the Machine has " + AnnotationSkipRemediation
 	}
 	mhc := selectingMHC(m, in.MHCs)
 	_, controlPlane := m.GetLabels()[LabelControlPlane]
@@ -112,9 +280,6 @@ func decideMachine(m *unstructured.Unstructured, in ReplaceInput, budget int, in
 		return ActionBlocked, "a control plane Machine is replaced only through a MachineHealthCheck, and none selects it"
 	case mhc == "" && machineSetOwner(m) == "":
 		return ActionBlocked, "no MachineHealthCheck selects it and no MachineSet owns it: nothing would create its replacement"
-	}
-	if g := group(m); inFlight[g] >= budget {
-		return ActionBlocked, fmt.Sprintf("budget: %d replacement(s) already in flight for %s", inFlight[g], g)
 	}
 	if mhc != "" {
 		return ActionReplace, "remediated by MachineHealthCheck " + mhc
@@ -126,21 +291,6 @@ func decideMachine(m *unstructured.Unstructured, in ReplaceInput, budget int, in
 func replacementInFlight(m *unstructured.Unstructured) bool {
 	_, requested := m.GetAnnotations()[AnnotationRemediateMachine]
 	return requested || m.GetDeletionTimestamp() != nil
-}
-
-// group is what a replacement budget counts against: the MachineDeployment, else the MachineSet,
-// else the control plane, else the Machine itself.
-func group(m *unstructured.Unstructured) string {
-	l := m.GetLabels()
-	switch {
-	case l[LabelDeploymentName] != "":
-		return "MachineDeployment " + m.GetNamespace() + "/" + l[LabelDeploymentName]
-	case machineSetOwner(m) != "":
-		return "MachineSet " + m.GetNamespace() + "/" + machineSetOwner(m)
-	case l[LabelControlPlaneName] != "":
-		return "control plane " + m.GetNamespace() + "/" + l[LabelControlPlaneName]
-	}
-	return "Machine " + m.GetNamespace() + "/" + m.GetName()
 }
 
 func machineSetOwner(m *unstructured.Unstructured) string {

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,6 +30,13 @@ type CloudOptions struct {
 	// Budget is how many Machine replacements may be in flight per MachineDeployment, MachineSet
 	// or control plane; 1 when zero.
 	Budget int
+	// TotalBudget caps the replacements in flight across the fleet; 0 means no cap.
+	TotalBudget int
+	// Breaker stops replacements in a cluster or pool where too many Machines look missing or
+	// stopped at once; nil is diff.DefaultBreaker.
+	Breaker *diff.Breaker
+	// AWSIdentityNamespace is where the Secrets of AWSClusterStaticIdentities live (CAPA's namespace).
+	AWSIdentityNamespace string
 	// Grace is how old an instance no Machine references must be before it is reported; 10
 	// minutes when zero.
 	Grace time.Duration
@@ -48,9 +56,9 @@ type Inventory interface {
 	Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error)
 }
 
-// PoolRestorer is an inventory that can restore a node pool's sizes.
+// PoolRestorer is an inventory that can restore a node pool's sizes, with the cluster's identity.
 type PoolRestorer interface {
-	RestorePool(ctx context.Context, region, name string, desired *int32, minSize, maxSize int32) error
+	RestorePool(ctx context.Context, cluster infra.Cluster, name string, desired *int32, minSize, maxSize int32) error
 }
 
 var (
@@ -102,6 +110,11 @@ type scopeCluster struct {
 	target   infra.Cluster
 }
 
+var (
+	gvkMachineSet = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineSet"}
+	gvkKCP        = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
+)
+
 func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 	now := time.Now
 	if e.opts.Cloud.Now != nil {
@@ -111,12 +124,52 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	scope, errs := e.cloudScope(ctx, s)
+	scope, unusable, errs := e.cloudScope(ctx, s)
 	res.Errors = append(res.Errors, errs...)
 
 	in := diff.CloudInput{Snapshots: map[string]*infra.Snapshot{}, Clusters: map[string]bool{}, Now: now(), Grace: grace}
-	rin := diff.ReplaceInput{Paused: map[string]bool{}, Budget: e.opts.Cloud.Budget, Policy: e.opts.Policy}
+	rin := diff.ReplaceInput{Paused: map[string]bool{}, Budget: e.opts.Cloud.Budget, TotalBudget: e.opts.Cloud.TotalBudget,
+		Breaker: e.opts.Cloud.Breaker, Policy: e.opts.Policy, Groups: map[diff.Group]diff.Replicas{}, Suspect: map[string]string{}}
 	namespaces := map[string]bool{}
+	for _, sc := range scope {
+		in.Clusters[sc.target.Key()] = true
+		namespaces[sc.cluster.GetNamespace()] = true
+		if diff.IsPaused(sc.cluster) {
+			rin.Paused[sc.target.Key()] = true
+		}
+	}
+	// The Machines first, the cloud after: a Machine that gets its providerID while a slow snapshot
+	// is read is not among those judged, so it cannot look missing.
+	for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+		machines, err := e.list(ctx, gvkMachine, ns)
+		if err != nil {
+			res.Errors = append(res.Errors, err)
+			continue
+		}
+		for _, m := range machines {
+			if !in.Clusters[clusterKeyOf(m)] {
+				continue
+			}
+			rin.Machines = append(rin.Machines, m)
+			in.Machines = append(in.Machines, diff.CloudMachine{Machine: m, Infra: e.referenced(ctx, m, "spec", "infrastructureRef")})
+			g := diff.GroupOf(m)
+			if _, done := rin.Groups[g]; !done {
+				if r, ok := e.replicasOf(ctx, g); ok {
+					rin.Groups[g] = r
+				}
+			}
+		}
+		mhcs, err := e.list(ctx, gvkMHC, ns)
+		res.Errors = append(res.Errors, errOrNil(err)...)
+		rin.MHCs = append(rin.MHCs, mhcs...)
+		pools, err := e.list(ctx, gvkMachinePool, ns)
+		res.Errors = append(res.Errors, errOrNil(err)...)
+		for _, p := range pools {
+			if in.Clusters[clusterKeyOf(p)] {
+				in.Pools = append(in.Pools, diff.CloudPool{MachinePool: p, Infra: e.referenced(ctx, p, "spec", "template", "spec", "infrastructureRef")})
+			}
+		}
+	}
 	for _, inv := range e.opts.Cloud.Inventories {
 		var targets []infra.Cluster
 		for _, sc := range scope {
@@ -128,65 +181,42 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 			continue
 		}
 		snap, err := inv.Snapshot(ctx, targets)
-		if err == nil && !snap.Complete {
-			err = errors.Join(snap.Errors...)
-		}
 		if snap != nil {
 			for op, n := range snap.Calls {
 				e.deps.Metrics.CloudCalls.WithLabelValues(inv.Provider(), op).Add(float64(n))
 			}
 		}
-		if err != nil {
+		if err != nil || snap == nil {
 			err = fmt.Errorf("%s inventory unavailable; none of its machines is judged this cycle: %w", inv.Provider(), err)
 			res.Errors = append(res.Errors, err)
 			e.warn(report.ReasonInventoryUnavailable, err)
 			continue
 		}
-		in.Snapshots[inv.Provider()] = snap
-		for _, sc := range scope {
-			if sc.provider == inv.Provider() {
-				in.Clusters[sc.cluster.GetName()] = true
-				namespaces[sc.cluster.GetNamespace()] = true
-				if diff.IsPaused(sc.cluster) {
-					rin.Paused[sc.cluster.GetNamespace()+"/"+sc.cluster.GetName()] = true
-				}
+		for key, why := range unusable {
+			if _, ok := snap.Unavailable[key]; !ok && e.providerOf(scope, key) == inv.Provider() {
+				snap.Unavailable[key] = why
 			}
 		}
-	}
-	for ns := range namespaces {
-		machines, err := e.list(ctx, gvkMachine, ns)
-		if err != nil {
+		for _, key := range slices.Sorted(maps.Keys(snap.Unavailable)) {
+			err := fmt.Errorf("%s inventory of cluster %s unavailable; none of its machines is judged this cycle: %w", inv.Provider(), key, snap.Unavailable[key])
 			res.Errors = append(res.Errors, err)
-			continue
+			e.warn(report.ReasonInventoryUnavailable, err)
 		}
-		for _, m := range machines {
-			cluster, _, _ := unstructured.NestedString(m.Object, "spec", "clusterName")
-			if !in.Clusters[cluster] {
-				continue
-			}
-			rin.Machines = append(rin.Machines, m)
-			in.Machines = append(in.Machines, diff.CloudMachine{Machine: m, Infra: e.referenced(ctx, m, "spec", "infrastructureRef")})
-		}
-		mhcs, err := e.list(ctx, gvkMHC, ns)
-		res.Errors = append(res.Errors, errOrNil(err)...)
-		rin.MHCs = append(rin.MHCs, mhcs...)
-		pools, err := e.list(ctx, gvkMachinePool, ns)
-		res.Errors = append(res.Errors, errOrNil(err)...)
-		for _, p := range pools {
-			cluster, _, _ := unstructured.NestedString(p.Object, "spec", "clusterName")
-			if in.Clusters[cluster] {
-				in.Pools = append(in.Pools, diff.CloudPool{MachinePool: p, Infra: e.referenced(ctx, p, "spec", "template", "spec", "infrastructureRef")})
-			}
+		in.Snapshots[inv.Provider()] = snap
+		for k, why := range e.vanished(inv.Provider(), targets, snap, rin.Machines) {
+			rin.Suspect[k] = why
 		}
 	}
-	findings, replacements := diff.DecideMachines(diff.CloudFindings(in), rin)
+	plan := diff.PlanReplacements(diff.CloudFindings(in), rin)
 	byMachine := map[diff.Key]diff.Replacement{}
-	for _, r := range replacements {
+	for _, r := range plan.Replacements {
 		byMachine[diff.KeyOf(r.Machine)] = r
 	}
 	e.mu.Lock()
 	e.replacements = byMachine
+	e.suspect = plan.Suspect
 	e.mu.Unlock()
+	findings := plan.Findings
 	for i := range findings {
 		f := &findings[i]
 		if f.Class == diff.ClassNodePoolMismatch {
@@ -197,6 +227,105 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 		}
 	}
 	res.Findings = findings
+	byKey := map[string]infra.Cluster{}
+	for _, sc := range scope {
+		byKey[sc.target.Key()] = sc.target
+	}
+	e.mu.Lock()
+	e.cloudScopeByKey = byKey
+	e.mu.Unlock()
+}
+
+// replicasOf reads the desired and available replicas of a Machine's group from its status.
+func (e *Engine) replicasOf(ctx context.Context, g diff.Group) (diff.Replicas, bool) {
+	var gvk schema.GroupVersionKind
+	switch g.Kind {
+	case "MachineDeployment":
+		gvk = gvkMachineDeployment
+	case "MachineSet":
+		gvk = gvkMachineSet
+	case "KubeadmControlPlane":
+		gvk = gvkKCP
+	default:
+		return diff.Replicas{}, false
+	}
+	ref := &unstructured.Unstructured{}
+	ref.SetGroupVersionKind(gvk)
+	ref.SetNamespace(g.Namespace)
+	ref.SetName(g.Name)
+	live, err := e.getLive(ctx, ref)
+	if err != nil || live == nil {
+		return diff.Replicas{}, false
+	}
+	desired, ok, _ := unstructured.NestedInt64(live.Object, "spec", "replicas")
+	if !ok {
+		return diff.Replicas{}, false
+	}
+	available, _, _ := unstructured.NestedInt64(live.Object, "status", "availableReplicas")
+	return diff.Replicas{Desired: desired, Available: available}, true
+}
+
+// vanished finds the clusters whose instances a location (an AWS account and region, a vCenter)
+// held at the last look and that now answers with none of them while their Machines remain: a
+// whole location does not empty itself between two looks, a wrong answer does. It remembers what
+// it saw for the next look.
+func (e *Engine) vanished(provider string, targets []infra.Cluster, snap *infra.Snapshot, machines []*unstructured.Unstructured) map[string]string {
+	seen := map[string]int{}
+	for _, inst := range snap.Instances {
+		if inst.Cluster != "" && inst.State != infra.StateTerminated {
+			seen[inst.Cluster+"@"+inst.Region]++
+		}
+	}
+	withMachines := map[string]int{}
+	for _, m := range machines {
+		if pid, _, _ := unstructured.NestedString(m.Object, "spec", "providerID"); pid != "" {
+			withMachines[clusterKeyOf(m)]++
+		}
+	}
+	out := map[string]string{}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range targets {
+		if _, unavailable := snap.Unavailable[t.Key()]; unavailable {
+			continue
+		}
+		locations := []string{t.Region}
+		if provider == infra.ProviderVSphere {
+			locations = nil
+			for _, vc := range t.VCenters {
+				locations = append(locations, vc.Server)
+			}
+			if len(locations) == 0 {
+				locations = []string{t.Server}
+			}
+		}
+		for _, loc := range locations {
+			k := provider + "/" + t.Key() + "@" + loc
+			before, now := e.lastSeen[k], seen[t.Key()+"@"+loc]
+			if before > 0 && now == 0 && withMachines[t.Key()] > 0 {
+				out[t.Key()] = fmt.Sprintf("%s %s held %d of its instances at the last look and now answers with none while %d of its Machines remain",
+					provider, loc, before, withMachines[t.Key()])
+				continue // remember the last good count until the location answers again
+			}
+			e.lastSeen[k] = now
+		}
+	}
+	return out
+}
+
+func (e *Engine) providerOf(scope []scopeCluster, key string) string {
+	for _, sc := range scope {
+		if sc.target.Key() == key {
+			return sc.provider
+		}
+	}
+	return ""
+}
+
+// clusterKeyOf is "namespace/spec.clusterName" of a Machine or MachinePool.
+func clusterKeyOf(o *unstructured.Unstructured) string {
+	name, _, _ := unstructured.NestedString(o.Object, "spec", "clusterName")
+	return diff.ClusterKey(o.GetNamespace(), name)
 }
 
 func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action, string) {
@@ -205,15 +334,18 @@ func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action
 		return diff.ActionReport, "detect mode"
 	case !e.opts.Cloud.Writes:
 		return diff.ActionReport, "cloud writes are off (--cloud-writes restores the group)"
-	case rin.Paused[f.Object.Namespace+"/"+f.Cluster]:
+	case rin.Paused[diff.ClusterKey(f.Object.Namespace, f.Cluster)]:
 		return diff.ActionBlocked, fmt.Sprintf("cluster %s is paused", f.Cluster)
 	}
 	return diff.ActionApply, "UpdateAutoScalingGroup restores the group's sizes"
 }
 
-// cloudScope finds the rendered Clusters and their live AWSCluster or VSphereCluster.
-func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, []error) {
+// cloudScope finds the rendered Clusters, their live AWSCluster or VSphereCluster and the identity
+// to read each with. A cluster whose identity driftd may not use is returned among unusable, with
+// why: its inventory is unavailable, never empty.
+func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, map[string]error, []error) {
 	var out []scopeCluster
+	unusable := map[string]error{}
 	var errs []error
 	for _, key := range s.order {
 		if key.Kind != "Cluster" || key.Group != "cluster.x-k8s.io" {
@@ -228,63 +360,102 @@ func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, [
 			continue
 		}
 		sc := scopeCluster{cluster: live, target: infra.Cluster{Name: live.GetName(), Namespace: live.GetNamespace()}}
+		var idErr error
 		switch infraCluster.GetKind() {
 		case "AWSCluster":
 			sc.provider = infra.ProviderAWS
 			sc.target.Region, _, _ = unstructured.NestedString(infraCluster.Object, "spec", "region")
+			sc.target.AWS, idErr = e.awsIdentity(ctx, infraCluster)
 		case "VSphereCluster":
 			sc.provider = infra.ProviderVSphere
-			if err := e.vsphereTarget(ctx, infraCluster, &sc.target); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", diff.KeyOf(infraCluster), err))
-				continue
-			}
+			idErr = e.vsphereTarget(ctx, s, infraCluster, &sc.target)
 		default:
 			continue
 		}
+		if idErr != nil {
+			unusable[sc.target.Key()] = idErr
+		}
 		out = append(out, sc)
 	}
-	return out, errs
+	return out, unusable, errs
 }
 
-// vsphereTarget reads a VSphereCluster's endpoint and credentials, and the folders of its machines.
-func (e *Engine) vsphereTarget(ctx context.Context, vc *unstructured.Unstructured, t *infra.Cluster) error {
+// vsphereTarget reads what driftd needs to read a VSphereCluster's VMs: the vCenters — the server
+// and thumbprint Git gives, never ones a live edit put there (driftd would hand privileged
+// credentials to whatever host a tenant names), plus the servers of the cluster's machines that Git
+// or a VSphereDeploymentZone names — its identity, and the folders of its machines.
+func (e *Engine) vsphereTarget(ctx context.Context, s *snapshot, vc *unstructured.Unstructured, t *infra.Cluster) error {
 	t.Server, _, _ = unstructured.NestedString(vc.Object, "spec", "server")
 	t.Thumbprint, _, _ = unstructured.NestedString(vc.Object, "spec", "thumbprint")
-	kind, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "kind")
-	name, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "name")
-	secretNS, secretName := vc.GetNamespace(), name
-	switch kind {
-	case "Secret":
-	case "VSphereClusterIdentity":
-		id := &unstructured.Unstructured{}
-		id.SetGroupVersionKind(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereClusterIdentity"})
-		if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: name}, id); err != nil {
-			return fmt.Errorf("reading VSphereClusterIdentity %s: %w", name, err)
+	allowed := map[string]string{} // server → thumbprint that Git or the platform names
+	if d, ok := s.desired[diff.KeyOf(vc)]; ok {
+		gitServer, _, _ := unstructured.NestedString(d.obj.Object, "spec", "server")
+		gitThumb, _, _ := unstructured.NestedString(d.obj.Object, "spec", "thumbprint")
+		if gitServer != t.Server || gitThumb != t.Thumbprint {
+			return fmt.Errorf("VSphereCluster %s names server %q (thumbprint %q) live but %q (%q) in Git; driftd logs in only where Git says", diff.KeyOf(vc), t.Server, t.Thumbprint, gitServer, gitThumb)
 		}
-		secretName, _, _ = unstructured.NestedString(id.Object, "spec", "secretName")
-		secretNS = e.opts.Cloud.IdentityNamespace
-	default:
-		return errors.New("spec.identityRef names no Secret or VSphereClusterIdentity; driftd cannot log in to its vCenter")
 	}
-	secret := &corev1.Secret{}
-	if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: secretNS, Name: secretName}, secret); err != nil {
-		return fmt.Errorf("reading the identity Secret %s/%s: %w", secretNS, secretName, err)
-	}
-	t.Username, t.Password = string(secret.Data["username"]), string(secret.Data["password"])
-	// The folders of the cluster's VSphereMachines hold its VMs.
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereMachineList"})
-	if err := e.listReady(ctx, list, client.InNamespace(vc.GetNamespace()), client.MatchingLabels{diff.LabelClusterName: t.Name}); err == nil {
-		seen := map[string]bool{}
-		for _, m := range list.Items {
-			if f, _, _ := unstructured.NestedString(m.Object, "spec", "folder"); f != "" && !seen[f] {
-				seen[f] = true
-				t.Folders = append(t.Folders, f)
+	allowed[t.Server] = t.Thumbprint
+	for _, d := range s.desired {
+		if d.obj.GetKind() == "VSphereMachineTemplate" && d.obj.GetNamespace() == vc.GetNamespace() {
+			if srv, _, _ := unstructured.NestedString(d.obj.Object, "spec", "template", "spec", "server"); srv != "" {
+				if _, ok := allowed[srv]; !ok {
+					allowed[srv], _, _ = unstructured.NestedString(d.obj.Object, "spec", "template", "spec", "thumbprint")
+				}
 			}
 		}
-		sort.Strings(t.Folders)
 	}
+	if zones, err := e.listAll(ctx, schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: "VSphereDeploymentZone"}); err == nil {
+		for _, z := range zones {
+			if srv, _, _ := unstructured.NestedString(z.Object, "spec", "server"); srv != "" {
+				if _, ok := allowed[srv]; !ok {
+					allowed[srv] = ""
+				}
+			}
+		}
+	}
+	id, err := e.vsphereIdentity(ctx, vc)
+	if err != nil {
+		return err
+	}
+	t.VSphere = id
+	t.VCenters = []infra.VCenter{{Server: t.Server, Thumbprint: t.Thumbprint}}
+	// The folders and servers of the cluster's VSphereMachines.
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: "VSphereMachineList"})
+	if err := e.listReady(ctx, list, client.InNamespace(vc.GetNamespace()), client.MatchingLabels{diff.LabelClusterName: t.Name}); err != nil {
+		return fmt.Errorf("listing its VSphereMachines: %w", err)
+	}
+	seenFolder, seenServer := map[string]bool{}, map[string]bool{t.Server: true}
+	for _, m := range list.Items {
+		if f, _, _ := unstructured.NestedString(m.Object, "spec", "folder"); f != "" && !seenFolder[f] {
+			seenFolder[f] = true
+			t.Folders = append(t.Folders, f)
+		}
+		srv, _, _ := unstructured.NestedString(m.Object, "spec", "server")
+		if srv == "" || seenServer[srv] {
+			continue
+		}
+		thumb, ok := allowed[srv]
+		if !ok {
+			return fmt.Errorf("VSphereMachine %s/%s names server %q, which neither Git nor a VSphereDeploymentZone names; driftd does not log in there", m.GetNamespace(), m.GetName(), srv)
+		}
+		seenServer[srv] = true
+		t.VCenters = append(t.VCenters, infra.VCenter{Server: srv, Thumbprint: thumb})
+	}
+	sort.Strings(t.Folders)
 	return nil
+}
+
+// listAll lists every object of a kind (cluster-scoped or in every namespace) through the API,
+// or nothing when the kind is not served.
+func (e *Engine) listAll(ctx context.Context, gvk schema.GroupVersionKind) ([]unstructured.Unstructured, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := e.deps.Client.List(ctx, list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
 }
 
 // referenced reads the object a reference at path of obj names (a v1beta2 apiGroup/kind/name or a
@@ -351,6 +522,7 @@ func errOrNil(err error) []error {
 
 // correctCloud announces cloud findings and makes the replacements and pool restores decided.
 func (e *Engine) correctCloud(ctx context.Context, res *Result) {
+	e.announceSuspect(ctx)
 	for _, f := range res.Findings {
 		key := keyOfRef(f.Object)
 		target := e.liveTarget(ctx, f.Object)
@@ -371,6 +543,35 @@ func (e *Engine) correctCloud(ctx context.Context, res *Result) {
 			e.deps.Events.Blocked(target, f)
 			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
 		}
+	}
+}
+
+// announceSuspect records an InventorySuspect Warning on each Cluster whose inventory is
+// distrusted, once per occurrence.
+func (e *Engine) announceSuspect(ctx context.Context) {
+	e.mu.Lock()
+	current := maps.Clone(e.suspect)
+	var fresh []string
+	for k, why := range current {
+		if e.announcedSuspect[k] != why {
+			fresh = append(fresh, k)
+		}
+	}
+	for k := range e.announcedSuspect {
+		if _, still := current[k]; !still {
+			delete(e.announcedSuspect, k)
+		}
+	}
+	for _, k := range fresh {
+		e.announcedSuspect[k] = current[k]
+	}
+	e.mu.Unlock()
+	sort.Strings(fresh)
+	for _, k := range fresh {
+		ns, name, _ := strings.Cut(k, "/")
+		target := e.liveTarget(ctx, diff.ObjectRef{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "Cluster", Namespace: ns, Name: name})
+		e.deps.Events.Warning(target, report.ReasonInventorySuspect, current[k])
+		e.deps.Log.Info("Inventory suspect: no replacement", "cluster", k, "reason", current[k])
 	}
 }
 
@@ -453,7 +654,13 @@ func (e *Engine) restorePool(ctx context.Context, f diff.Finding) error {
 				maxSize = int32(n)
 			}
 		}
-		return restorer.RestorePool(ctx, f.Pool.Region, f.Pool.Name, desired, minSize, maxSize)
+		e.mu.Lock()
+		cluster, ok := e.cloudScopeByKey[f.Pool.Cluster]
+		e.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("cluster %s of node pool %s is no longer in scope", f.Pool.Cluster, f.Pool.Name)
+		}
+		return restorer.RestorePool(ctx, cluster, f.Pool.Name, desired, minSize, maxSize)
 	}
 	return fmt.Errorf("provider %s cannot restore node pools", f.Pool.Provider)
 }

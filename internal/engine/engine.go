@@ -15,6 +15,7 @@ import (
 
 	"github.com/driftd/driftd/internal/apply"
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/infra"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
 	"github.com/driftd/driftd/internal/version"
@@ -139,6 +140,13 @@ type Engine struct {
 	replacements map[diff.Key]diff.Replacement
 	// cloudRemaining are the cloud findings the last cloud cycle did not correct.
 	cloudRemaining []diff.Finding
+	// suspect are the clusters whose inventory the last cloud evaluation distrusted, with why;
+	// lastSeen counts what each location held of each cluster at the last look;
+	// cloudScopeByKey are the clusters of the last cloud evaluation, with their identities.
+	suspect          map[string]string
+	announcedSuspect map[string]string
+	lastSeen         map[string]int
+	cloudScopeByKey  map[string]infra.Cluster
 	// statusWait is when the status ConfigMap may be written again after its namespace was
 	// missing, statusBackoff the current wait.
 	statusWait    time.Time
@@ -181,6 +189,7 @@ func New(opts Options, deps Deps) *Engine {
 		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, topology: map[diff.Key]diff.Finding{},
 		contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{}, gvks: map[schema.GroupVersionKind]bool{},
 		topologyMDs: map[diff.Key]diff.Key{}, kindsReported: map[schema.GroupVersionKind]bool{},
+		lastSeen: map[string]int{}, announcedSuspect: map[string]string{},
 	}
 }
 

@@ -29,7 +29,8 @@ type Instance struct {
 	ID string `json:"id"`
 	// ProviderID is the ID as Cluster API writes it on a Machine (aws:///zone/id, vsphere://uuid).
 	ProviderID string `json:"providerID"`
-	// Cluster is the Cluster API cluster the instance is tagged or placed for.
+	// Cluster is the Cluster API cluster the instance is tagged or placed for, as
+	// "namespace/name" (Cluster.Key), or "" when it belongs to no cluster in scope.
 	Cluster string `json:"cluster,omitempty"`
 	// Role is control-plane or node, from CAPA's role tag.
 	Role string `json:"role,omitempty"`
@@ -62,8 +63,9 @@ type Instance struct {
 
 // NodePool is an Auto Scaling group (or a VM pool) with its sizes.
 type NodePool struct {
-	Provider string   `json:"provider"`
-	Name     string   `json:"name"`
+	Provider string `json:"provider"`
+	Name     string `json:"name"`
+	// Cluster is "namespace/name" (Cluster.Key).
 	Cluster  string   `json:"cluster,omitempty"`
 	Region   string   `json:"region,omitempty"`
 	Desired  int32    `json:"desired"`
@@ -73,17 +75,64 @@ type NodePool struct {
 }
 
 // Cluster is a Cluster API cluster whose inventory a provider reads, with what the provider needs
-// to reach it, taken from its AWSCluster or VSphereCluster.
+// to reach it — with the cluster's own identity — taken from its AWSCluster or VSphereCluster.
 type Cluster struct {
 	Name, Namespace string
 	// Region is the AWSCluster's region.
 	Region string
-	// Server, Thumbprint, Username and Password reach a VSphereCluster's vCenter. Password is a
-	// secret: never logged or printed.
-	Server, Thumbprint, Username, Password string
+	// AWS is the identity to read an AWS cluster with; nil is the default credential chain
+	// (CAPA's controller identity).
+	AWS *AWSIdentity
+	// Server and Thumbprint reach a VSphereCluster's vCenter; VCenters are every vCenter its
+	// machines live on (failure domains), Server's first.
+	Server, Thumbprint string
+	VCenters           []VCenter
+	// VSphere is the identity to log in to Servers with.
+	VSphere *VSphereIdentity
 	// Folders are the VM folders of the cluster's machines; a VM there that no Machine references
 	// is unmanaged.
 	Folders []string
+}
+
+// Key is "namespace/name": clusters are matched by both everywhere.
+func (c Cluster) Key() string { return c.Namespace + "/" + c.Name }
+
+// AWSIdentity is how to get credentials for one AWS account: static keys or the default chain,
+// then roles assumed in order (CAPA's AWSClusterStaticIdentity, AWSClusterControllerIdentity and
+// AWSClusterRoleIdentity chained through sourceIdentityRef).
+type AWSIdentity struct {
+	// Key names the identity (e.g. "AWSClusterRoleIdentity/account-b"): clusters with the same key
+	// and region share one snapshot.
+	Key string
+	// Static are the keys of an AWSClusterStaticIdentity; nil starts from the default chain.
+	Static *StaticCredentials
+	// Roles are assumed one after the other, the last one's credentials reading the inventory.
+	Roles []AssumeRole
+}
+
+// StaticCredentials are AWS keys. They are secrets: never logged or printed.
+type StaticCredentials struct {
+	AccessKeyID, SecretAccessKey, SessionToken string
+}
+
+// AssumeRole is one sts:AssumeRole step.
+type AssumeRole struct {
+	ARN, ExternalID, SessionName string
+}
+
+// VCenter is one vCenter server and the thumbprint its certificate must have ("" trusts the
+// system's CAs).
+type VCenter struct {
+	Server, Thumbprint string
+}
+
+// VSphereIdentity are the credentials of a vCenter login.
+type VSphereIdentity struct {
+	// Key names the identity ("Secret/ns/name", "VSphereClusterIdentity/name"): one session per
+	// (server, identity).
+	Key string
+	// Username and Password are secrets: never logged or printed.
+	Username, Password string
 }
 
 // Snapshot is one provider's answer for the clusters in scope.
@@ -92,17 +141,37 @@ type Snapshot struct {
 	Instances []Instance
 	Pools     []NodePool
 	// Complete is true only when every call for every cluster in scope succeeded and every page was
-	// read. Only a complete snapshot may show that an instance is gone.
+	// read. Only a complete answer may show that an instance is gone.
 	Complete bool
 	// Errors say what could not be read.
 	Errors []error
+	// Unavailable are the clusters (by Key) whose inventory could not be read completely, with why:
+	// nothing may be concluded from what is absent for them, while the other clusters are judged.
+	Unavailable map[string]error
+	// Unknown counts, by location (an AWS region, a vCenter server), the instances that were seen
+	// but could not be read (a VM whose config is inaccessible): a missing instance there may be
+	// one of them.
+	Unknown map[string]int
+	// Folders are, by cluster (Key), the inventory folders the sessions that read it could see: a
+	// VM in a folder its cluster's identity cannot see is unknown, never missing.
+	Folders map[string]map[string]bool
 	// Calls counts the cloud API calls made, by operation.
 	Calls map[string]int
 }
 
 // NewSnapshot returns an empty, complete snapshot of provider.
 func NewSnapshot(provider string) *Snapshot {
-	return &Snapshot{Provider: provider, Complete: true, Calls: map[string]int{}}
+	return &Snapshot{Provider: provider, Complete: true, Calls: map[string]int{}, Unavailable: map[string]error{},
+		Unknown: map[string]int{}, Folders: map[string]map[string]bool{}}
+}
+
+// FailClusters records that clusters could not be read, with err: they are unavailable, the rest
+// of the snapshot stands.
+func (s *Snapshot) FailClusters(err error, clusters ...Cluster) {
+	for _, c := range clusters {
+		s.Unavailable[c.Key()] = err
+	}
+	s.Errors = append(s.Errors, err)
 }
 
 // Fail records what could not be read: the snapshot is no longer complete.

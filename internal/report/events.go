@@ -29,6 +29,7 @@ const (
 	ReasonRenderFailed                = "RenderFailed"
 	ReasonEmptyRender                 = "EmptyRender"
 	ReasonInventoryUnavailable        = "InventoryUnavailable"
+	ReasonInventorySuspect            = "InventorySuspect"
 	ReasonPruneBlocked                = "PruneBlocked"
 	ReasonKindNotWatched              = "KindNotWatched"
 )

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
 // Moto is a running moto server: real EC2 and Auto Scaling APIs on a loopback port.
@@ -124,6 +126,17 @@ func (m *Moto) AWSConfig(ctx context.Context, region string) (aws.Config, error)
 		config.WithBaseEndpoint(m.Endpoint),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),
 	)
+}
+
+// AWSConfigAs returns AWSConfig acting in the account of roleARN, through sts:AssumeRole: moto
+// keeps each account's resources apart, as AWS does.
+func (m *Moto) AWSConfigAs(ctx context.Context, region, roleARN string) (aws.Config, error) {
+	cfg, err := m.AWSConfig(ctx, region)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), roleARN))
+	return cfg, nil
 }
 
 // RequireMoto starts a moto server for the test and stops it when the test ends. A moto that cannot

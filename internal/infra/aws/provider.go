@@ -13,10 +13,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/driftd/driftd/internal/infra"
@@ -84,44 +87,77 @@ func New(opts Options) *Provider {
 // Provider is infra.ProviderAWS.
 func (p *Provider) Provider() string { return infra.ProviderAWS }
 
-// Snapshot reads the instances and Auto Scaling groups of clusters, region by region.
+// Snapshot reads the instances and Auto Scaling groups of clusters, one account (identity) and
+// region at a time, each with the cluster's own identity. A group that cannot be read makes its
+// clusters unavailable; the others stand.
 func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error) {
 	snap := infra.NewSnapshot(infra.ProviderAWS)
-	byRegion := map[string][]string{}
+	type scope struct{ identity, region string }
+	groups := map[scope][]infra.Cluster{}
+	identities := map[string]*infra.AWSIdentity{}
 	for _, c := range clusters {
 		if c.Region == "" {
-			snap.Fail(fmt.Errorf("AWSCluster %s/%s has no region", c.Namespace, c.Name))
+			snap.FailClusters(fmt.Errorf("AWSCluster %s has no region", c.Key()), c)
 			continue
 		}
-		byRegion[c.Region] = append(byRegion[c.Region], c.Name)
+		key := ""
+		if c.AWS != nil {
+			key = c.AWS.Key
+			identities[key] = c.AWS
+		}
+		groups[scope{key, c.Region}] = append(groups[scope{key, c.Region}], c)
 	}
-	regions := slices.Sorted(maps.Keys(byRegion))
+	scopes := slices.SortedFunc(maps.Keys(groups), func(a, b scope) int {
+		return strings.Compare(a.identity+"\x00"+a.region, b.identity+"\x00"+b.region)
+	})
 	count := snap.CallCounter(p.opts.OnCall)
-	for _, region := range regions {
-		rc, err := p.clients(ctx, region, count)
-		if err != nil {
-			snap.Fail(fmt.Errorf("region %s: %w", region, err))
+	for _, sc := range scopes {
+		members := groups[sc]
+		where := "region " + sc.region
+		if sc.identity != "" {
+			where = sc.identity + " in " + where
+		}
+		byName := map[string]string{}
+		var names []string
+		for _, c := range members {
+			if other, dup := byName[c.Name]; dup {
+				// CAPA's tags carry the cluster's name only: the two cannot be told apart.
+				err := fmt.Errorf("%s: clusters %s and %s share a name, and CAPA's tags cannot tell their instances apart", where, other, c.Key())
+				snap.FailClusters(err, members...)
+				names = nil
+				break
+			}
+			byName[c.Name] = c.Key()
+			names = append(names, c.Name)
+		}
+		if names == nil {
 			continue
 		}
-		names := unique(byRegion[region])
+		rc, err := p.clients(ctx, sc.region, identities[sc.identity], count)
+		if err != nil {
+			snap.FailClusters(fmt.Errorf("%s: %w", where, err), members...)
+			continue
+		}
+		sort.Strings(names)
 		for start := 0; start < len(names); start += maxFilterValues {
 			batch := names[start:min(start+maxFilterValues, len(names))]
-			if err := p.instances(ctx, rc, region, batch, snap); err != nil {
-				snap.Fail(fmt.Errorf("region %s: DescribeInstances: %w", region, err))
-				continue // the region does not answer: asking it more only delays the cycle
+			if err := p.instances(ctx, rc, sc.region, batch, byName, snap); err != nil {
+				snap.FailClusters(fmt.Errorf("%s: DescribeInstances: %w", where, err), members...)
+				break // the account or region does not answer: asking it more only delays the cycle
 			}
-			if err := p.groups(ctx, rc, region, batch, snap); err != nil {
-				snap.Fail(fmt.Errorf("region %s: DescribeAutoScalingGroups: %w", region, err))
+			if err := p.groups(ctx, rc, sc.region, batch, byName, snap); err != nil {
+				snap.FailClusters(fmt.Errorf("%s: DescribeAutoScalingGroups: %w", where, err), members...)
 			}
 		}
 	}
-	if !snap.Complete && len(snap.Instances) == 0 && len(snap.Pools) == 0 && len(snap.Errors) > 0 {
+	if len(snap.Unavailable) > 0 && len(snap.Unavailable) == len(clusters) {
+		snap.Complete = false
 		return snap, errors.Join(snap.Errors...)
 	}
 	return snap, nil
 }
 
-func (p *Provider) clients(ctx context.Context, region string, count func(string)) (*regionClients, error) {
+func (p *Provider) clients(ctx context.Context, region string, id *infra.AWSIdentity, count func(string)) (*regionClients, error) {
 	cfg, err := p.opts.LoadConfig(ctx, region)
 	if err != nil {
 		return nil, err
@@ -132,6 +168,26 @@ func (p *Provider) clients(ctx context.Context, region string, count func(string
 				count(middleware.GetOperationName(ctx))
 				return next.HandleInitialize(ctx, in)
 			}), middleware.After)
+	}
+	if id != nil {
+		// The cluster's own identity, as CAPA would use it: its static keys, or the default chain,
+		// then each role assumed in turn with its external ID.
+		if id.Static != nil {
+			cfg.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(
+				id.Static.AccessKeyID, id.Static.SecretAccessKey, id.Static.SessionToken))
+		}
+		for _, role := range id.Roles {
+			stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) { o.APIOptions = append(o.APIOptions, counter) })
+			cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, role.ARN, func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = role.SessionName
+				if o.RoleSessionName == "" {
+					o.RoleSessionName = "driftd"
+				}
+				if role.ExternalID != "" {
+					o.ExternalID = aws.String(role.ExternalID)
+				}
+			}))
+		}
 	}
 	// Clients are made anew per snapshot so that credentials and endpoints set in the environment
 	// since the last cycle apply; the SDK caches credentials itself.
@@ -150,7 +206,7 @@ func tagKeys(names []string) []string {
 }
 
 // instances lists every instance carrying one of the clusters' tags, in every state.
-func (p *Provider) instances(ctx context.Context, rc *regionClients, region string, names []string, snap *infra.Snapshot) error {
+func (p *Provider) instances(ctx context.Context, rc *regionClients, region string, names []string, keys map[string]string, snap *infra.Snapshot) error {
 	pages := ec2.NewDescribeInstancesPaginator(rc.ec2, &ec2.DescribeInstancesInput{
 		Filters:    []ec2types.Filter{{Name: aws.String("tag-key"), Values: tagKeys(names)}},
 		MaxResults: aws.Int32(p.opts.PageSize),
@@ -162,7 +218,9 @@ func (p *Provider) instances(ctx context.Context, rc *regionClients, region stri
 		}
 		for _, r := range page.Reservations {
 			for _, i := range r.Instances {
-				snap.Instances = append(snap.Instances, instance(region, i))
+				inst := instance(region, i)
+				inst.Cluster = keys[inst.Cluster]
+				snap.Instances = append(snap.Instances, inst)
 			}
 		}
 	}
@@ -216,7 +274,7 @@ func state(s *ec2types.InstanceState) string {
 }
 
 // groups lists the Auto Scaling groups carrying one of the clusters' tags.
-func (p *Provider) groups(ctx context.Context, rc *regionClients, region string, names []string, snap *infra.Snapshot) error {
+func (p *Provider) groups(ctx context.Context, rc *regionClients, region string, names []string, keys map[string]string, snap *infra.Snapshot) error {
 	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(rc.asg, &autoscaling.DescribeAutoScalingGroupsInput{
 		Filters:    []asgtypes.Filter{{Name: aws.String("tag-key"), Values: tagKeys(names)}},
 		MaxRecords: aws.Int32(100),
@@ -233,7 +291,7 @@ func (p *Provider) groups(ctx context.Context, rc *regionClients, region string,
 			}
 			for _, t := range g.Tags {
 				if name, ok := strings.CutPrefix(aws.ToString(t.Key), ClusterTagPrefix); ok {
-					pool.Cluster = name
+					pool.Cluster = keys[name]
 				}
 			}
 			for _, i := range g.Instances {
@@ -247,8 +305,9 @@ func (p *Provider) groups(ctx context.Context, rc *regionClients, region string,
 
 // RestorePool sets an Auto Scaling group's desired, min and max sizes (UpdateAutoScalingGroup).
 // desired nil leaves the desired capacity to whoever manages it.
-func (p *Provider) RestorePool(ctx context.Context, region, name string, desired *int32, minSize, maxSize int32) error {
-	rc, err := p.clients(ctx, region, func(op string) {
+func (p *Provider) RestorePool(ctx context.Context, cluster infra.Cluster, name string, desired *int32, minSize, maxSize int32) error {
+	region := cluster.Region
+	rc, err := p.clients(ctx, region, cluster.AWS, func(op string) {
 		if p.opts.OnCall != nil {
 			p.opts.OnCall(op)
 		}

@@ -30,11 +30,16 @@ func cloud(tb testing.TB) *testenv.Moto {
 // as CAPA launches them, and returns their IDs.
 func launch(tb testing.TB, m *testenv.Moto, region, cluster, role string, count int32, extra ...ec2types.Tag) []string {
 	tb.Helper()
-	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx, region)
+	cfg, err := m.AWSConfig(context.Background(), region)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return launchWith(tb, cfg, region, cluster, role, count, extra...)
+}
+
+func launchWith(tb testing.TB, cfg aws.Config, region, cluster, role string, count int32, extra ...ec2types.Tag) []string {
+	tb.Helper()
+	ctx := context.Background()
 	c := ec2.NewFromConfig(cfg)
 	images, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil || len(images.Images) == 0 {
@@ -102,7 +107,7 @@ func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
 		perCluster[i.Cluster]++
 	}
 	// prod: 12 nodes + 1 control plane + the group's 2 instances (they carry the propagated tag).
-	if diff := cmp.Diff(map[string]int{"prod": 15, "edge": 3}, perCluster); diff != "" {
+	if diff := cmp.Diff(map[string]int{"fleet/prod": 15, "fleet/edge": 3}, perCluster); diff != "" {
 		t.Errorf("instances per cluster (-want +got):\n%s", diff)
 	}
 	var got infra.Instance
@@ -115,7 +120,7 @@ func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
 		got.Zone != "eu-west-1a" || got.ProviderID != "aws:///eu-west-1a/"+prod[0] || got.LaunchTime.IsZero() {
 		t.Errorf("instance %s = %+v", prod[0], got)
 	}
-	if len(snap.Pools) != 1 || snap.Pools[0].Name != "prod-pool" || snap.Pools[0].Cluster != "prod" ||
+	if len(snap.Pools) != 1 || snap.Pools[0].Name != "prod-pool" || snap.Pools[0].Cluster != "fleet/prod" ||
 		snap.Pools[0].Desired != 2 || snap.Pools[0].Min != 1 || snap.Pools[0].Max != 6 || len(snap.Pools[0].Members) != 2 {
 		t.Errorf("pools = %+v", snap.Pools)
 	}
@@ -123,6 +128,48 @@ func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
 	// reservation, and the group launched its 2 together; a final empty page may follow a full one.)
 	if n := snap.Calls["DescribeInstances"]; n < 4 || n > 5 {
 		t.Errorf("DescribeInstances calls = %d, want the 4 pages (5 with a trailing empty page)", n)
+	}
+}
+
+// TestSnapshotReadsEachClusterWithItsOwnAccount: instances in account B are seen through an
+// AWSClusterRoleIdentity's role, and not at all with the default chain's account A — where, without
+// identities, a cluster in B would look empty.
+func TestSnapshotReadsEachClusterWithItsOwnAccount(t *testing.T) {
+	m := cloud(t)
+	const roleB = "arn:aws:iam::222222222222:role/driftd-reader"
+	cfgB, err := m.AWSConfigAs(context.Background(), "eu-west-1", roleB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inB := launchWith(t, cfgB, "eu-west-1", "tenant", "node", 2)
+	launch(t, m, "eu-west-1", "home", "node", 1)
+
+	p := New(Options{})
+	viaRole := &infra.AWSIdentity{Key: "AWSClusterRoleIdentity/account-b", Roles: []infra.AssumeRole{{ARN: roleB, ExternalID: "fleet-42"}}}
+	snap, err := p.Snapshot(context.Background(), []infra.Cluster{
+		{Name: "tenant", Namespace: "tenants", Region: "eu-west-1", AWS: viaRole},
+		{Name: "home", Namespace: "fleet", Region: "eu-west-1"},
+	})
+	if err != nil || len(snap.Unavailable) > 0 {
+		t.Fatalf("snapshot: %v %v", err, snap.Unavailable)
+	}
+	got := map[string][]string{}
+	for _, i := range snap.Instances {
+		got[i.Cluster] = append(got[i.Cluster], i.ID)
+	}
+	sort.Strings(got["tenants/tenant"])
+	sort.Strings(inB)
+	if diff := cmp.Diff(inB, got["tenants/tenant"]); diff != "" || len(got["fleet/home"]) != 1 {
+		t.Errorf("instances per cluster %v; the tenant's (-want +got):\n%s", got, diff)
+	}
+	if snap.Calls["AssumeRole"] != 1 {
+		t.Errorf("AssumeRole calls = %d, want 1", snap.Calls["AssumeRole"])
+	}
+
+	// Read with account A's keys, the tenant's instances are not there at all.
+	snap, _ = p.Snapshot(context.Background(), []infra.Cluster{{Name: "tenant", Namespace: "tenants", Region: "eu-west-1"}})
+	if len(snap.Instances) != 0 {
+		t.Errorf("account A sees %d of account B's instances", len(snap.Instances))
 	}
 }
 

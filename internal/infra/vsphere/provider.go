@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -42,39 +41,65 @@ func (p *Provider) Provider() string { return infra.ProviderVSphere }
 var vmProperties = []string{"name", "config.uuid", "config.hardware.numCPU", "config.hardware.memoryMB",
 	"config.template", "config.createDate", "runtime.powerState", "parent"}
 
-// Snapshot reads every VM of each vCenter the clusters live on.
+// Snapshot reads every VM of each vCenter the clusters live on, one session per (server,
+// identity): each cluster is read with its own credentials. A session that fails makes its clusters
+// unavailable; the others stand.
 func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*infra.Snapshot, error) {
 	snap := infra.NewSnapshot(infra.ProviderVSphere)
-	byServer := map[string][]infra.Cluster{}
+	type session struct{ server, identity string }
+	groups := map[session][]infra.Cluster{}
+	identities := map[string]*infra.VSphereIdentity{}
+	thumbprints := map[string]string{}
 	for _, c := range clusters {
-		if c.Server == "" {
-			snap.Fail(fmt.Errorf("VSphereCluster %s/%s has no server", c.Namespace, c.Name))
+		if c.VSphere == nil {
+			snap.FailClusters(fmt.Errorf("VSphereCluster %s: no identity to log in with", c.Key()), c)
 			continue
 		}
-		byServer[c.Server] = append(byServer[c.Server], c)
-	}
-	servers := slices.Sorted(maps.Keys(byServer))
-	count := snap.CallCounter(p.opts.OnCall)
-	for _, server := range servers {
-		if err := p.server(ctx, server, byServer[server], snap, count); err != nil {
-			snap.Fail(fmt.Errorf("vCenter %s: %w", server, err))
+		vcenters := c.VCenters
+		if len(vcenters) == 0 {
+			vcenters = []infra.VCenter{{Server: c.Server, Thumbprint: c.Thumbprint}}
+		}
+		for _, vc := range vcenters {
+			if vc.Server == "" {
+				snap.FailClusters(fmt.Errorf("VSphereCluster %s has no server", c.Key()), c)
+				continue
+			}
+			if t, ok := thumbprints[vc.Server]; ok && t != vc.Thumbprint {
+				snap.FailClusters(fmt.Errorf("vCenter %s: clusters name different thumbprints for it", vc.Server), c)
+				continue
+			}
+			thumbprints[vc.Server] = vc.Thumbprint
+			identities[c.VSphere.Key] = c.VSphere
+			groups[session{vc.Server, c.VSphere.Key}] = append(groups[session{vc.Server, c.VSphere.Key}], c)
 		}
 	}
-	if !snap.Complete && len(snap.Instances) == 0 {
+	sessions := slices.SortedFunc(maps.Keys(groups), func(a, b session) int {
+		return strings.Compare(a.server+"\x00"+a.identity, b.server+"\x00"+b.identity)
+	})
+	count := snap.CallCounter(p.opts.OnCall)
+	seen := map[string]bool{} // server/uuid: a VM two sessions see is listed once
+	for _, s := range sessions {
+		members := groups[s]
+		if err := p.server(ctx, s.server, thumbprints[s.server], identities[s.identity], members, snap, seen, count); err != nil {
+			snap.FailClusters(fmt.Errorf("vCenter %s as %s: %w", s.server, s.identity, err), members...)
+		}
+	}
+	if len(snap.Unavailable) > 0 && len(snap.Unavailable) == len(clusters) {
+		snap.Complete = false
 		return snap, errors.Join(snap.Errors...)
 	}
 	return snap, nil
 }
 
-func (p *Provider) server(ctx context.Context, server string, clusters []infra.Cluster, snap *infra.Snapshot, count func(string)) error {
-	c := clusters[0]
+func (p *Provider) server(ctx context.Context, server, thumbprint string, id *infra.VSphereIdentity, clusters []infra.Cluster,
+	snap *infra.Snapshot, seen map[string]bool, count func(string)) error {
 	u, err := sdkURL(server)
 	if err != nil {
 		return err
 	}
 	sc := soap.NewClient(u, false)
-	if c.Thumbprint != "" {
-		sc.SetThumbprint(u.Host, c.Thumbprint)
+	if thumbprint != "" {
+		sc.SetThumbprint(u.Host, thumbprint)
 	}
 	count("RetrieveServiceContent")
 	vc, err := vim25.NewClient(ctx, sc)
@@ -83,8 +108,8 @@ func (p *Provider) server(ctx context.Context, server string, clusters []infra.C
 	}
 	vc.RoundTripper = &countingRoundTripper{RoundTripper: vc.RoundTripper, count: count}
 	sm := session.NewManager(vc)
-	if err := sm.Login(ctx, url.UserPassword(c.Username, c.Password)); err != nil {
-		return fmt.Errorf("login as %q: %w", c.Username, err)
+	if err := sm.Login(ctx, url.UserPassword(id.Username, id.Password)); err != nil {
+		return fmt.Errorf("login: %w", err)
 	}
 	defer func() { _ = sm.Logout(context.WithoutCancel(ctx)) }()
 
@@ -102,6 +127,7 @@ func (p *Provider) server(ctx context.Context, server string, clusters []infra.C
 	}
 	names, parents := map[types.ManagedObjectReference]string{}, map[types.ManagedObjectReference]types.ManagedObjectReference{}
 	var vms []mo.VirtualMachine
+	var folders []types.ManagedObjectReference
 	for _, oc := range content {
 		obj, err := mo.ObjectContentToType(oc)
 		if err != nil {
@@ -112,6 +138,7 @@ func (p *Provider) server(ctx context.Context, server string, clusters []infra.C
 			vms = append(vms, o)
 		case mo.Folder:
 			names[o.Self], parents[o.Self] = o.Name, ref(o.Parent)
+			folders = append(folders, o.Self)
 		case mo.Datacenter:
 			names[o.Self], parents[o.Self] = o.Name, ref(o.Parent)
 		}
@@ -126,12 +153,34 @@ func (p *Provider) server(ctx context.Context, server string, clusters []infra.C
 		}
 		return "/" + strings.Join(parts, "/")
 	}
+	// What this identity can see: its clusters' machines in folders it cannot see are unknown.
+	for _, c := range clusters {
+		visible := snap.Folders[c.Key()]
+		if visible == nil {
+			visible = map[string]bool{}
+			snap.Folders[c.Key()] = visible
+		}
+		for _, f := range folders {
+			visible[folderPath(f)] = true
+		}
+	}
 	for _, vm := range vms {
-		if vm.Config == nil || vm.Config.Template {
+		if vm.Config == nil {
+			// Inaccessible (a datastore outage, an orphaned VM): its UUID cannot be read, so any
+			// Machine's VM on this server might be this one.
+			snap.Unknown[server]++
 			continue
 		}
+		if vm.Config.Template {
+			continue
+		}
+		id := strings.ToLower(vm.Config.Uuid)
+		if seen[server+"/"+id] {
+			continue
+		}
+		seen[server+"/"+id] = true
 		inst := infra.Instance{
-			Provider: infra.ProviderVSphere, ID: strings.ToLower(vm.Config.Uuid), Name: vm.Name, Region: server,
+			Provider: infra.ProviderVSphere, ID: id, Name: vm.Name, Region: server,
 			CPUs: vm.Config.Hardware.NumCPU, MemoryMiB: int64(vm.Config.Hardware.MemoryMB), State: powerState(vm.Runtime.PowerState),
 			Folder: folderPath(ref(vm.Parent)),
 		}
@@ -145,23 +194,13 @@ func (p *Provider) server(ctx context.Context, server string, clusters []infra.C
 	return nil
 }
 
-// clusterOfFolder returns the cluster whose folder holds a VM. A cluster's folder may be a full
-// inventory path or a folder name; a VM in a sub-folder belongs to it too.
+// clusterOfFolder returns the cluster (Key) whose folder holds a VM. A cluster's folder may be a
+// full inventory path or a folder name; a VM in a sub-folder belongs to it too.
 func clusterOfFolder(folder string, clusters []infra.Cluster) string {
 	for _, c := range clusters {
 		for _, f := range c.Folders {
-			f = strings.TrimSuffix(f, "/")
-			if f == "" {
-				continue
-			}
-			if strings.HasPrefix(f, "/") {
-				if folder == f || strings.HasPrefix(folder, f+"/") {
-					return c.Name
-				}
-				continue
-			}
-			if path.Base(folder) == f || strings.Contains(folder+"/", "/"+f+"/") {
-				return c.Name
+			if infra.FolderHolds(f, folder) {
+				return c.Key()
 			}
 		}
 	}

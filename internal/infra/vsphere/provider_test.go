@@ -19,7 +19,7 @@ func target(tb testing.TB, sim *testenv.VCSim, name string, folders ...string) i
 	tb.Helper()
 	pw, _ := sim.URL.User.Password()
 	return infra.Cluster{Name: name, Namespace: "fleet", Server: sim.URL.Host, Thumbprint: sim.Thumbprint(),
-		Username: sim.URL.User.Username(), Password: pw, Folders: folders}
+		VSphere: &infra.VSphereIdentity{Key: "Secret/fleet/" + name, Username: sim.URL.User.Username(), Password: pw}, Folders: folders}
 }
 
 func TestSnapshotReadsEveryVMInOneRetrieve(t *testing.T) {
@@ -60,7 +60,7 @@ func TestSnapshotReadsEveryVMInOneRetrieve(t *testing.T) {
 		byID[i.ID] = i
 	}
 	resized := byID[strings.ToLower(vms[0].Config.Uuid)]
-	if resized.CPUs != 6 || resized.MemoryMiB != 12288 || resized.Cluster != "edge" || resized.Folder != "/DC0/vm" ||
+	if resized.CPUs != 6 || resized.MemoryMiB != 12288 || resized.Cluster != "fleet/edge" || resized.Folder != "/DC0/vm" ||
 		resized.ProviderID != "vsphere://"+strings.ToLower(vms[0].Config.Uuid) {
 		t.Errorf("resized VM = %+v", resized)
 	}
@@ -79,9 +79,9 @@ func TestSnapshotRefusesAnUnknownCertificate(t *testing.T) {
 }
 
 func TestClusterOfFolder(t *testing.T) {
-	clusters := []infra.Cluster{{Name: "a", Folders: []string{"/DC0/vm/a"}}, {Name: "b", Folders: []string{"b-vms"}}}
+	clusters := []infra.Cluster{{Namespace: "fleet", Name: "a", Folders: []string{"/DC0/vm/a"}}, {Namespace: "fleet", Name: "b", Folders: []string{"b-vms"}}}
 	for folder, want := range map[string]string{
-		"/DC0/vm/a": "a", "/DC0/vm/a/sub": "a", "/DC0/vm/ab": "", "/DC0/vm/b-vms": "b", "/DC1/vm/x/b-vms/y": "b", "/DC0/vm": "",
+		"/DC0/vm/a": "fleet/a", "/DC0/vm/a/sub": "fleet/a", "/DC0/vm/ab": "", "/DC0/vm/b-vms": "fleet/b", "/DC1/vm/x/b-vms/y": "fleet/b", "/DC0/vm": "",
 	} {
 		if got := clusterOfFolder(folder, clusters); got != want {
 			t.Errorf("clusterOfFolder(%q) = %q, want %q", folder, got, want)

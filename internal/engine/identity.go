@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/infra"
+)
+
+// errNotAllowed means a cluster's namespace may not use the identity it names: driftd then reads
+// nothing of that cluster with it, as its provider would refuse to.
+var errNotAllowed = errors.New("its namespace is not among the identity's allowedNamespaces")
+
+const capaGroup, capvGroup = "infrastructure.cluster.x-k8s.io", "infrastructure.cluster.x-k8s.io"
+
+// awsIdentity resolves the identity an AWSCluster names (spec.identityRef) the way CAPA does: none
+// is the controller's default chain; AWSClusterControllerIdentity is the default chain too;
+// AWSClusterStaticIdentity is the keys of its Secret (in CAPA's namespace); AWSClusterRoleIdentity
+// is its role assumed from its sourceIdentityRef, chained. The identity the cluster names must allow
+// the cluster's namespace.
+func (e *Engine) awsIdentity(ctx context.Context, awsCluster *unstructured.Unstructured) (*infra.AWSIdentity, error) {
+	kind, _, _ := unstructured.NestedString(awsCluster.Object, "spec", "identityRef", "kind")
+	name, _, _ := unstructured.NestedString(awsCluster.Object, "spec", "identityRef", "name")
+	if kind == "" {
+		return nil, nil
+	}
+	return e.resolveAWS(ctx, kind, name, awsCluster.GetNamespace(), true, 0)
+}
+
+func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, checkAllowed bool, depth int) (*infra.AWSIdentity, error) {
+	if depth > 4 {
+		return nil, fmt.Errorf("%s %s: sourceIdentityRef chains more than 4 roles (a loop?)", kind, name)
+	}
+	obj, err := e.identityObject(ctx, schema.GroupVersionKind{Group: capaGroup, Version: "v1beta2", Kind: kind}, name)
+	if err != nil {
+		return nil, err
+	}
+	if checkAllowed {
+		if err := e.allowed(ctx, obj, namespace, true); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, name, err)
+		}
+	}
+	id := &infra.AWSIdentity{Key: kind + "/" + name}
+	switch kind {
+	case "AWSClusterControllerIdentity":
+		return id, nil
+	case "AWSClusterStaticIdentity":
+		secretName, _, _ := unstructured.NestedString(obj.Object, "spec", "secretRef")
+		secret := &corev1.Secret{}
+		if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: e.opts.Cloud.AWSIdentityNamespace, Name: secretName}, secret); err != nil {
+			return nil, fmt.Errorf("%s %s: reading its Secret %s/%s: %w", kind, name, e.opts.Cloud.AWSIdentityNamespace, secretName, err)
+		}
+		id.Static = &infra.StaticCredentials{AccessKeyID: string(secret.Data["AccessKeyID"]),
+			SecretAccessKey: string(secret.Data["SecretAccessKey"]), SessionToken: string(secret.Data["SessionToken"])}
+		if id.Static.AccessKeyID == "" || id.Static.SecretAccessKey == "" {
+			return nil, fmt.Errorf("%s %s: its Secret %s/%s lacks AccessKeyID or SecretAccessKey", kind, name, e.opts.Cloud.AWSIdentityNamespace, secretName)
+		}
+		return id, nil
+	case "AWSClusterRoleIdentity":
+		role := infra.AssumeRole{}
+		role.ARN, _, _ = unstructured.NestedString(obj.Object, "spec", "roleARN")
+		role.ExternalID, _, _ = unstructured.NestedString(obj.Object, "spec", "externalID")
+		role.SessionName, _, _ = unstructured.NestedString(obj.Object, "spec", "sessionName")
+		srcKind, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "kind")
+		srcName, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "name")
+		if srcKind != "" {
+			src, err := e.resolveAWS(ctx, srcKind, srcName, namespace, false, depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: its sourceIdentityRef: %w", kind, name, err)
+			}
+			id.Static, id.Roles = src.Static, src.Roles
+		}
+		id.Roles = append(id.Roles, role)
+		return id, nil
+	}
+	return nil, fmt.Errorf("identityRef kind %q is not an identity CAPA knows", kind)
+}
+
+// vsphereIdentity resolves the credentials a VSphereCluster names (spec.identityRef): a Secret in
+// the cluster's own namespace, or a VSphereClusterIdentity — whose Secret lives in CAPV's namespace
+// and which the cluster's namespace must be allowed to use.
+func (e *Engine) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructured) (*infra.VSphereIdentity, error) {
+	kind, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "kind")
+	name, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "name")
+	secretNS, secretName := vc.GetNamespace(), name
+	key := "Secret/" + vc.GetNamespace() + "/" + name
+	switch kind {
+	case "Secret":
+	case "VSphereClusterIdentity":
+		id, err := e.identityObject(ctx, schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: kind}, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.allowed(ctx, id, vc.GetNamespace(), false); err != nil {
+			return nil, fmt.Errorf("VSphereClusterIdentity %s: %w", name, err)
+		}
+		secretName, _, _ = unstructured.NestedString(id.Object, "spec", "secretName")
+		secretNS = e.opts.Cloud.IdentityNamespace
+		key = "VSphereClusterIdentity/" + name
+	default:
+		return nil, errors.New("spec.identityRef names no Secret or VSphereClusterIdentity; driftd cannot log in to its vCenter")
+	}
+	secret := &corev1.Secret{}
+	if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: secretNS, Name: secretName}, secret); err != nil {
+		return nil, fmt.Errorf("reading the identity Secret %s/%s: %w", secretNS, secretName, err)
+	}
+	return &infra.VSphereIdentity{Key: key, Username: string(secret.Data["username"]), Password: string(secret.Data["password"])}, nil
+}
+
+func (e *Engine) identityObject(ctx context.Context, gvk schema.GroupVersionKind, name string) (*unstructured.Unstructured, error) {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gvk)
+	if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
+		return nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, name, err)
+	}
+	return obj, nil
+}
+
+// allowed checks an identity's spec.allowedNamespaces for namespace as its provider does: absent,
+// no namespace may use it; empty ({}), every namespace; else one in list (CAPA only) or one whose
+// labels match selector.
+func (e *Engine) allowed(ctx context.Context, identity *unstructured.Unstructured, namespace string, withList bool) error {
+	an, found, _ := unstructured.NestedMap(identity.Object, "spec", "allowedNamespaces")
+	if !found || an == nil {
+		return errNotAllowed
+	}
+	list, hasList, _ := unstructured.NestedStringSlice(an, "list")
+	rawSel, hasSel, _ := unstructured.NestedMap(an, "selector")
+	_ = hasList
+	if (len(list) == 0 || !withList) && !hasSel {
+		return nil // {}: every namespace
+	}
+	if withList {
+		for _, n := range list {
+			if n == namespace {
+				return nil
+			}
+		}
+	}
+	if hasSel {
+		var ls metav1.LabelSelector
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(rawSel, &ls); err != nil {
+			return fmt.Errorf("allowedNamespaces.selector: %w", err)
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&ls)
+		if err != nil {
+			return fmt.Errorf("allowedNamespaces.selector: %w", err)
+		}
+		ns := &corev1.Namespace{}
+		if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+			return fmt.Errorf("reading namespace %s: %w", namespace, err)
+		}
+		if sel.Matches(labels.Set(ns.Labels)) {
+			return nil
+		}
+	}
+	return errNotAllowed
+}
