@@ -66,12 +66,12 @@ type NodePool struct {
 	Provider string `json:"provider"`
 	Name     string `json:"name"`
 	// Cluster is "namespace/name" (Cluster.Key).
-	Cluster  string   `json:"cluster,omitempty"`
-	Region   string   `json:"region,omitempty"`
-	Desired  int32    `json:"desired"`
-	Min      int32    `json:"min"`
-	Max      int32    `json:"max"`
-	Members  []string `json:"members,omitempty"`
+	Cluster string   `json:"cluster,omitempty"`
+	Region  string   `json:"region,omitempty"`
+	Desired int32    `json:"desired"`
+	Min     int32    `json:"min"`
+	Max     int32    `json:"max"`
+	Members []string `json:"members,omitempty"`
 }
 
 // Cluster is a Cluster API cluster whose inventory a provider reads, with what the provider needs
