@@ -75,7 +75,7 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: --namespace)")
 	fs.StringVar(&o.namespace, "namespace", podNamespace(), "namespace of the status ConfigMap driftd-status and its Events")
-	fs.BoolVar(&o.once, "once", false, "run one full cycle against the API (no leader election), print its findings and exit")
+	fs.BoolVar(&o.once, "once", false, "run one full cycle against the API, print its findings and exit (with --provider in correct mode it takes the daemon's lease, or refuses while a daemon holds it)")
 	fs.BoolVar(&o.development, "log-development", false, "human-readable logs instead of JSON")
 	return cmd
 }
@@ -91,10 +91,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if o.once {
 		return o.runOnce(ctx, p, out, logger)
 	}
-	leNS := o.leaderElectionNS
-	if leNS == "" {
-		leNS = o.namespace
-	}
+	leNS := o.leaseNamespace()
 	ownerSel := labels.SelectorFromSet(labels.Set{diff.OwnerLabel: p.opts.Owner})
 	ownerOnly := cache.ByObject{Label: ownerSel}
 	mgr, err := manager.New(p.cfg, manager.Options{
@@ -160,6 +157,14 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 
 func ptr[T any](v T) *T { return &v }
 
+// leaseNamespace is where the leader election lease lives.
+func (o *runOptions) leaseNamespace() string {
+	if o.leaderElectionNS != "" {
+		return o.leaderElectionNS
+	}
+	return o.namespace
+}
+
 // everyReplica is a function the manager runs on every replica, leader or not.
 type everyReplica func(context.Context) error
 
@@ -194,6 +199,15 @@ func serveMetrics(addr string, own *prometheus.Registry) everyReplica {
 // runOnce runs a single cycle against the API directly (no cache, no leader election) and prints
 // its findings as `plan` does. Its Events are written before it returns.
 func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logger logr.Logger) error {
+	if len(o.cloud.providers) > 0 && p.opts.Policy.Mode == diff.ModeCorrect {
+		// It may replace Machines: it takes the daemon's lease, so that the two never keep two
+		// replacement budgets.
+		release, err := holdLease(ctx, p.cfg, p.client, o.leaseNamespace(), "driftd-"+p.opts.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
 		Events: report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),

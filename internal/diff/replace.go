@@ -220,7 +220,9 @@ func breaker(findings []Finding, byKey map[Key]*unstructured.Unstructured, in Re
 		if f.Class != ClassInstanceMissing && f.Class != ClassInstanceStopped {
 			continue
 		}
-		if m := byKey[keyOfRef(f.Object)]; m != nil {
+		// A Machine already being replaced was judged before: the breaker weighs what this answer
+		// newly claims.
+		if m := byKey[keyOfRef(f.Object)]; m != nil && !replacementInFlight(m) {
 			absent[clusterOf(m)]++
 			poolAbsent[GroupOf(m)]++
 		}

@@ -162,12 +162,16 @@ func TestCloudDriftOnAWS(t *testing.T) {
 
 	t.Run("with a MachineHealthCheck: annotated, and a second waits for the budget", func(t *testing.T) {
 		healthCheck(t, ns, "aws1", "md-0")
-		_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m2"], ids["aws1-md-0-m3"]}})
+		// One after the other: two of five gone at once would trip the breaker (see cloud_breaker_test.go).
+		_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m2"]}})
 		cloud.do(t, "TerminateInstances", err)
 		runOnce(t, ns, args...)
 		if s := machineState(t, ns, "aws1-md-0-m2"); s != "remediate" {
 			t.Fatalf("m2 state %q, want annotated with %s", s, diff.AnnotationRemediateMachine)
 		}
+		_, err = cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m3"]}})
+		cloud.do(t, "TerminateInstances", err)
+		runOnce(t, ns, args...)
 		if s := machineState(t, ns, "aws1-md-0-m3"); s != "ok" {
 			t.Fatalf("m3 state %q: a second replacement in the same MachineDeployment must wait", s)
 		}

@@ -20,8 +20,8 @@ var (
 )
 
 // provisioned creates what Cluster API would have created for a running Machine of a
-// MachineDeployment: the Machine (owned by a MachineSet, phase Running, providerID set) and its
-// infrastructure machine with spec. No Cluster API controller runs in the test bed.
+// MachineDeployment: the Machine (owned by a MachineSet, phase Running with a Node, providerID set)
+// and its infrastructure machine with spec. No Cluster API controller runs in the test bed.
 func provisioned(tb testing.TB, ns, cluster, deployment, name, providerID string, infraGVK schema.GroupVersionKind, infraSpec map[string]any) {
 	tb.Helper()
 	ctx := context.Background()
@@ -49,6 +49,7 @@ func provisioned(tb testing.TB, ns, cluster, deployment, name, providerID string
 		tb.Fatalf("creating Machine %s: %v", name, err)
 	}
 	unstructured.SetNestedField(m.Object, "Running", "status", "phase")
+	unstructured.SetNestedField(m.Object, name, "status", "nodeRef", "name")
 	if err := env.Client.Status().Update(ctx, m); err != nil {
 		tb.Fatalf("setting Machine %s Running: %v", name, err)
 	}
