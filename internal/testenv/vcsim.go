@@ -4,22 +4,37 @@ import (
 	"context"
 	"crypto/tls"
 	"net/url"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
-// VCSim is govmomi's vSphere simulator, serving a vCenter API on a loopback port in-process.
+// VCSim is govmomi's vSphere simulator, serving a vCenter API on a loopback port in-process. It
+// knows users (the one in URL, and those AddUser adds), counts their logins, and can hide folders
+// from a user the way a vCenter's permissions do: a user's container views leave them out.
 type VCSim struct {
-	// URL reaches the SDK endpoint and carries the simulator's user and password.
+	// URL reaches the SDK endpoint and carries the simulator's administrator and password.
 	URL *url.URL
 	// Model is the simulated inventory; tests may change it before the server starts.
 	Model *simulator.Model
 
 	server *simulator.Server
+
+	mu     sync.Mutex
+	users  map[string]string   // user → password
+	logins map[string]int      // user → successful logins
+	hidden map[string][]string // user → names of folders hidden from them
 }
+
+// vcsimAdmin is the simulator's administrator.
+var vcsimAdmin = url.UserPassword("administrator@vsphere.local", "vcsim-admin-pw")
 
 // StartVCSim starts a simulated vCenter. configure, when not nil, sizes the model (datacenters,
 // hosts, VMs, ...) before it is created; the default is simulator.VPX's inventory.
@@ -33,8 +48,100 @@ func StartVCSim(configure func(*simulator.Model)) (*VCSim, error) {
 		return nil, err
 	}
 	model.Service.TLS = new(tls.Config) // serve HTTPS, as a vCenter does, so thumbprints are checked
-	server := model.Service.NewServer()
-	return &VCSim{URL: server.URL, Model: model, server: server}, nil
+	model.Service.Listen = &url.URL{User: vcsimAdmin}
+	v := &VCSim{Model: model, users: map[string]string{}, logins: map[string]int{}, hidden: map[string][]string{}}
+	pw, _ := vcsimAdmin.Password()
+	v.users[vcsimAdmin.Username()] = pw
+	reg := model.Map()
+	reg.SessionManager().ValidLogin = v.validLogin
+	vm := reg.ViewManager()
+	reg.Put(&permissionedViewManager{ViewManager: vm, sim: v})
+	v.server = model.Service.NewServer()
+	v.URL = v.server.URL
+	return v, nil
+}
+
+func (v *VCSim) validLogin(req *types.Login) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if pw, ok := v.users[req.UserName]; ok && pw == req.Password {
+		v.logins[req.UserName]++
+		return true
+	}
+	return false
+}
+
+// AddUser lets user log in with password.
+func (v *VCSim) AddUser(user, password string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.users[user] = password
+}
+
+// Logins returns how many times user logged in.
+func (v *VCSim) Logins(user string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.logins[user]
+}
+
+// HideFolders hides the folders named folders, and everything in them, from user.
+func (v *VCSim) HideFolders(user string, folders ...string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.hidden[user] = append(v.hidden[user], folders...)
+}
+
+// permissionedViewManager leaves out of a user's container views what the user may not see, as a
+// vCenter's permissions do.
+type permissionedViewManager struct {
+	*simulator.ViewManager
+	sim *VCSim
+}
+
+func (m *permissionedViewManager) CreateContainerView(ctx *simulator.Context, req *types.CreateContainerView) soap.HasFault {
+	res := m.ViewManager.CreateContainerView(ctx, req)
+	body, ok := res.(*methods.CreateContainerViewBody)
+	if !ok || body.Res == nil || ctx.Session == nil {
+		return res
+	}
+	m.sim.mu.Lock()
+	hidden := append([]string(nil), m.sim.hidden[ctx.Session.UserName]...)
+	m.sim.mu.Unlock()
+	if len(hidden) == 0 {
+		return res
+	}
+	view, ok := ctx.Session.Registry.Get(body.Res.Returnval).(*simulator.ContainerView)
+	if !ok {
+		return res
+	}
+	kept := view.View[:0]
+	for _, ref := range view.View {
+		if !underHidden(ctx, ref, hidden) {
+			kept = append(kept, ref)
+		}
+	}
+	view.View = kept
+	return res
+}
+
+// underHidden reports whether the object ref is a folder named in hidden or lies in one.
+func underHidden(ctx *simulator.Context, ref types.ManagedObjectReference, hidden []string) bool {
+	for cur := ref; cur.Value != ""; {
+		obj := ctx.Map.Get(cur)
+		if obj == nil {
+			return false
+		}
+		if f, ok := obj.(*simulator.Folder); ok && slices.Contains(hidden, f.Name) {
+			return true
+		}
+		e, ok := obj.(mo.Entity)
+		if !ok || e.Entity().Parent == nil {
+			return false
+		}
+		cur = *e.Entity().Parent
+	}
+	return false
 }
 
 // Stop shuts the server down and removes the model's files.

@@ -2,9 +2,11 @@ package vsphere
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -109,4 +111,100 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 	b.ReportMetric(float64(snap.Calls["RetrievePropertiesEx"]), "retrieves/op")
 	b.ReportMetric(float64(snap.Calls["ContinueRetrievePropertiesEx"]), "continues/op")
+}
+
+// restrictedFolder moves the first n VMs into a new folder /DC0/vm/<name> and returns their UUIDs.
+func restrictedFolder(tb testing.TB, sim *testenv.VCSim, name string, n int) []string {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := sim.Client(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	finder := find.NewFinder(c.Client, true)
+	dc, err := finder.Datacenter(ctx, "DC0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sub, err := folders.VmFolder.CreateFolder(ctx, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vms, _ := sim.VMs(ctx)
+	var moved []types.ManagedObjectReference
+	var uuids []string
+	for _, vm := range vms[:n] {
+		moved = append(moved, vm.Reference())
+		uuids = append(uuids, strings.ToLower(vm.Config.Uuid))
+	}
+	task, err := sub.MoveInto(ctx, moved)
+	if err != nil || task.Wait(ctx) != nil {
+		tb.Fatalf("moving VMs into %s: %v", name, err)
+	}
+	return uuids
+}
+
+// TestSnapshotSeesWhatTheIdentitySees: a user without permissions on a folder sees neither it nor
+// its VMs; the snapshot says which folders it saw, so that their VMs are never taken for missing.
+func TestSnapshotSeesWhatTheIdentitySees(t *testing.T) {
+	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = 3 })
+	hidden := restrictedFolder(t, sim, "restricted", 2)
+	sim.AddUser("tenant-a", "tenant-a-pw")
+	sim.HideFolders("tenant-a", "restricted")
+	c := target(t, sim, "edge", "/DC0/vm")
+	c.VSphere = &infra.VSphereIdentity{Key: "Secret/fleet/tenant-a", Username: "tenant-a", Password: "tenant-a-pw"}
+	snap, err := New(Options{}).Snapshot(context.Background(), []infra.Cluster{c})
+	if err != nil || len(snap.Unavailable) > 0 {
+		t.Fatalf("snapshot: %v %v", err, snap.Unavailable)
+	}
+	for _, i := range snap.Instances {
+		if slices.Contains(hidden, i.ID) {
+			t.Errorf("the tenant saw VM %s in a folder hidden from it", i.ID)
+		}
+	}
+	if snap.Folders["fleet/edge"]["/DC0/vm/restricted"] || !snap.Folders["fleet/edge"]["/DC0/vm"] {
+		t.Errorf("visible folders %v: want /DC0/vm and not /DC0/vm/restricted", snap.Folders["fleet/edge"])
+	}
+	if sim.Logins("tenant-a") != 1 {
+		t.Errorf("%d logins as tenant-a, want 1", sim.Logins("tenant-a"))
+	}
+}
+
+// TestSnapshotLogsInOncePerServerAndIdentity: clusters with the same identity share a session;
+// each identity has its own.
+func TestSnapshotLogsInOncePerServerAndIdentity(t *testing.T) {
+	sim := testenv.RequireVCSim(t, nil)
+	sim.AddUser("team-a", "a-pw")
+	sim.AddUser("team-b", "b-pw")
+	as := func(name, user, pw string) infra.Cluster {
+		c := target(t, sim, name)
+		c.VSphere = &infra.VSphereIdentity{Key: "VSphereClusterIdentity/" + user, Username: user, Password: pw}
+		return c
+	}
+	_, err := New(Options{}).Snapshot(context.Background(), []infra.Cluster{as("a1", "team-a", "a-pw"), as("a2", "team-a", "a-pw"), as("b1", "team-b", "b-pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.Logins("team-a") != 1 || sim.Logins("team-b") != 1 {
+		t.Errorf("logins: team-a %d, team-b %d; want one session per identity", sim.Logins("team-a"), sim.Logins("team-b"))
+	}
+}
+
+// TestSnapshotCountsAnUnreadableVMAsUnknown: a VM whose config cannot be read (inaccessible) is
+// counted, so that a Machine's VM on that vCenter is not taken for missing.
+func TestSnapshotCountsAnUnreadableVMAsUnknown(t *testing.T) {
+	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = 2 })
+	vms, _ := sim.VMs(context.Background())
+	vms[0].Config = nil
+	snap, err := New(Options{}).Snapshot(context.Background(), []infra.Cluster{target(t, sim, "edge", "/DC0/vm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Unknown[sim.URL.Host] != 1 || len(snap.Instances) != len(vms)-1 {
+		t.Errorf("unknown %v, %d instances of %d VMs", snap.Unknown, len(snap.Instances), len(vms))
+	}
 }
