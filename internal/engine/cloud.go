@@ -261,7 +261,10 @@ func (e *Engine) replicasOf(ctx context.Context, g diff.Group) (diff.Replicas, b
 	if !ok {
 		return diff.Replicas{}, false
 	}
-	available, _, _ := unstructured.NestedInt64(live.Object, "status", "availableReplicas")
+	available, ok, _ := unstructured.NestedInt64(live.Object, "status", "availableReplicas")
+	if !ok {
+		return diff.Replicas{}, false // no status yet: the Machines in flight are what counts
+	}
 	return diff.Replicas{Desired: desired, Available: available}, true
 }
 

@@ -82,7 +82,13 @@ func newAWSCloud(t *testing.T) *awsCloud {
 // launch starts an instance tagged for cluster as CAPA tags them and returns its providerID.
 func (c *awsCloud) launch(t *testing.T, cluster, machine string) (id, providerID string) {
 	t.Helper()
-	out, err := c.ec2.RunInstances(context.Background(), &ec2.RunInstancesInput{
+	return c.launchWith(t, c.ec2, cluster, machine)
+}
+
+// launchWith is launch through another account's client.
+func (c *awsCloud) launchWith(t *testing.T, client *ec2.Client, cluster, machine string) (id, providerID string) {
+	t.Helper()
+	out, err := client.RunInstances(context.Background(), &ec2.RunInstancesInput{
 		ImageId: c.ami, InstanceType: ec2types.InstanceTypeM5Large, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 		Placement: &ec2types.Placement{AvailabilityZone: aws.String("eu-west-1a")},
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
