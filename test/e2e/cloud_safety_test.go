@@ -397,4 +397,3 @@ func leaseHolder(tb testing.TB, ns, name string) string {
 	h, _, _ := unstructured.NestedString(u.Object, "spec", "holderIdentity")
 	return h
 }
-
