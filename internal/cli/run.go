@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
@@ -81,7 +82,8 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 }
 
 func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
-	logger := zap.New(zap.UseDevMode(o.development), zap.WriteTo(errOut))
+	// Errors are reported, not crashes: no stack traces below panics.
+	logger := zap.New(zap.UseDevMode(o.development), zap.WriteTo(errOut), zap.StacktraceLevel(zapcore.DPanicLevel))
 	log.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's leader election and informers log through klog
 	p, err := o.parts()

@@ -170,10 +170,17 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 			}
 		}
 	}
+	// A cluster whose identity driftd may not use is read with no other: its inventory is
+	// unavailable, never empty.
+	for _, key := range slices.Sorted(maps.Keys(unusable)) {
+		err := fmt.Errorf("%s inventory of cluster %s unavailable; none of its machines is judged this cycle: %w", e.providerOf(scope, key), key, unusable[key])
+		res.Errors = append(res.Errors, err)
+		e.warn(report.ReasonInventoryUnavailable, err)
+	}
 	for _, inv := range e.opts.Cloud.Inventories {
 		var targets []infra.Cluster
 		for _, sc := range scope {
-			if sc.provider == inv.Provider() {
+			if _, bad := unusable[sc.target.Key()]; sc.provider == inv.Provider() && !bad {
 				targets = append(targets, sc.target)
 			}
 		}
@@ -192,15 +199,15 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 			e.warn(report.ReasonInventoryUnavailable, err)
 			continue
 		}
-		for key, why := range unusable {
-			if _, ok := snap.Unavailable[key]; !ok && e.providerOf(scope, key) == inv.Provider() {
-				snap.Unavailable[key] = why
-			}
-		}
 		for _, key := range slices.Sorted(maps.Keys(snap.Unavailable)) {
 			err := fmt.Errorf("%s inventory of cluster %s unavailable; none of its machines is judged this cycle: %w", inv.Provider(), key, snap.Unavailable[key])
 			res.Errors = append(res.Errors, err)
 			e.warn(report.ReasonInventoryUnavailable, err)
+		}
+		for key, why := range unusable {
+			if e.providerOf(scope, key) == inv.Provider() {
+				snap.Unavailable[key] = why // so that none of its machines is judged
+			}
 		}
 		in.Snapshots[inv.Provider()] = snap
 		for k, why := range e.vanished(inv.Provider(), targets, snap, rin.Machines) {

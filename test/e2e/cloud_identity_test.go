@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/vmware/govmomi/find"
+	govobject "github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+const roleInB = "arn:aws:iam::222222222222:role/driftd-reader"
+
+// accountB is CAPA's identities as a platform team keeps them in Git: the controller's default,
+// and a role in account B that namespace allowed may use.
+func accountB(allowed string) string {
+	return fmt.Sprintf(`apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSClusterControllerIdentity
+metadata:
+  name: default
+spec:
+  allowedNamespaces: {}
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSClusterRoleIdentity
+metadata:
+  name: account-b
+spec:
+  roleARN: %s
+  externalID: fleet-42
+  sourceIdentityRef: {kind: AWSClusterControllerIdentity, name: default}
+  allowedNamespaces:
+    list: [%s]
+`, roleInB, allowed)
+}
+
+// TestEachClusterIsReadWithItsOwnAWSIdentity: the cluster's instances live in account B; driftd
+// holds account A's keys. Through the cluster's AWSClusterRoleIdentity it sees them and replaces a
+// terminated one; once the identity no longer allows the cluster's namespace, or is gone, the
+// cluster's inventory is unavailable — never empty — and nothing is written.
+func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
+	ns := "account-b"
+	cloud := newAWSCloud(t)
+	cfgB, err := cloud.moto.AWSConfigAs(context.Background(), "eu-west-1", roleInB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inB := ec2.NewFromConfig(cfgB)
+	files := map[string]string{
+		"fleet/kustomization.yaml": kustomization(ns, "identities.yaml", "tenant.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns),
+		"fleet/identities.yaml":    accountB(ns),
+		"fleet/tenant.yaml":        poolCluster("tenant", 8, "AWSClusterRoleIdentity/account-b"),
+	}
+	repo := testenv.NewGitRepo(t, files)
+	args := append(commonArgs(t, repo.Dir, ns), "--provider", "aws")
+	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	ids := provisionPool(t, cloud, ns, "tenant", 8, inB)
+
+	if code, doc, stderr := plan(t, args...); code != 0 {
+		t.Fatalf("plan of a cluster in account B, read through its role: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
+	}
+	cloud.terminateWith(t, inB, ids["tenant-md-0-m1"])
+	_, doc, _ := plan(t, args...)
+	if f := findingOf(doc, "Machine", "tenant-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing || f.Action != diff.ActionReplace {
+		t.Fatalf("finding %+v, want InstanceMissing to replace", f)
+	}
+	runOnce(t, ns, args...)
+	if s := machineState(t, ns, "tenant-md-0-m1"); s != "remediate" {
+		t.Errorf("tenant-md-0-m1 %q, want annotated", s)
+	}
+
+	for _, tc := range []struct{ name, identities, reason string }{
+		{"not allowed for the namespace", accountB("someone-else"), "allowedNamespaces"},
+		{"removed", testenv.Delete, "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			change := map[string]string{"fleet/identities.yaml": tc.identities}
+			if tc.identities == testenv.Delete {
+				change["fleet/kustomization.yaml"] = kustomization(ns, "tenant.yaml")
+				for _, kind := range []string{"AWSClusterRoleIdentity", "AWSClusterControllerIdentity"} {
+					u := &unstructured.Unstructured{}
+					u.SetAPIVersion("infrastructure.cluster.x-k8s.io/v1beta2")
+					u.SetKind(kind)
+					u.SetName(map[string]string{"AWSClusterRoleIdentity": "account-b", "AWSClusterControllerIdentity": "default"}[kind])
+					_ = env.Client.Delete(context.Background(), u)
+				}
+			}
+			repo.Commit(t, "identity "+tc.name, change)
+			runOnce(t, ns, commonArgs(t, repo.Dir, ns)...) // Git applied
+			cloud.terminateWith(t, inB, ids["tenant-md-0-m2"])
+			before := machineUIDs(t, ns)
+			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			if code != 1 || !strings.Contains(errOut, "inventory of cluster "+ns+"/tenant unavailable") || !strings.Contains(errOut, tc.reason) {
+				t.Errorf("run --once: exit %d, want 1 with the tenant's inventory unavailable (%s)\n%s%s", code, tc.reason, out, errOut)
+			}
+			if strings.Contains(out, "InstanceMissing") {
+				t.Errorf("InstanceMissing reported without the cluster's identity:\n%s", out)
+			}
+			if after := machineUIDs(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("Machines changed: %v → %v", before, after)
+			}
+		})
+	}
+	if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "InventoryUnavailable") {
+		t.Error("no InventoryUnavailable Event on driftd-status")
+	}
+}
+
+func (c *awsCloud) terminateWith(t *testing.T, client *ec2.Client, ids ...string) {
+	t.Helper()
+	_, err := client.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: ids})
+	c.do(t, "TerminateInstances", err)
+}
+
+// vsphereFleet is a vSphere cluster in namespace ns on server whose VSphereCluster names identity
+// (kind/name).
+func vsphereFleet(ns, name, server, thumbprint, identity string, nsLabels map[string]string) map[string]string {
+	kind, id, _ := strings.Cut(identity, "/")
+	labels := ""
+	for k, v := range nsLabels {
+		labels += fmt.Sprintf("\n    %s: %s", k, v)
+	}
+	if labels != "" {
+		labels = "\n  labels:" + labels
+	}
+	return map[string]string{
+		"fleet/kustomization.yaml": kustomization(ns, "vs.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns) + labels + "\n",
+		"fleet/vs.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
+kind: Cluster
+metadata:
+  name: %[1]s
+spec:
+  infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: VSphereCluster, name: %[1]s}
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: VSphereCluster
+metadata:
+  name: %[1]s
+spec:
+  server: %[2]s
+  thumbprint: %[3]q
+  identityRef: {kind: %[4]s, name: %[5]s}
+`, name, server, thumbprint, kind, id),
+	}
+}
+
+// capv installs what CAPV's installation holds for a VSphereClusterIdentity: its namespace and the
+// identity's Secret; and the identity itself, allowed where selector matches.
+func capv(tb testing.TB, name, user, password string, selector map[string]any) {
+	tb.Helper()
+	ctx := context.Background()
+	installNamespace(tb, "capv-system")
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "capv-system", Name: name}, StringData: map[string]string{"username": user, "password": password}}
+	if err := env.Client.Create(ctx, s); err != nil {
+		tb.Fatal(err)
+	}
+	id := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"secretName": name,
+		"allowedNamespaces": map[string]any{"selector": selector}}}}
+	id.SetAPIVersion("infrastructure.cluster.x-k8s.io/v1beta1")
+	id.SetKind("VSphereClusterIdentity")
+	id.SetName(name)
+	if err := env.Client.Create(ctx, id); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = env.Client.Delete(context.Background(), s); _ = env.Client.Delete(context.Background(), id) })
+}
+
+// TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed: CAPV's rule, kept by driftd. A
+// VSphereClusterIdentity's credentials are used only for clusters in namespaces it allows, and only
+// towards the server Git names: a tenant who points their VSphereCluster at their own host (and
+// freezes it with driftd.io/reconcile: disabled) receives no login.
+func TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed(t *testing.T) {
+	vcenter := testenv.RequireVCSim(t, nil)
+	tenantHost := testenv.RequireVCSim(t, nil)
+	for _, sim := range []*testenv.VCSim{vcenter, tenantHost} {
+		sim.AddUser("platform-admin", "platform-pw")
+	}
+	capv(t, "platform", "platform-admin", "platform-pw", map[string]any{"matchLabels": map[string]any{"tenancy": "platform"}})
+	vsArgs := func(repo *testenv.GitRepo, ns string) []string {
+		return append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")
+	}
+
+	t.Run("a namespace the identity does not allow", func(t *testing.T) {
+		ns := "vs-not-allowed"
+		repo := testenv.NewGitRepo(t, vsphereFleet(ns, "edge", vcenter.URL.Host, vcenter.Thumbprint(), "VSphereClusterIdentity/platform", nil))
+		runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+		code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
+		errOut = out + errOut
+		if code != 1 || !strings.Contains(errOut, "allowedNamespaces") {
+			t.Errorf("run --once: exit %d, want 1 with the inventory unavailable\n%s", code, errOut)
+		}
+		if n := vcenter.Logins("platform-admin"); n != 0 {
+			t.Errorf("%d logins with the platform identity for a namespace it does not allow", n)
+		}
+	})
+
+	t.Run("a server the tenant put there", func(t *testing.T) {
+		ns := "vs-tenant"
+		files := vsphereFleet(ns, "edge", vcenter.URL.Host, vcenter.Thumbprint(), "VSphereClusterIdentity/platform", map[string]string{"tenancy": "platform"})
+		repo := testenv.NewGitRepo(t, files)
+		runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+		if code, _, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...); code != 0 || vcenter.Logins("platform-admin") != 1 {
+			t.Fatalf("the allowed cluster: exit %d, %d logins; want one at the vCenter Git names\n%s", code, vcenter.Logins("platform-admin"), errOut)
+		}
+		vc := &unstructured.Unstructured{}
+		vc.SetAPIVersion("infrastructure.cluster.x-k8s.io/v1beta1")
+		vc.SetKind("VSphereCluster")
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "edge"}, vc); err != nil {
+			t.Fatal(err)
+		}
+		vc.SetAnnotations(map[string]string{diff.AnnotationReconcile: "disabled"})
+		_ = unstructured.SetNestedField(vc.Object, tenantHost.URL.Host, "spec", "server")
+		_ = unstructured.SetNestedField(vc.Object, tenantHost.Thumbprint(), "spec", "thumbprint")
+		if err := env.Client.Update(context.Background(), vc, client.FieldOwner("tenant")); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
+		errOut = out + errOut
+		if code != 1 || !strings.Contains(errOut, "Git") {
+			t.Errorf("run --once: exit %d, want 1 with the inventory unavailable (server differs from Git)\n%s", code, errOut)
+		}
+		if n := tenantHost.Logins("platform-admin"); n != 0 {
+			t.Errorf("the tenant's host received %d logins with the platform's credentials", n)
+		}
+	})
+}
+
+// TestVMsAnIdentityCannotSeeAreNeverMissing: the cluster's identity may see only some folders
+// (vCenter permissions). A Machine whose VM lives where it cannot see is never InstanceMissing; one
+// in a folder it sees is, once its VM is gone.
+func TestVMsAnIdentityCannotSeeAreNeverMissing(t *testing.T) {
+	ctx := context.Background()
+	ns := "vs-visibility"
+	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = 2 })
+	sim.AddUser("tenant", "tenant-pw")
+	sim.HideFolders("tenant", "restricted")
+	c, err := sim.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := find.NewFinder(c.Client, true).Datacenter(ctx, "DC0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted, err := folders.VmFolder.CreateFolder(ctx, "restricted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms, _ := sim.VMs(ctx)
+	if task, err := restricted.MoveInto(ctx, []types.ManagedObjectReference{vms[0].Reference()}); err != nil || task.Wait(ctx) != nil {
+		t.Fatalf("moving a VM: %v", err)
+	}
+
+	repo := testenv.NewGitRepo(t, vsphereFleet(ns, "edge", sim.URL.Host, sim.Thumbprint(), "Secret/edge-credentials", nil))
+	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-credentials"},
+		StringData: map[string]string{"username": "tenant", "password": "tenant-pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, folder := range []string{"/DC0/vm/restricted", "/DC0/vm"} {
+		name := fmt.Sprintf("edge-md-0-m%d", i)
+		provisioned(t, ns, "edge", "edge-md-0", name, "vsphere://"+strings.ToLower(vms[i].Config.Uuid), gvkVSMachine, map[string]any{
+			"server": sim.URL.Host, "template": "ubuntu-2204", "folder": folder, "numCPUs": int64(vms[i].Config.Hardware.NumCPU),
+			"memoryMiB": int64(vms[i].Config.Hardware.MemoryMB), "network": map[string]any{"devices": []any{map[string]any{"networkName": "VM Network", "dhcp4": true}}},
+		})
+	}
+	args := append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere")
+	_, doc, stderr := plan(t, args...)
+	if f := findingOf(doc, "Machine", "edge-md-0-m0"); f != nil {
+		t.Errorf("the Machine whose VM the identity cannot see: %+v\n%s", f, stderr)
+	}
+
+	// Both VMs go; only the one the identity can see is known to be gone.
+	for _, vm := range vms[:2] {
+		o := govobject.NewVirtualMachine(c.Client, vm.Reference())
+		if task, err := o.PowerOff(ctx); err == nil {
+			_ = task.Wait(ctx)
+		}
+		if task, err := o.Destroy(ctx); err != nil || task.Wait(ctx) != nil {
+			t.Fatalf("destroying a VM: %v", err)
+		}
+	}
+	_, doc, _ = plan(t, args...)
+	if f := findingOf(doc, "Machine", "edge-md-0-m0"); f != nil && f.Class == diff.ClassInstanceMissing {
+		t.Errorf("InstanceMissing for a VM the identity cannot see: %+v", f)
+	}
+	if f := findingOf(doc, "Machine", "edge-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing {
+		t.Errorf("the Machine whose VM is gone from a visible folder: %+v, want InstanceMissing", f)
+	}
+}
