@@ -175,7 +175,10 @@ func capv(tb testing.TB, name, user, password string, selector map[string]any) {
 	if err := env.Client.Create(ctx, id); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = env.Client.Delete(context.Background(), s); _ = env.Client.Delete(context.Background(), id) })
+	tb.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), s)
+		_ = env.Client.Delete(context.Background(), id)
+	})
 }
 
 // TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed: CAPV's rule, kept by driftd. A
