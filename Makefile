@@ -26,15 +26,16 @@ build: ## Build bin/driftd
 
 .PHONY: demo
 demo: testbin ## Watch driftd catch a kubectl scale, a resized and a powered-off VM (DEMO_KEEP=1 keeps it running)
-	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DEMO_KEEP=$(DEMO_KEEP) $(GO) run ./hack/demo
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DRIFTD_CAPI="$$(hack/testbin.sh capi)" DEMO_KEEP=$(DEMO_KEEP) $(GO) run ./hack/demo
 
 .PHONY: testbin
-testbin: ## Build the test bed's kube-apiserver and etcd (once per pinned version)
+testbin: ## Build the test bed's kube-apiserver, etcd and Cluster API controllers (once per pin)
 	@hack/testbin.sh >/dev/null
+	@hack/testbin.sh capi >/dev/null
 
 .PHONY: test
 test: testbin ## Run every test against the test bed (real API server, CRDs, moto, vcsim)
-	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(PKGS)
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DRIFTD_CAPI="$$(hack/testbin.sh capi)" $(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(PKGS)
 
 .PHONY: bench
 bench: testbin ## Benchmarks on a generated fleet (BENCH_CLUSTERS, default 1000): no-change cycle vs ssa.Diff, detection latency, peak RSS

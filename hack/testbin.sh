@@ -15,6 +15,22 @@ set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-v1.36.3}   # the pin of kube-apiserver
 ETCD_VERSION=${ETCD_VERSION:-v3.6.8}    # the pin of etcd (the version kube-apiserver pins)
 TESTBIN_DIR=${TESTBIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/bin/testbin}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+# `testbin.sh capi` builds Cluster API's controllers for the test bed (hack/capi, a module of its
+# own whose go.mod holds the pins) into a folder named after a hash of its sources, so that a build
+# happens once per pin or change, and prints the binary's path.
+if [[ "${1:-}" == "capi" ]]; then
+  hash=$(cat "$ROOT"/hack/capi/go.mod "$ROOT"/hack/capi/go.sum "$ROOT"/hack/capi/*.go | sha256sum | cut -c1-12)
+  bin="$TESTBIN_DIR/capi-$hash/capi"
+  if [[ ! -x "$bin" ]]; then
+    echo "testbin: building Cluster API's controllers for the test bed (once per pin; a few minutes cold)" >&2
+    mkdir -p "$(dirname "$bin")"
+    (cd "$ROOT/hack/capi" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -trimpath -o "$bin.tmp" . && mv "$bin.tmp" "$bin")
+  fi
+  echo "$bin"
+  exit 0
+fi
 
 out="$TESTBIN_DIR/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION"
 # kube-apiserver must know its own version: Cluster API's controllers refuse a management cluster

@@ -54,6 +54,14 @@ func NewScheme() *runtime.Scheme {
 // Start starts etcd and kube-apiserver, installs the CRDs of CRDModules and waits until they
 // are served.
 func Start() (*Env, error) {
+	crds, err := CRDDirectories()
+	if err != nil {
+		return nil, err
+	}
+	return start(envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true})
+}
+
+func start(crds envtest.CRDInstallOptions) (*Env, error) {
 	dir, err := binaryAssets()
 	if err != nil {
 		return nil, err
@@ -62,16 +70,10 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	crds, err := CRDDirectories()
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
 	scheme := NewScheme()
 	env := &envtest.Environment{
 		Scheme:                   scheme,
-		CRDDirectoryPaths:        crds,
-		ErrorIfCRDPathMissing:    true,
+		CRDInstallOptions:        crds,
 		BinaryAssetsDirectory:    assets,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
@@ -151,14 +153,21 @@ func Unavailable(tb testing.TB, format string, args ...any) {
 // that take --kubeconfig.
 func (e *Env) KubeconfigFile(tb testing.TB) string {
 	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "kubeconfig")
+	if err := writeKubeconfig(e, path); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// WriteKubeconfig writes a kubeconfig for the control plane to path.
+func (e *Env) WriteKubeconfig(path string) error { return writeKubeconfig(e, path) }
+
+func writeKubeconfig(e *Env, path string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["testenv"] = &clientcmdapi.Cluster{Server: e.Config.Host, CertificateAuthorityData: e.Config.CAData}
 	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: e.Config.CertData, ClientKeyData: e.Config.KeyData, Token: e.Config.BearerToken}
 	cfg.Contexts["testenv"] = &clientcmdapi.Context{Cluster: "testenv", AuthInfo: "admin"}
 	cfg.CurrentContext = "testenv"
-	path := filepath.Join(tb.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		tb.Fatal(err)
-	}
-	return path
+	return clientcmd.WriteToFile(*cfg, path)
 }

@@ -1,0 +1,346 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+// CAPI is a test bed with Cluster API's own controllers and admission webhooks running against
+// it: core (with ClusterClass topologies), the kubeadm bootstrap and control plane providers, and
+// the development infrastructure provider's in-memory backend (DevCluster, DevMachine), which fakes
+// each workload cluster's API server, etcd and Nodes. They run in one process (hack/capi, built by
+// `hack/testbin.sh capi`), which dies with the test binary and also serves driftd's inventory
+// protocol for the in-memory machines.
+type CAPI struct {
+	*Env
+	// Inventory is the URL of the inventory endpoint (inventory.driftd.io/v1).
+	Inventory string
+	// LogFile holds the controllers' log.
+	LogFile string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// capiTestModule holds the development provider's CRDs and webhooks.
+var capiTestModule = crdModule{Path: "sigs.k8s.io/cluster-api/test", Version: "v1.14.0", Dirs: []string{"infrastructure/docker/config/crd/bases"}}
+
+// webhookManifests are the webhook configurations of the providers hack/capi runs.
+var webhookManifests = []struct {
+	module crdModule
+	path   string
+}{
+	{CRDModules[0], "core/config/webhook/manifests.yaml"},
+	{CRDModules[0], "bootstrap/kubeadm/config/webhook/manifests.yaml"},
+	{CRDModules[0], "controlplane/kubeadm/config/webhook/manifests.yaml"},
+	{capiTestModule, "infrastructure/docker/config/webhook/manifests.yaml"},
+}
+
+// servedResources are the resources hack/capi has webhooks for: the configurations' other
+// entries (ClusterResourceSets, MachinePools, IPAM, Docker*) would only fail.
+var servedResources = []string{"clusters", "clusterclasses", "machines", "machinesets", "machinedeployments", "machinedrainrules",
+	"machinehealthchecks", "kubeadmconfigs", "kubeadmconfigtemplates", "kubeadmcontrolplanes", "kubeadmcontrolplanes/scale",
+	"kubeadmcontrolplanetemplates", "devclusters", "devclustertemplates", "devmachines", "devmachinetemplates"}
+
+// StartCAPI starts a control plane with the CRDs of CRDModules and of the development provider,
+// labelled with the Cluster API contract versions they serve (as the providers' kustomizations do),
+// then Cluster API's controllers, and installs their webhooks once they serve.
+func StartCAPI() (*CAPI, error) {
+	bin, err := capiBinary()
+	if err != nil {
+		return nil, err
+	}
+	crds, err := contractCRDs()
+	if err != nil {
+		return nil, err
+	}
+	env, err := start(envtest.CRDInstallOptions{CRDs: crds})
+	if err != nil {
+		return nil, err
+	}
+	c := &CAPI{Env: env}
+	if err := c.startControllers(bin); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *CAPI) startControllers(bin string) error {
+	hooks := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", MaxTime: time.Minute}
+	if err := loadWebhooks(hooks); err != nil {
+		return err
+	}
+	if err := hooks.PrepWithoutInstalling(); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "driftd-capi-")
+	if err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	if err := writeKubeconfig(c.Env, kubeconfig); err != nil {
+		return err
+	}
+	health, inventory, debug := freeAddr(), freeAddr(), freeAddr()
+	// The fake workload API servers take ports from a range of their own, picked at random so
+	// that two test binaries on one machine rarely meet.
+	base := 21000 + 1000*int(time.Now().UnixNano()%30)
+	args := []string{"--kubeconfig", kubeconfig, "--webhook-port", strconv.Itoa(hooks.LocalServingPort),
+		"--webhook-cert-dir", hooks.LocalServingCertDir, "--health-addr", health, "--inventory-addr", inventory,
+		"--workload-min-port", strconv.Itoa(base), "--workload-max-port", strconv.Itoa(base + 999),
+		"--workload-debug-port", debug[strings.LastIndex(debug, ":")+1:]}
+	c.LogFile = filepath.Join(work, "capi.log")
+	logFile, err := os.Create(c.LogFile)
+	if err != nil {
+		return err
+	}
+	if setpriv, err := exec.LookPath("setpriv"); err == nil {
+		c.cmd = exec.Command(setpriv, append([]string{"--pdeathsig", "KILL", bin}, args...)...)
+	} else {
+		c.cmd = exec.Command(bin, args...)
+	}
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	c.exited = make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(c.exited) }()
+	c.Inventory = "http://" + inventory
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("Cluster API's controllers exited; their log: %s", tail(c.LogFile))
+		default:
+		}
+		if resp, err := http.Get("http://" + health + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Cluster API's controllers are not ready after a minute; their log: %s", tail(c.LogFile))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := hooks.Install(c.Config); err != nil {
+		return fmt.Errorf("installing Cluster API's webhooks: %w", err)
+	}
+	return nil
+}
+
+// Stop stops the controllers and the control plane.
+func (c *CAPI) Stop() error {
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.exited
+		}
+	}
+	return c.Env.Stop()
+}
+
+// OutOfBand changes an in-memory machine behind Cluster API's back, as someone in the cloud's
+// console would: action is stop, start or delete; id is the providerID without its scheme.
+func (c *CAPI) OutOfBand(ctx context.Context, id, action string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Inventory+"/testbed/instances/"+id+"/"+action, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("%s %s: %s", action, id, resp.Status)
+	}
+	return nil
+}
+
+// MainCAPI is TestMain for a package that runs against Cluster API's controllers.
+func MainCAPI(m *testing.M, use func(*CAPI)) {
+	c, err := StartCAPI()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		os.Exit(1)
+	}
+	use(c)
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "testenv: the last lines of Cluster API's log (%s):\n%s\n", c.LogFile, tail(c.LogFile))
+	}
+	if err := c.Stop(); err != nil && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// capiBinary returns hack/capi's binary: DRIFTD_CAPI when set (the Makefile sets it), else what
+// `hack/testbin.sh capi` builds.
+func capiBinary() (string, error) {
+	if bin := os.Getenv("DRIFTD_CAPI"); bin != "" {
+		return bin, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	var stdout bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "hack", "testbin.sh"), "capi")
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building Cluster API's controllers with hack/testbin.sh capi: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// contractCRDs reads the CRDs and labels each with the Cluster API contract versions it serves
+// (cluster.x-k8s.io/v1beta2: v1beta2), which core needs to find an infrastructure provider's
+// contract.
+func contractCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	dirs, err := CRDDirectories()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := moduleDir(capiTestModule.Path, capiTestModule.Version)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range capiTestModule.Dirs {
+		dirs = append(dirs, filepath.Join(dir, d))
+	}
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, d := range dirs {
+		files, err := filepath.Glob(filepath.Join(d, "*.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := yaml.UnmarshalStrict(data, crd); err != nil {
+				if err := yaml.Unmarshal(data, crd); err != nil {
+					return nil, fmt.Errorf("%s: %w", f, err)
+				}
+			}
+			if crd.Labels == nil {
+				crd.Labels = map[string]string{}
+			}
+			for _, v := range crd.Spec.Versions {
+				if v.Served && (v.Name == "v1beta1" || v.Name == "v1beta2") {
+					crd.Labels["cluster.x-k8s.io/"+v.Name] = v.Name
+				}
+			}
+			out = append(out, crd)
+		}
+	}
+	return out, nil
+}
+
+// loadWebhooks reads the providers' webhook configurations, keeps the entries hack/capi serves,
+// and names each configuration after its provider (they share names upstream).
+func loadWebhooks(o *envtest.WebhookInstallOptions) error {
+	scheme := runtime.NewScheme()
+	_ = admissionv1.AddToScheme(scheme)
+	for i, wm := range webhookManifests {
+		dir, err := moduleDir(wm.module.Path, wm.module.Version)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(filepath.Join(dir, wm.path))
+		if err != nil {
+			return err
+		}
+		r := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var raw map[string]any
+			if err := r.Decode(&raw); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return fmt.Errorf("%s: %w", wm.path, err)
+			}
+			if raw == nil {
+				continue
+			}
+			js, _ := yaml.Marshal(raw)
+			suffix := "-" + strconv.Itoa(i)
+			switch raw["kind"] {
+			case "MutatingWebhookConfiguration":
+				cfg := &admissionv1.MutatingWebhookConfiguration{}
+				if err := yaml.Unmarshal(js, cfg); err != nil {
+					return err
+				}
+				cfg.Name += suffix
+				cfg.Webhooks = slices.DeleteFunc(cfg.Webhooks, func(w admissionv1.MutatingWebhook) bool { return !served(w.Rules) })
+				o.MutatingWebhooks = append(o.MutatingWebhooks, cfg)
+			case "ValidatingWebhookConfiguration":
+				cfg := &admissionv1.ValidatingWebhookConfiguration{}
+				if err := yaml.Unmarshal(js, cfg); err != nil {
+					return err
+				}
+				cfg.Name += suffix
+				cfg.Webhooks = slices.DeleteFunc(cfg.Webhooks, func(w admissionv1.ValidatingWebhook) bool { return !served(w.Rules) })
+				o.ValidatingWebhooks = append(o.ValidatingWebhooks, cfg)
+			}
+		}
+	}
+	return nil
+}
+
+func served(rules []admissionv1.RuleWithOperations) bool {
+	for _, r := range rules {
+		for _, res := range r.Resources {
+			if !slices.Contains(servedResources, res) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func freeAddr() string {
+	port, err := freePort()
+	if err != nil {
+		panic(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// tail returns the last 40 lines of a file.
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+}

@@ -1,0 +1,17 @@
+// Package capi runs driftd against Cluster API's own controllers and webhooks: core (with
+// ClusterClass topologies), the kubeadm bootstrap and control plane providers, and the development
+// provider's in-memory backend, which fakes each workload cluster's API server, etcd and Nodes. The
+// CAPI-less packages (test/e2e) keep testing driftd against the CRDs alone.
+package capi
+
+import (
+	"testing"
+
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+var env *testenv.CAPI
+
+func TestMain(m *testing.M) {
+	testenv.MainCAPI(m, func(c *testenv.CAPI) { env = c })
+}
