@@ -34,13 +34,14 @@ func (o *commonOptions) bind(fs *pflag.FlagSet) {
 
 // complete reads the config file into the flags the command line left unset and validates.
 func (o *commonOptions) complete(cmd *cobra.Command) error {
-	ignore, mask, err := applyConfigFile(cmd.Flags(), o.drift.configFile)
+	cfg, err := applyConfigFile(cmd.Flags(), o.drift.configFile)
 	if err != nil {
 		return err
 	}
-	if o.drift.rules, err = diff.CompileRules(ignore, mask...); err != nil {
+	if o.drift.rules, err = diff.CompileRules(cfg.ignore, cfg.mask...); err != nil {
 		return fmt.Errorf("config file %s: %w", o.drift.configFile, err)
 	}
+	o.cloud.inventories, o.cloud.configFile = cfg.inventories, o.drift.configFile
 	if _, err := o.drift.policy(); err != nil {
 		return err
 	}

@@ -12,11 +12,36 @@ import (
 )
 
 // fileConfig is the config file: every flag as a key (its value as a string, number, boolean or
-// list), and the ignore and mask rules, which have no flag.
+// list), and the ignore and mask rules and the inventory endpoints, which have no flag.
 type fileConfig struct {
-	flags  map[string]any
-	ignore []diff.IgnoreRule
-	mask   []diff.IgnoreRule
+	flags       map[string]any
+	ignore      []diff.IgnoreRule
+	mask        []diff.IgnoreRule
+	inventories []inventoryConfig
+}
+
+// inventoryConfig is an inventory endpoint (api/inventory/v1) of an infrastructure provider
+// driftd has no built-in reader for; --provider <provider> turns it on.
+type inventoryConfig struct {
+	// Provider is the scheme of the providerIDs its controller writes on Machines.
+	Provider string `json:"provider"`
+	// URL is the endpoint's base URL (https://, or http:// to loopback).
+	URL string `json:"url"`
+	// InfrastructureKinds are the kinds of infrastructure cluster (a Cluster's
+	// spec.infrastructureRef) whose clusters it answers for.
+	InfrastructureKinds []string `json:"infrastructureKinds"`
+	// TokenFile holds the bearer token, read at every snapshot.
+	TokenFile string `json:"tokenFile,omitempty"`
+	// CAFile is a PEM bundle of the certificate authorities to trust instead of the system's.
+	CAFile string `json:"caFile,omitempty"`
+	// Timeout bounds one page's request (a Go duration, default 30s).
+	Timeout string `json:"timeout,omitempty"`
+	// MachineFields are the dotted paths, in the infrastructure machine, that an instance's type
+	// and image are compared with (InstanceMismatch); unset compares nothing.
+	MachineFields struct {
+		Type  string `json:"type,omitempty"`
+		Image string `json:"image,omitempty"`
+	} `json:"machineFields,omitzero"`
 }
 
 // parseConfig reads a config file. Unknown keys are errors that name the file and the key;
@@ -34,6 +59,13 @@ func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, erro
 	sort.Strings(keys)
 	for _, k := range keys {
 		v := raw[k]
+		if k == "inventories" {
+			js, _ := yaml.Marshal(v)
+			if err := yaml.UnmarshalStrict(js, &cfg.inventories); err != nil {
+				return nil, fmt.Errorf("config file %s: inventories: %w", path, err)
+			}
+			continue
+		}
 		if k == "ignore" || k == "mask" {
 			rules := &cfg.ignore
 			if k == "mask" {
@@ -46,7 +78,7 @@ func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, erro
 			continue
 		}
 		if k == "config" || fs.Lookup(k) == nil {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flags of the command, ignore and mask)", path, k)
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flags of the command, ignore, mask and inventories)", path, k)
 		}
 		cfg.flags[k] = v
 	}
@@ -54,18 +86,18 @@ func parseConfig(path string, data []byte, fs *pflag.FlagSet) (*fileConfig, erro
 }
 
 // applyConfigFile reads --config (when set) and sets every flag the command line did not set.
-// It returns the ignore and mask rules of the file.
-func applyConfigFile(fs *pflag.FlagSet, path string) (ignore, mask []diff.IgnoreRule, err error) {
+// It returns the file's ignore and mask rules and inventory endpoints.
+func applyConfigFile(fs *pflag.FlagSet, path string) (*fileConfig, error) {
 	if path == "" {
-		return nil, nil, nil
+		return &fileConfig{}, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("config file: %w", err)
+		return nil, fmt.Errorf("config file: %w", err)
 	}
 	cfg, err := parseConfig(path, data, fs)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for name, v := range cfg.flags {
 		if fs.Changed(name) {
@@ -81,9 +113,9 @@ func applyConfigFile(fs *pflag.FlagSet, path string) (ignore, mask []diff.Ignore
 		}
 		for _, s := range values {
 			if err := fs.Set(name, s); err != nil {
-				return nil, nil, fmt.Errorf("config file %s: %s: %w", path, name, err)
+				return nil, fmt.Errorf("config file %s: %s: %w", path, name, err)
 			}
 		}
 	}
-	return cfg.ignore, cfg.mask, nil
+	return cfg, nil
 }

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -14,6 +17,7 @@ import (
 	"github.com/driftd/driftd/internal/engine"
 	"github.com/driftd/driftd/internal/infra"
 	"github.com/driftd/driftd/internal/infra/aws"
+	"github.com/driftd/driftd/internal/infra/endpoint"
 	"github.com/driftd/driftd/internal/infra/vsphere"
 	"github.com/driftd/driftd/internal/source"
 )
@@ -22,6 +26,7 @@ import (
 var (
 	_ engine.Inventory = (*aws.Provider)(nil)
 	_ engine.Inventory = (*vsphere.Provider)(nil)
+	_ engine.Inventory = (*endpoint.Provider)(nil)
 )
 
 // sourceOptions say where the fleet repository is and how to render it.
@@ -92,7 +97,7 @@ func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxPrunePercent, "max-prune-percent", 10, "largest share (%) of the objects driftd tracks one revision may delete; -1: no limit")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle (fetch, render, compare, correct, prune)")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
-	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, the ignore rules under the key ignore and mask rules under mask")
+	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, the ignore rules under the key ignore, mask rules under mask and inventory endpoints under inventories")
 }
 
 func (o *driftOptions) policy() (diff.Policy, error) {
@@ -138,10 +143,17 @@ type cloudOptions struct {
 	grace                time.Duration
 	identityNamespace    string
 	awsIdentityNamespace string
+
+	// inventories are the config file's inventory endpoints; endpoints those --provider names.
+	inventories []inventoryConfig
+	configFile  string
+	endpoints   []*endpoint.Provider
+	kinds       map[string]string
+	fields      map[string]diff.MachineFields
 }
 
 func (o *cloudOptions) bind(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.providers, "provider", nil, "cloud inventories to compare Machines with: aws, vsphere (repeat or comma-separate; none: spec drift only)")
+	fs.StringSliceVar(&o.providers, "provider", nil, "cloud inventories to compare Machines with: aws, vsphere, or the provider of an inventory endpoint in the config file (repeat or comma-separate; none: spec drift only)")
 	fs.BoolVar(&o.writes, "cloud-writes", false, "restore an Auto Scaling group's desired/min/max when they drift from its MachinePool")
 	fs.IntVar(&o.budget, "max-replacements", 1, "Machine replacements in flight at most per MachineDeployment, MachineSet or control plane (until its replicas are available again)")
 	fs.IntVar(&o.totalBudget, "max-replacements-total", 10, "Machine replacements in flight at most across the fleet; 0: no cap")
@@ -153,9 +165,12 @@ func (o *cloudOptions) bind(fs *pflag.FlagSet) {
 }
 
 func (o *cloudOptions) validate() error {
+	if err := o.buildEndpoints(); err != nil {
+		return err
+	}
 	for _, p := range o.providers {
-		if p != infra.ProviderAWS && p != infra.ProviderVSphere {
-			return fmt.Errorf("--provider %q: use aws or vsphere", p)
+		if p != infra.ProviderAWS && p != infra.ProviderVSphere && !slices.ContainsFunc(o.endpoints, func(e *endpoint.Provider) bool { return e.Provider() == p }) {
+			return fmt.Errorf("--provider %q: use aws, vsphere, or the provider of an inventory endpoint the config file's inventories list", p)
 		}
 	}
 	if o.budget < 1 {
@@ -187,7 +202,73 @@ func (o *cloudOptions) engineOptions() engine.CloudOptions {
 			c.Inventories = append(c.Inventories, aws.New(aws.Options{}))
 		case infra.ProviderVSphere:
 			c.Inventories = append(c.Inventories, vsphere.New(vsphere.Options{}))
+		default:
+			for _, e := range o.endpoints {
+				if e.Provider() == p {
+					c.Inventories = append(c.Inventories, e)
+				}
+			}
 		}
 	}
+	if len(o.kinds) > 0 {
+		c.InfrastructureKinds, c.MachineFields = map[string]string{}, map[string]diff.MachineFields{}
+		for kind, p := range o.kinds {
+			if slices.Contains(o.providers, p) {
+				c.InfrastructureKinds[kind] = p
+			}
+		}
+		maps.Copy(c.MachineFields, o.fields)
+	}
 	return c
+}
+
+// buildEndpoints checks the config file's inventory endpoints and builds their readers.
+func (o *cloudOptions) buildEndpoints() error {
+	o.endpoints, o.kinds, o.fields = nil, map[string]string{}, map[string]diff.MachineFields{}
+	for i, ic := range o.inventories {
+		where := fmt.Sprintf("config file %s: inventories[%d] (%s)", o.configFile, i, ic.Provider)
+		if slices.ContainsFunc(o.endpoints, func(e *endpoint.Provider) bool { return e.Provider() == ic.Provider }) {
+			return fmt.Errorf("%s: provider listed twice", where)
+		}
+		var timeout time.Duration
+		if ic.Timeout != "" {
+			var err error
+			if timeout, err = time.ParseDuration(ic.Timeout); err != nil || timeout <= 0 {
+				return fmt.Errorf("%s: timeout %q is not a positive duration", where, ic.Timeout)
+			}
+		}
+		e, err := endpoint.New(endpoint.Options{Name: ic.Provider, URL: ic.URL, TokenFile: ic.TokenFile, CAFile: ic.CAFile, Timeout: timeout})
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		if len(ic.InfrastructureKinds) == 0 {
+			return fmt.Errorf("%s: infrastructureKinds is empty; name the infrastructure cluster kinds it answers for", where)
+		}
+		for _, kind := range ic.InfrastructureKinds {
+			if kind == "AWSCluster" || kind == "VSphereCluster" {
+				return fmt.Errorf("%s: %s clusters are read by --provider %s", where, kind, map[string]string{"AWSCluster": "aws", "VSphereCluster": "vsphere"}[kind])
+			}
+			if other, taken := o.kinds[kind]; taken {
+				return fmt.Errorf("%s: kind %s is already answered for by %s", where, kind, other)
+			}
+			o.kinds[kind] = ic.Provider
+		}
+		var f diff.MachineFields
+		for _, c := range []struct {
+			path string
+			to   *[]string
+		}{{ic.MachineFields.Type, &f.Type}, {ic.MachineFields.Image, &f.Image}} {
+			if c.path == "" {
+				continue
+			}
+			parts := strings.Split(strings.TrimPrefix(c.path, "."), ".")
+			if slices.Contains(parts, "") {
+				return fmt.Errorf("%s: machineFields path %q is not a dotted field path such as spec.flavor", where, c.path)
+			}
+			*c.to = parts
+		}
+		o.fields[ic.Provider] = f
+		o.endpoints = append(o.endpoints, e)
+	}
+	return nil
 }

@@ -62,6 +62,15 @@ type CloudInput struct {
 	// Now and Grace: an instance younger than Grace is still being provisioned.
 	Now   time.Time
 	Grace time.Duration
+	// MachineFields say, by inventory endpoint provider, which fields of its infrastructure
+	// machines an instance's type and image are compared with.
+	MachineFields map[string]MachineFields
+}
+
+// MachineFields are the paths, in an infrastructure machine, of what an inventory endpoint reports
+// as an instance's type and image; an empty path compares nothing.
+type MachineFields struct {
+	Type, Image []string
 }
 
 // CloudFindings compares Machines and MachinePools with the cloud. The findings have no action
@@ -114,7 +123,7 @@ func CloudFindings(in CloudInput) []Finding {
 		case (inst.State == infra.StateStopped || inst.State == infra.StateStopping || inst.State == infra.StateSuspended) && machineRunning(cm.Machine):
 			f.Class, f.Instance = ClassInstanceStopped, inst
 		default:
-			fields := mismatch(cm.Infra, inst)
+			fields := mismatch(cm.Infra, inst, in.MachineFields[provider])
 			if len(fields) == 0 {
 				continue
 			}
@@ -184,7 +193,7 @@ func mayBeMissing(cm CloudMachine, snap *infra.Snapshot, cluster string, inst *i
 }
 
 // mismatch compares an instance with the spec of its infrastructure machine.
-func mismatch(infraMachine *unstructured.Unstructured, inst *infra.Instance) []Field {
+func mismatch(infraMachine *unstructured.Unstructured, inst *infra.Instance, endpoint MachineFields) []Field {
 	if infraMachine == nil {
 		return nil
 	}
@@ -213,16 +222,25 @@ func mismatch(infraMachine *unstructured.Unstructured, inst *infra.Instance) []F
 		if want, ok := num("spec", "memoryMiB"); ok && want > 0 && inst.MemoryMiB != want {
 			fields = append(fields, Field{Path: "/spec/memoryMiB", Desired: want, Live: inst.MemoryMiB})
 		}
+	default:
+		for _, c := range []struct {
+			path []string
+			live string
+		}{{endpoint.Type, inst.Type}, {endpoint.Image, inst.Image}} {
+			if len(c.path) == 0 {
+				continue
+			}
+			if want := str(c.path...); want != "" && c.live != "" && want != c.live {
+				fields = append(fields, Field{Path: "/" + strings.Join(c.path, "/"), Desired: want, Live: c.live})
+			}
+		}
 	}
 	return fields
 }
 
-// poolFindings compares each AWSMachinePool's Auto Scaling group with the pool's sizes.
+// poolFindings compares each MachinePool's node pool (the AWSMachinePool's Auto Scaling group,
+// an inventory endpoint's pool of the same name) with the pool's sizes.
 func poolFindings(in CloudInput) []Finding {
-	snap, ok := in.Snapshots[infra.ProviderAWS]
-	if !ok {
-		return nil
-	}
 	var out []Finding
 	for _, p := range in.Pools {
 		if p.Infra == nil {
@@ -230,13 +248,15 @@ func poolFindings(in CloudInput) []Finding {
 		}
 		cluster, _, _ := unstructured.NestedString(p.MachinePool.Object, "spec", "clusterName")
 		key := clusterOf(p.MachinePool)
-		if _, unavailable := snap.Unavailable[key]; unavailable {
-			continue
-		}
 		var group *infra.NodePool
-		for i := range snap.Pools {
-			if snap.Pools[i].Name == p.Infra.GetName() && snap.Pools[i].Cluster == key {
-				group = &snap.Pools[i]
+		for _, snap := range in.Snapshots {
+			if _, unavailable := snap.Unavailable[key]; unavailable {
+				continue
+			}
+			for i := range snap.Pools {
+				if snap.Pools[i].Name == p.Infra.GetName() && snap.Pools[i].Cluster == key {
+					group = &snap.Pools[i]
+				}
 			}
 		}
 		if group == nil {

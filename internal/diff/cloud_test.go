@@ -92,6 +92,61 @@ func TestCloudFindings(t *testing.T) {
 	})
 }
 
+// TestEndpointProviderFindings: an inventory endpoint's instances are judged like AWS's — matched on
+// the providerID's scheme and rest, type and image compared at the fields its configuration
+// names, its node pools compared with MachinePools of the same name.
+func TestEndpointProviderFindings(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	inst := func(id, state, typ string) infra.Instance {
+		return infra.Instance{Provider: "in-house", ID: id, ProviderID: "in-house://" + id, Cluster: "fleet/prod", State: state, Type: typ,
+			Image: "img-7", LaunchTime: now.Add(-time.Hour)}
+	}
+	ihm := func(flavor string) *unstructured.Unstructured {
+		return obj(map[string]any{"apiVersion": "infrastructure.in-house.example/v1", "kind": "InHouseMachine",
+			"metadata": map[string]any{"name": "x"}, "spec": map[string]any{"flavor": flavor, "image": map[string]any{"id": "img-7"}}})
+	}
+	mp := obj(map[string]any{"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "MachinePool",
+		"metadata": map[string]any{"name": "pool-a", "namespace": "fleet"}, "spec": map[string]any{"clusterName": "prod", "replicas": int64(3)}})
+	ihp := obj(map[string]any{"apiVersion": "infrastructure.in-house.example/v1", "kind": "InHouseMachinePool",
+		"metadata": map[string]any{"name": "pool-a", "namespace": "fleet"}, "spec": map[string]any{"minSize": int64(1), "maxSize": int64(5)}})
+	in := CloudInput{
+		Snapshots: map[string]*infra.Snapshot{"in-house": {Provider: "in-house", Complete: true, Instances: []infra.Instance{
+			inst("a", infra.StateRunning, "small"), inst("b", infra.StateStopped, "small"), inst("c", infra.StateRunning, "large"),
+		}, Pools: []infra.NodePool{{Provider: "in-house", Name: "pool-a", Cluster: "fleet/prod", Desired: 2, Min: 1, Max: 5}}}},
+		Machines: []CloudMachine{
+			{Machine: machine("ok", "in-house://a", "Running", nil), Infra: ihm("small")},
+			{Machine: machine("stopped", "in-house://b", "Running", nil), Infra: ihm("small")},
+			{Machine: machine("resized", "in-house://c", "Running", nil), Infra: ihm("small")},
+			{Machine: machine("gone", "in-house://d", "Running", nil), Infra: ihm("small")},
+			{Machine: machine("elsewhere", "other://d", "Running", nil), Infra: ihm("small")},
+		},
+		Pools:    []CloudPool{{MachinePool: mp, Infra: ihp}},
+		Clusters: map[string]bool{"fleet/prod": true}, Now: now, Grace: 10 * time.Minute,
+		MachineFields: map[string]MachineFields{"in-house": {Type: []string{"spec", "flavor"}, Image: []string{"spec", "image", "id"}}},
+	}
+	got := map[string]string{}
+	for _, f := range CloudFindings(in) {
+		desc := string(f.Class)
+		for _, fd := range f.Fields {
+			desc += fmt.Sprintf(" %s %v→%v", fd.Path, fd.Live, fd.Desired)
+		}
+		got[f.Object.Name] = desc
+	}
+	want := map[string]string{
+		"stopped": "InstanceStopped", "gone": "InstanceMissing",
+		"resized": "InstanceMismatch /spec/flavor large→small", "pool-a": "NodePoolMismatch /spec/replicas 2→3",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("findings = %v, want %v", got, want)
+	}
+	in.MachineFields = nil
+	for _, f := range CloudFindings(in) {
+		if f.Class == ClassInstanceMismatch {
+			t.Errorf("compared %v without machineFields configured", f.Fields)
+		}
+	}
+}
+
 // TestAMachineIsMissingOnlyWhenNothingElseExplainsIt: a Machine still provisioning, or without a
 // Node, may have an instance the cloud does not list yet; a VM on a vCenter where a VM could not be
 // read may be that one; a VM in a folder the identity cannot see is unknown.

@@ -23,8 +23,15 @@ import (
 
 // CloudOptions configure the cloud layer. The zero value compares nothing with the cloud.
 type CloudOptions struct {
-	// Inventories are the providers to read (infra/aws, infra/vsphere).
+	// Inventories are the providers to read (infra/aws, infra/vsphere, infra/endpoint).
 	Inventories []Inventory
+	// InfrastructureKinds map the kind of a Cluster's infrastructure cluster to the inventory
+	// endpoint provider that answers for it (DevCluster → in-memory); AWSCluster and VSphereCluster
+	// need no entry.
+	InfrastructureKinds map[string]string
+	// MachineFields say, by inventory endpoint provider, which infrastructure machine fields an
+	// instance's type and image are compared with.
+	MachineFields map[string]diff.MachineFields
 	// Writes lets driftd restore an Auto Scaling group's sizes (UpdateAutoScalingGroup).
 	Writes bool
 	// Budget is how many Machine replacements may be in flight per MachineDeployment, MachineSet
@@ -49,7 +56,8 @@ type CloudOptions struct {
 // Inventory is what the engine needs of a cloud provider: the instances and node pools of the
 // clusters in scope, and whether the answer is complete. infra/aws and infra/vsphere satisfy it.
 type Inventory interface {
-	// Provider is infra.ProviderAWS or infra.ProviderVSphere.
+	// Provider is infra.ProviderAWS, infra.ProviderVSphere or an inventory endpoint's name (the
+	// scheme of its providerIDs).
 	Provider() string
 	// Snapshot reads the inventory of clusters. An error or an incomplete snapshot means nothing
 	// may be concluded from what is absent.
@@ -127,7 +135,8 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 	scope, unusable, errs := e.cloudScope(ctx, s)
 	res.Errors = append(res.Errors, errs...)
 
-	in := diff.CloudInput{Snapshots: map[string]*infra.Snapshot{}, Clusters: map[string]bool{}, Now: now(), Grace: grace}
+	in := diff.CloudInput{Snapshots: map[string]*infra.Snapshot{}, Clusters: map[string]bool{}, Now: now(), Grace: grace,
+		MachineFields: e.opts.Cloud.MachineFields}
 	rin := diff.ReplaceInput{Paused: map[string]bool{}, Budget: e.opts.Cloud.Budget, TotalBudget: e.opts.Cloud.TotalBudget,
 		Breaker: e.opts.Cloud.Breaker, Policy: e.opts.Policy, Groups: map[diff.Group]diff.Replicas{}, Suspect: map[string]string{}}
 	namespaces := map[string]bool{}
@@ -342,6 +351,8 @@ func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action
 	switch {
 	case e.opts.Policy.Mode == diff.ModeDetect:
 		return diff.ActionReport, "detect mode"
+	case !e.restorable(f.Pool.Provider):
+		return diff.ActionReport, fmt.Sprintf("the %s inventory cannot restore node pools", f.Pool.Provider)
 	case !e.opts.Cloud.Writes:
 		return diff.ActionReport, "cloud writes are off (--cloud-writes restores the group)"
 	case rin.Paused[diff.ClusterKey(f.Object.Namespace, f.Cluster)]:
@@ -350,8 +361,18 @@ func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action
 	return diff.ActionApply, "UpdateAutoScalingGroup restores the group's sizes"
 }
 
-// cloudScope finds the rendered Clusters, their live AWSCluster or VSphereCluster and the identity
-// to read each with. A cluster whose identity driftd may not use is returned among unusable, with
+// restorable reports whether the provider's inventory can restore a node pool's sizes.
+func (e *Engine) restorable(provider string) bool {
+	for _, inv := range e.opts.Cloud.Inventories {
+		if _, ok := inv.(PoolRestorer); ok && inv.Provider() == provider {
+			return true
+		}
+	}
+	return false
+}
+
+// cloudScope finds the rendered Clusters, their live AWSCluster, VSphereCluster or infrastructure
+// cluster of an inventory endpoint, and the identity to read each with. A cluster whose identity driftd may not use is returned among unusable, with
 // why: its inventory is unavailable, never empty.
 func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, map[string]error, []error) {
 	var out []scopeCluster
@@ -380,7 +401,13 @@ func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, m
 			sc.provider = infra.ProviderVSphere
 			idErr = e.vsphereTarget(ctx, s, infraCluster, &sc.target)
 		default:
-			continue
+			provider, ok := e.opts.Cloud.InfrastructureKinds[infraCluster.GetKind()]
+			if !ok {
+				continue
+			}
+			sc.provider = provider
+			sc.target.InfrastructureGroup = infraCluster.GroupVersionKind().Group
+			sc.target.InfrastructureKind, sc.target.InfrastructureName = infraCluster.GetKind(), infraCluster.GetName()
 		}
 		if idErr != nil {
 			unusable[sc.target.Key()] = idErr

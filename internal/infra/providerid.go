@@ -44,7 +44,9 @@ func ParseVSphereProviderID(pid string) (string, error) {
 // VSphereProviderID is the providerID CAPV writes for a VM's BIOS UUID.
 func VSphereProviderID(uuid string) string { return "vsphere://" + strings.ToLower(uuid) }
 
-// InstanceKey returns the provider and ID a providerID names, the key instances are matched on.
+// InstanceKey returns the provider and ID a providerID names, the key instances are matched on:
+// the EC2 instance ID of aws://, the BIOS UUID of vsphere://, and for any other scheme (an
+// inventory endpoint's provider) the scheme and everything after "://".
 func InstanceKey(pid string) (provider, id string, err error) {
 	switch {
 	case strings.HasPrefix(pid, "aws://"):
@@ -54,5 +56,15 @@ func InstanceKey(pid string) (provider, id string, err error) {
 		id, err = ParseVSphereProviderID(pid)
 		return ProviderVSphere, id, err
 	}
-	return "", "", fmt.Errorf("providerID %q names no provider driftd knows (aws://, vsphere://)", pid)
+	scheme, rest, ok := strings.Cut(pid, "://")
+	if !ok || !ValidProviderName(scheme) || rest == "" {
+		return "", "", fmt.Errorf("providerID %q is not <scheme>://<id>", pid)
+	}
+	return scheme, rest, nil
 }
+
+var providerName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// ValidProviderName reports whether name can name a provider: a providerID scheme of lower-case
+// letters, digits and dashes.
+func ValidProviderName(name string) bool { return providerName.MatchString(name) }

@@ -16,8 +16,12 @@ func TestInstanceKey(t *testing.T) {
 		{"aws:///eu-west-1a/", "", "", "does not end in an EC2 instance ID"},
 		{"aws:///eu-west-1a/vol-123", "", "", "does not end in an EC2 instance ID"},
 		{"vsphere://not-a-uuid", "", "", "does not hold a BIOS UUID"},
-		{"azure:///subscriptions/x", "", "", "names no provider"},
-		{"", "", "", "names no provider"},
+		{"in-memory://dev1-md-x7k2p", "in-memory", "dev1-md-x7k2p", ""},
+		{"openstack:///9a1c8e3e-77f5-4d6b", "openstack", "/9a1c8e3e-77f5-4d6b", ""},
+		{"in-memory://", "", "", "is not <scheme>://<id>"},
+		{"In-Memory://x", "", "", "is not <scheme>://<id>"},
+		{"dev1-md-x7k2p", "", "", "is not <scheme>://<id>"},
+		{"", "", "", "is not <scheme>://<id>"},
 	}
 	for _, tt := range tests {
 		provider, id, err := InstanceKey(tt.pid)
@@ -50,7 +54,10 @@ func FuzzInstanceKey(f *testing.F) {
 		case ProviderVSphere:
 			again = VSphereProviderID(id)
 		default:
-			t.Fatalf("provider %q", provider)
+			if !ValidProviderName(provider) || id == "" {
+				t.Fatalf("provider %q, id %q", provider, id)
+			}
+			again = provider + "://" + id
 		}
 		if p2, id2, err := InstanceKey(again); err != nil || p2 != provider || id2 != id {
 			t.Errorf("%q parsed to %s/%s, which does not round-trip: %s/%s %v", pid, provider, id, p2, id2, err)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Provider names.
+// Provider names. An inventory endpoint's provider is named by the scheme of its providerIDs.
 const (
 	ProviderAWS     = "aws"
 	ProviderVSphere = "vsphere"
@@ -23,9 +23,10 @@ const (
 
 // Instance is one machine in the cloud.
 type Instance struct {
-	// Provider is ProviderAWS or ProviderVSphere.
+	// Provider is ProviderAWS, ProviderVSphere or an inventory endpoint's name.
 	Provider string `json:"provider"`
-	// ID is the EC2 instance ID or the VM's BIOS UUID.
+	// ID is the EC2 instance ID, the VM's BIOS UUID, or what follows "<scheme>://" in an
+	// endpoint's providerID.
 	ID string `json:"id"`
 	// ProviderID is the ID as Cluster API writes it on a Machine (aws:///zone/id, vsphere://uuid).
 	ProviderID string `json:"providerID"`
@@ -92,6 +93,9 @@ type Cluster struct {
 	// Folders are the VM folders of the cluster's machines; a VM there that no Machine references
 	// is unmanaged.
 	Folders []string
+	// InfrastructureGroup, InfrastructureKind and InfrastructureName are the Cluster's
+	// infrastructureRef, which an inventory endpoint may find the cluster's machines by.
+	InfrastructureGroup, InfrastructureKind, InfrastructureName string
 }
 
 // Key is "namespace/name": clusters are matched by both everywhere.
