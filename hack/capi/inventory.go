@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,16 +24,22 @@ import (
 // the in-memory backend's machines, the way an in-house cloud's endpoint would: every DevMachine
 // with a providerID is a running instance, until a test stops or deletes it out of band through
 // POST /testbed/instances/{id}/{stop|start|delete} — the cloud changing behind Cluster API's back.
+// POST /testbed/answer/{normal|empty|incomplete|error} makes the endpoint answer wrongly, the
+// way a broken cloud API does. It is written without driftd's packages, from the protocol alone.
 type inventory struct {
-	client client.Client
-	addr   string
+	client    client.Client
+	addr      string
+	tokenFile string
 
-	mu    sync.Mutex
-	state map[string]string // instance ID → "stopped" or "deleted"
+	mu     sync.Mutex
+	state  map[string]string // instance ID → "stopped" or "deleted"
+	answer string            // "", "empty", "incomplete" or "error"
+	views  map[string][]instance
+	calls  int
 }
 
-func newInventory(c client.Client, addr string) *inventory {
-	return &inventory{client: c, addr: addr, state: map[string]string{}}
+func newInventory(c client.Client, addr, tokenFile string) *inventory {
+	return &inventory{client: c, addr: addr, tokenFile: tokenFile, state: map[string]string{}, views: map[string][]instance{}}
 }
 
 // NeedLeaderElection is false: the endpoint serves whether or not this process leads.
@@ -41,6 +50,12 @@ func (inv *inventory) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/snapshot", inv.snapshot)
 	mux.HandleFunc("POST /testbed/instances/{id}/{action}", inv.outOfBand)
+	mux.HandleFunc("POST /testbed/answer/{mode}", inv.setAnswer)
+	mux.HandleFunc("GET /testbed/calls", func(w http.ResponseWriter, _ *http.Request) {
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		_, _ = w.Write([]byte(strconv.Itoa(inv.calls)))
+	})
 	ln, err := net.Listen("tcp", inv.addr)
 	if err != nil {
 		return err
@@ -69,7 +84,6 @@ type snapshotRequest struct {
 
 type instance struct {
 	ProviderID string     `json:"providerID"`
-	ID         string     `json:"id"`
 	State      string     `json:"state"`
 	LaunchTime time.Time  `json:"launchTime"`
 	Cluster    clusterRef `json:"cluster"`
@@ -83,21 +97,94 @@ type snapshotResponse struct {
 	NextPageToken string     `json:"nextPageToken,omitempty"`
 }
 
+const apiVersion = "inventory.driftd.io/v1"
+
 // pageSize is small, so that driftd's paging is exercised.
 const pageSize = 3
 
+func fail(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"apiVersion": apiVersion, "message": msg})
+}
+
+func (inv *inventory) authorized(r *http.Request) bool {
+	if inv.tokenFile == "" {
+		return true
+	}
+	want, err := os.ReadFile(inv.tokenFile)
+	return err == nil && r.Header.Get("Authorization") == "Bearer "+strings.TrimSpace(string(want))
+}
+
 func (inv *inventory) snapshot(w http.ResponseWriter, r *http.Request) {
-	var req snapshotRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.APIVersion != "inventory.driftd.io/v1" {
-		http.Error(w, "expected an inventory.driftd.io/v1 snapshot request", http.StatusBadRequest)
+	if !inv.authorized(r) {
+		fail(w, http.StatusUnauthorized, "a valid bearer token is required")
 		return
 	}
-	var all []instance
-	for _, c := range req.Clusters {
-		list := &infrav1.DevMachineList{}
-		if err := inv.client.List(r.Context(), list, client.InNamespace(c.Namespace), client.MatchingLabels{clusterv1.ClusterNameLabel: c.Name}); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	var req snapshotRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.APIVersion != apiVersion {
+		fail(w, http.StatusBadRequest, "expected an inventory.driftd.io/v1 snapshot request")
+		return
+	}
+	inv.mu.Lock()
+	inv.calls++
+	answer := inv.answer
+	inv.mu.Unlock()
+	if answer == "error" {
+		fail(w, http.StatusServiceUnavailable, "the cloud API is down")
+		return
+	}
+	// One view per snapshot: the first page lists, later pages are cut from that list.
+	id, offset := "", 0
+	if req.PageToken == "" {
+		all, err := inv.list(r.Context(), req.Clusters, answer == "empty")
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, err.Error())
 			return
+		}
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+		inv.mu.Lock()
+		inv.views[id] = all
+		inv.mu.Unlock()
+	} else {
+		var off string
+		id, off, _ = strings.Cut(req.PageToken, ":")
+		offset, _ = strconv.Atoi(off)
+	}
+	inv.mu.Lock()
+	all, ok := inv.views[id]
+	inv.mu.Unlock()
+	if !ok {
+		fail(w, http.StatusGone, "unknown or expired page token")
+		return
+	}
+	end := min(offset+pageSize, len(all))
+	resp := snapshotResponse{APIVersion: apiVersion, Instances: all[min(offset, end):end]}
+	if end < len(all) {
+		resp.NextPageToken = id + ":" + strconv.Itoa(end)
+	} else {
+		resp.Complete = answer != "incomplete"
+		inv.mu.Lock()
+		delete(inv.views, id)
+		inv.mu.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// list lists the DevMachines of clusters as instances; empty answers with none, as a broken
+// cloud API does.
+func (inv *inventory) list(ctx context.Context, clusters []clusterRef, empty bool) ([]instance, error) {
+	all := []instance{}
+	if empty {
+		return all, nil
+	}
+	for _, c := range clusters {
+		list := &infrav1.DevMachineList{}
+		if err := inv.client.List(ctx, list, client.InNamespace(c.Namespace), client.MatchingLabels{clusterv1.ClusterNameLabel: c.Name}); err != nil {
+			return nil, err
 		}
 		for _, m := range list.Items {
 			if m.Spec.ProviderID == "" {
@@ -113,19 +200,12 @@ func (inv *inventory) snapshot(w http.ResponseWriter, r *http.Request) {
 			if st == "" {
 				st = "running"
 			}
-			all = append(all, instance{ProviderID: m.Spec.ProviderID, ID: id, State: st, LaunchTime: m.CreationTimestamp.Time,
+			all = append(all, instance{ProviderID: m.Spec.ProviderID, State: st, LaunchTime: m.CreationTimestamp.Time,
 				Cluster: c, Name: m.Name})
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-	start, _ := strconv.Atoi(req.PageToken)
-	end := min(start+pageSize, len(all))
-	resp := snapshotResponse{APIVersion: "inventory.driftd.io/v1", Instances: all[min(start, len(all)):end], Complete: true}
-	if end < len(all) {
-		resp.NextPageToken = strconv.Itoa(end)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(resp)
+	sort.Slice(all, func(i, j int) bool { return all[i].ProviderID < all[j].ProviderID })
+	return all, nil
 }
 
 // outOfBand changes an instance behind Cluster API's back: stop, start or delete.
@@ -144,5 +224,21 @@ func (inv *inventory) outOfBand(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown action "+action, http.StatusBadRequest)
 		return
 	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// setAnswer makes the endpoint answer normally, with no instances, with an answer that is not
+// complete, or with an error.
+func (inv *inventory) setAnswer(w http.ResponseWriter, r *http.Request) {
+	mode := r.PathValue("mode")
+	switch mode {
+	case "normal", "empty", "incomplete", "error":
+	default:
+		http.Error(w, "unknown answer "+mode, http.StatusBadRequest)
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.answer = strings.TrimPrefix(mode, "normal")
 	w.WriteHeader(http.StatusNoContent)
 }

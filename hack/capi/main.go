@@ -92,6 +92,7 @@ type options struct {
 	webhookCertDir                 string
 	healthAddr                     string
 	inventoryAddr                  string
+	inventoryTokenFile             string
 	muxMinPort, muxMaxPort, muxDbg int
 }
 
@@ -101,6 +102,7 @@ func main() {
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "folder with tls.crt and tls.key for the webhook server")
 	flag.StringVar(&o.healthAddr, "health-addr", "127.0.0.1:0", "address of /readyz")
 	flag.StringVar(&o.inventoryAddr, "inventory-addr", "", "address of the inventory endpoint (driftd's inventory protocol); empty: none")
+	flag.StringVar(&o.inventoryTokenFile, "inventory-token-file", "", "bearer token the inventory endpoint requires; empty: none")
 	flag.IntVar(&o.muxMinPort, "workload-min-port", 20000, "lowest port of the workload clusters' fake API servers")
 	flag.IntVar(&o.muxMaxPort, "workload-max-port", 20999, "highest port of the workload clusters' fake API servers")
 	flag.IntVar(&o.muxDbg, "workload-debug-port", 19000, "port of the in-memory backend's debug server")
@@ -170,7 +172,7 @@ func run(o options) error {
 		return fmt.Errorf("in-memory infrastructure: %w", err)
 	}
 	if o.inventoryAddr != "" {
-		if err := mgr.Add(newInventory(mgr.GetClient(), o.inventoryAddr)); err != nil {
+		if err := mgr.Add(newInventory(mgr.GetClient(), o.inventoryAddr, o.inventoryTokenFile)); err != nil {
 			return err
 		}
 	}

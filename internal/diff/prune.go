@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // ClusterState is what pruning needs to know of a Cluster API cluster.
@@ -37,6 +38,10 @@ type Orphan struct {
 	// Cluster is the cluster it belongs to (by its labels, owner references, references from other
 	// orphans or an earlier render), or "".
 	Cluster string
+	// InUseBy names a live object whose spec still refers to it (a MachineSet to its machine
+	// template, a Cluster to its infrastructure cluster or ClusterClass), or why that could not be
+	// told; "" when nothing does. An object in use is not deleted.
+	InUseBy string
 }
 
 // PruneInput is what DecidePrune looks at.
@@ -136,6 +141,8 @@ func decideOrphan(o Orphan, in PruneInput) (Action, string) {
 		return ActionReport, fmt.Sprintf("no longer rendered from Git, like its Cluster %s: deleting the Cluster deletes its parts (Cluster API tears it down); driftd never deletes a Cluster's parts one by one", o.Cluster)
 	case !isCluster && o.Cluster != "" && !state.InGit:
 		return ActionReport, fmt.Sprintf("no longer rendered from Git; its Cluster %s left Git and is gone, and what Cluster API left of it is not pruned by driftd", o.Cluster)
+	case o.InUseBy != "":
+		return ActionReport, fmt.Sprintf("no longer rendered from Git; still in use by %s, so it is pruned once nothing uses it", o.InUseBy)
 	case in.Policy.Mode == ModeDetect:
 		return ActionReport, "detect mode"
 	case annotation(nil, live, AnnotationMode) == string(ModeDetect):
@@ -144,4 +151,58 @@ func decideOrphan(o Orphan, in PruneInput) (Action, string) {
 		return ActionReport, "no corrections while " + in.Degraded
 	}
 	return ActionDelete, ""
+}
+
+// SpecReferences returns the objects o's spec refers to by kind and name, in o's namespace: every
+// reference Cluster API objects carry (infrastructureRef, configRef, templateRef, at any depth, as
+// apiGroup or apiVersion) and a Cluster's ClusterClass (spec.topology.classRef, or class).
+func SpecReferences(o *unstructured.Unstructured) []Key {
+	spec, ok := o.Object["spec"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	var keys []Key
+	var walk func(v any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			kind, _ := t["kind"].(string)
+			name, _ := t["name"].(string)
+			if kind != "" && name != "" {
+				group, _ := t["apiGroup"].(string)
+				if av, _ := t["apiVersion"].(string); group == "" && av != "" {
+					gv, _ := schema.ParseGroupVersion(av)
+					group = gv.Group
+				}
+				ns, _ := t["namespace"].(string)
+				if ns == "" {
+					ns = o.GetNamespace()
+				}
+				keys = append(keys, Key{Group: group, Kind: kind, Namespace: ns, Name: name})
+			}
+			for _, c := range t {
+				walk(c)
+			}
+		case []any:
+			for _, c := range t {
+				walk(c)
+			}
+		}
+	}
+	walk(spec)
+	if o.GetKind() == "Cluster" && groupOf(o) == "cluster.x-k8s.io" {
+		class, _, _ := unstructured.NestedString(o.Object, "spec", "topology", "classRef", "name")
+		classNS, _, _ := unstructured.NestedString(o.Object, "spec", "topology", "classRef", "namespace")
+		if class == "" { // v1beta1
+			class, _, _ = unstructured.NestedString(o.Object, "spec", "topology", "class")
+			classNS, _, _ = unstructured.NestedString(o.Object, "spec", "topology", "classNamespace")
+		}
+		if classNS == "" {
+			classNS = o.GetNamespace()
+		}
+		if class != "" {
+			keys = append(keys, Key{Group: "cluster.x-k8s.io", Kind: "ClusterClass", Namespace: classNS, Name: class})
+		}
+	}
+	return keys
 }

@@ -1,6 +1,8 @@
 package diff
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -48,6 +50,14 @@ func TestDecidePrune(t *testing.T) {
 			in: PruneInput{Orphans: []Orphan{orphan("AWSMachineTemplate", "md-0-v1", "prod", nil)}, Tracked: 50, Policy: prune,
 				Clusters: map[string]ClusterState{"fleet/prod": {Live: true, InGit: true}}},
 			want: map[string]Action{"AWSMachineTemplate/md-0-v1": ActionDelete},
+		},
+		{
+			name: "a template an older MachineSet still uses waits; an unused one goes",
+			in: PruneInput{Orphans: []Orphan{
+				func() Orphan { o := orphan("AWSMachineTemplate", "md-0-v1", "prod", nil); o.InUseBy = "MachineSet fleet/prod-md-0-7d9f"; return o }(),
+				orphan("AWSMachineTemplate", "md-0-v0", "prod", nil),
+			}, Tracked: 50, Policy: prune, Clusters: map[string]ClusterState{"fleet/prod": {Live: true, InGit: true}}},
+			want: map[string]Action{"AWSMachineTemplate/md-0-v1": ActionReport, "AWSMachineTemplate/md-0-v0": ActionDelete},
 		},
 		{
 			name: "a whole Cluster leaving Git: only the Cluster goes, with its opt-in",
@@ -174,4 +184,49 @@ func TestDecidePruneNeverDeletesANamespace(t *testing.T) {
 	if got := plan.Findings[0].Action; got != ActionReport {
 		t.Errorf("action %s for an orphaned Namespace, want report: deleting it deletes everything in it", got)
 	}
+}
+
+func TestSpecReferences(t *testing.T) {
+	ms := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "MachineSet",
+		"metadata": map[string]any{"name": "md-0-7d9f", "namespace": "fleet"},
+		"spec": map[string]any{"clusterName": "prod", "template": map[string]any{"spec": map[string]any{
+			"bootstrap":         map[string]any{"configRef": map[string]any{"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": "md-0"}},
+			"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DevMachineTemplate", "name": "md-0-v1"},
+		}}},
+	}}
+	cluster := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster",
+		"metadata": map[string]any{"name": "prod", "namespace": "fleet"},
+		"spec": map[string]any{
+			"infrastructureRef": map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AWSCluster", "name": "prod"},
+			"topology":          map[string]any{"class": "quick-start", "classNamespace": "classes"},
+		},
+	}}
+	cc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "ClusterClass",
+		"metadata": map[string]any{"name": "quick-start", "namespace": "classes"},
+		"spec": map[string]any{"workers": map[string]any{"machineDeployments": []any{map[string]any{
+			"class": "default-worker", "infrastructure": map[string]any{"templateRef": map[string]any{
+				"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "DevMachineTemplate", "name": "worker"}},
+		}}}},
+	}}
+	got := map[string][]Key{"ms": SpecReferences(ms), "cluster": SpecReferences(cluster), "cc": SpecReferences(cc)}
+	for _, refs := range got {
+		sortKeys(refs)
+	}
+	want := map[string][]Key{
+		"ms": {{Group: "infrastructure.cluster.x-k8s.io", Kind: "DevMachineTemplate", Namespace: "fleet", Name: "md-0-v1"},
+			{Group: "bootstrap.cluster.x-k8s.io", Kind: "KubeadmConfigTemplate", Namespace: "fleet", Name: "md-0"}},
+		"cluster": {{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSCluster", Namespace: "fleet", Name: "prod"},
+			{Group: "cluster.x-k8s.io", Kind: "ClusterClass", Namespace: "classes", Name: "quick-start"}},
+		"cc": {{Group: "infrastructure.cluster.x-k8s.io", Kind: "DevMachineTemplate", Namespace: "classes", Name: "worker"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SpecReferences (-want +got):\n%s", diff)
+	}
+}
+
+func sortKeys(keys []Key) {
+	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(a.String(), b.String()) })
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,6 +38,7 @@ func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pr
 		return out, nil
 	}
 	orphans, errs := e.orphans(ctx, s)
+	e.markInUse(ctx, orphans)
 	in := diff.PruneInput{
 		Orphans: orphans, Clusters: e.clusterStates(ctx, s, orphans), Tracked: len(s.desired) + len(orphans),
 		Limit: e.opts.PruneLimit, Policy: e.opts.Policy, Degraded: s.degraded,
@@ -153,6 +157,84 @@ func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, []err
 	e.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return diff.KeyOf(out[i].Object).String() < diff.KeyOf(out[j].Object).String() })
 	return out, errs
+}
+
+// referrerKinds are the kinds whose spec refers to the objects a fleet's clusters are made of.
+var referrerKinds = []schema.GroupKind{
+	{Group: "cluster.x-k8s.io", Kind: "Cluster"},
+	{Group: "cluster.x-k8s.io", Kind: "ClusterClass"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineDeployment"},
+	{Group: "cluster.x-k8s.io", Kind: "MachineSet"},
+	{Group: "cluster.x-k8s.io", Kind: "MachinePool"},
+	{Group: "cluster.x-k8s.io", Kind: "Machine"},
+	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlane"},
+}
+
+// markInUse finds, for each orphan that is not a Cluster, a live object whose spec still refers to
+// it: a template an older MachineSet of a rollout still uses, the infrastructure cluster a live
+// Cluster names. Deleting one of those while it is used breaks the rollout or the cluster, so it
+// waits until nothing uses it. Referrers are read only in the orphans' namespaces, and only when
+// there are orphans that might be deleted, from the API (no cache of every MachineSet and
+// Machine is kept for this); a namespace whose referrers cannot be read holds all its orphans.
+func (e *Engine) markInUse(ctx context.Context, orphans []diff.Orphan) {
+	if len(orphans) == 0 || !e.opts.Policy.Prune || e.opts.Policy.Mode != diff.ModeCorrect {
+		return
+	}
+	namespaces := map[string]bool{}
+	for _, o := range orphans {
+		namespaces[o.Object.GetNamespace()] = true
+	}
+	kinds := map[schema.GroupKind]bool{}
+	for _, gk := range referrerKinds {
+		kinds[gk] = true
+	}
+	e.mu.Lock()
+	for gvk := range e.gvks {
+		if gvk.Group == "controlplane.cluster.x-k8s.io" && !strings.HasSuffix(gvk.Kind, "Template") {
+			kinds[gvk.GroupKind()] = true
+		}
+	}
+	e.mu.Unlock()
+	users := map[diff.Key]string{}
+	unreadable := map[string]string{}
+	for _, gk := range slices.SortedFunc(maps.Keys(kinds), func(a, b schema.GroupKind) int { return strings.Compare(a.String(), b.String()) }) {
+		mapping, err := e.deps.Mapper.RESTMapping(gk)
+		if err != nil {
+			continue // not installed: nothing of that kind uses anything
+		}
+		for ns := range namespaces {
+			list := &unstructured.UnstructuredList{}
+			list.SetGroupVersionKind(mapping.GroupVersionKind.GroupVersion().WithKind(gk.Kind + "List"))
+			if err := e.deps.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+				if !meta.IsNoMatchError(err) {
+					unreadable[ns] = fmt.Sprintf("what could not be listed (%s: %v)", gk.Kind, err)
+				}
+				continue
+			}
+			for i := range list.Items {
+				user := &list.Items[i]
+				for _, ref := range diff.SpecReferences(user) {
+					if _, seen := users[ref]; !seen {
+						users[ref] = fmt.Sprintf("%s %s/%s", user.GetKind(), user.GetNamespace(), user.GetName())
+					}
+				}
+			}
+		}
+	}
+	for i := range orphans {
+		o := orphans[i].Object
+		if o.GetKind() == "Cluster" && diff.KeyOf(o).Group == "cluster.x-k8s.io" {
+			continue // a Cluster is deleted as a whole; what it uses goes with it
+		}
+		if why, ok := unreadable[o.GetNamespace()]; ok {
+			orphans[i].InUseBy = why
+			continue
+		}
+		key := diff.KeyOf(o)
+		if user, ok := users[key]; ok && user != key.Kind+" "+key.Namespace+"/"+key.Name {
+			orphans[i].InUseBy = user
+		}
+	}
 }
 
 // clusterStates reads the live state of the clusters the orphans belong to.

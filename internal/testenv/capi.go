@@ -33,8 +33,9 @@ import (
 // protocol for the in-memory machines.
 type CAPI struct {
 	*Env
-	// Inventory is the URL of the inventory endpoint (inventory.driftd.io/v1).
-	Inventory string
+	// Inventory is the URL of the inventory endpoint (inventory.driftd.io/v1) and
+	// InventoryTokenFile the file holding the bearer token it requires.
+	Inventory, InventoryTokenFile string
 	// LogFile holds the controllers' log.
 	LogFile string
 
@@ -102,12 +103,17 @@ func (c *CAPI) startControllers(bin string) error {
 	if err := writeKubeconfig(c.Env, kubeconfig); err != nil {
 		return err
 	}
+	c.InventoryTokenFile = filepath.Join(work, "inventory-token")
+	if err := os.WriteFile(c.InventoryTokenFile, []byte(strconv.FormatInt(time.Now().UnixNano(), 36)+"\n"), 0o600); err != nil {
+		return err
+	}
 	health, inventory, debug := freeAddr(), freeAddr(), freeAddr()
 	// The fake workload API servers take ports from a range of their own, picked at random so
 	// that two test binaries on one machine rarely meet.
 	base := 21000 + 1000*int(time.Now().UnixNano()%30)
 	args := []string{"--kubeconfig", kubeconfig, "--webhook-port", strconv.Itoa(hooks.LocalServingPort),
 		"--webhook-cert-dir", hooks.LocalServingCertDir, "--health-addr", health, "--inventory-addr", inventory,
+		"--inventory-token-file", c.InventoryTokenFile,
 		"--workload-min-port", strconv.Itoa(base), "--workload-max-port", strconv.Itoa(base + 999),
 		"--workload-debug-port", debug[strings.LastIndex(debug, ":")+1:]}
 	c.LogFile = filepath.Join(work, "capi.log")
@@ -169,7 +175,17 @@ func (c *CAPI) Stop() error {
 // OutOfBand changes an in-memory machine behind Cluster API's back, as someone in the cloud's
 // console would: action is stop, start or delete; id is the providerID without its scheme.
 func (c *CAPI) OutOfBand(ctx context.Context, id, action string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Inventory+"/testbed/instances/"+id+"/"+action, nil)
+	return c.testbed(ctx, "/testbed/instances/"+id+"/"+action)
+}
+
+// Answer makes the inventory endpoint answer "normal"ly, with no instances ("empty"), with an
+// answer that does not say it is complete ("incomplete"), or with an error ("error").
+func (c *CAPI) Answer(ctx context.Context, mode string) error {
+	return c.testbed(ctx, "/testbed/answer/"+mode)
+}
+
+func (c *CAPI) testbed(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Inventory+path, nil)
 	if err != nil {
 		return err
 	}
@@ -179,7 +195,7 @@ func (c *CAPI) OutOfBand(ctx context.Context, id, action string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("%s %s: %s", action, id, resp.Status)
+		return fmt.Errorf("%s: %s", path, resp.Status)
 	}
 	return nil
 }
