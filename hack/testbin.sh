@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test bed's control plane (kube-apiserver and etcd) from the Go module proxy.
+# Builds the test bed's control plane (kube-apiserver, etcd, and kube-controller-manager for the
+# packages that run Cluster API's controllers, whose deletions need the garbage collector) from the
+# Go module proxy.
 #
 # The binaries land in $TESTBIN_DIR/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION, a folder named after the
 # pins, so a build for the same pins is never repeated and a newer pin is a one-line change of
@@ -36,7 +38,7 @@ out="$TESTBIN_DIR/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION"
 # kube-apiserver must know its own version: Cluster API's controllers refuse a management cluster
 # that reports v0.0.0. A binary built before the version was linked in is rebuilt (a relink).
 versioned() { [[ -x "$out/kube-apiserver" ]] && "$out/kube-apiserver" --version 2>/dev/null | grep -q "$KUBE_VERSION"; }
-if versioned && [[ -x "$out/etcd" ]]; then
+if versioned && [[ -x "$out/etcd" ]] && [[ -x "$out/kube-controller-manager" ]]; then
   echo "$out"
   exit 0
 fi
@@ -82,6 +84,16 @@ if ! versioned; then
   minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   vpkg=k8s.io/component-base/version
   build_main k8s.io/kubernetes "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "v0.${KUBE_VERSION#v1.}" \
+    "-X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
+fi
+
+# The garbage collector deletes what an owner's deletion leaves (a Cluster's Secrets): without
+# it, a cluster deleted and created again under the same name meets its predecessor's certificates.
+if [[ ! -x "$out/kube-controller-manager" ]]; then
+  log "building kube-controller-manager $KUBE_VERSION (once for this pin; a few minutes on 2 cores)"
+  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  vpkg=k8s.io/component-base/version
+  build_main k8s.io/kubernetes "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "v0.${KUBE_VERSION#v1.}" \
     "-X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
 fi
 echo "$out"

@@ -35,7 +35,8 @@ type inventory struct {
 	state  map[string]string // instance ID → "stopped" or "deleted"
 	answer string            // "", "empty", "incomplete" or "error"
 	views  map[string][]instance
-	calls  int
+	// snapshots counts the snapshots asked for (first pages), answered or not.
+	snapshots int
 }
 
 func newInventory(c client.Client, addr, tokenFile string) *inventory {
@@ -51,10 +52,10 @@ func (inv *inventory) Start(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/snapshot", inv.snapshot)
 	mux.HandleFunc("POST /testbed/instances/{id}/{action}", inv.outOfBand)
 	mux.HandleFunc("POST /testbed/answer/{mode}", inv.setAnswer)
-	mux.HandleFunc("GET /testbed/calls", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /testbed/snapshots", func(w http.ResponseWriter, _ *http.Request) {
 		inv.mu.Lock()
 		defer inv.mu.Unlock()
-		_, _ = w.Write([]byte(strconv.Itoa(inv.calls)))
+		_, _ = w.Write([]byte(strconv.Itoa(inv.snapshots)))
 	})
 	ln, err := net.Listen("tcp", inv.addr)
 	if err != nil {
@@ -127,7 +128,9 @@ func (inv *inventory) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv.mu.Lock()
-	inv.calls++
+	if req.PageToken == "" {
+		inv.snapshots++
+	}
 	answer := inv.answer
 	inv.mu.Unlock()
 	if answer == "error" {

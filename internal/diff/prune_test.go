@@ -54,7 +54,11 @@ func TestDecidePrune(t *testing.T) {
 		{
 			name: "a template an older MachineSet still uses waits; an unused one goes",
 			in: PruneInput{Orphans: []Orphan{
-				func() Orphan { o := orphan("AWSMachineTemplate", "md-0-v1", "prod", nil); o.InUseBy = "MachineSet fleet/prod-md-0-7d9f"; return o }(),
+				func() Orphan {
+					o := orphan("AWSMachineTemplate", "md-0-v1", "prod", nil)
+					o.InUseBy = "MachineSet fleet/prod-md-0-7d9f"
+					return o
+				}(),
 				orphan("AWSMachineTemplate", "md-0-v0", "prod", nil),
 			}, Tracked: 50, Policy: prune, Clusters: map[string]ClusterState{"fleet/prod": {Live: true, InGit: true}}},
 			want: map[string]Action{"AWSMachineTemplate/md-0-v1": ActionReport, "AWSMachineTemplate/md-0-v0": ActionDelete},

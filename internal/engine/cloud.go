@@ -322,8 +322,12 @@ func (e *Engine) vanished(provider string, targets []infra.Cluster, snap *infra.
 			k := provider + "/" + t.Key() + "@" + loc
 			before, now := e.lastSeen[k], seen[t.Key()+"@"+loc]
 			if before > 0 && now == 0 && withMachines[t.Key()] > 0 {
-				out[t.Key()] = fmt.Sprintf("%s %s held %d of its instances at the last look and now answers with none while %d of its Machines remain",
-					provider, loc, before, withMachines[t.Key()])
+				where := provider
+				if loc != "" {
+					where += " " + loc
+				}
+				out[t.Key()] = fmt.Sprintf("%s held %d of its instances at the last look and now answers with none while %d of its Machines remain",
+					where, before, withMachines[t.Key()])
 				continue // remember the last good count until the location answers again
 			}
 			e.lastSeen[k] = now
@@ -560,6 +564,20 @@ func errOrNil(err error) []error {
 // correctCloud announces cloud findings and makes the replacements and pool restores decided.
 func (e *Engine) correctCloud(ctx context.Context, res *Result) {
 	e.announceSuspect(ctx)
+	// A finding the last look had and this one has not has ended: if it comes back, that is a new
+	// occurrence, announced again (with what holds it back then).
+	current := map[diff.Key]bool{}
+	for _, f := range res.Findings {
+		current[cloudKey(keyOfRef(f.Object), f)] = true
+	}
+	e.mu.Lock()
+	for k := range e.cloudAnnounced {
+		if !current[k] {
+			e.deps.Events.Forget(k)
+		}
+	}
+	e.cloudAnnounced = current
+	e.mu.Unlock()
 	for _, f := range res.Findings {
 		key := keyOfRef(f.Object)
 		target := e.liveTarget(ctx, f.Object)

@@ -140,6 +140,8 @@ type Engine struct {
 	replacements map[diff.Key]diff.Replacement
 	// cloudRemaining are the cloud findings the last cloud cycle did not correct.
 	cloudRemaining []diff.Finding
+	// cloudAnnounced are the keys (cloudKey) of the last cloud cycle's findings.
+	cloudAnnounced map[diff.Key]bool
 	// suspect are the clusters whose inventory the last cloud evaluation distrusted, with why;
 	// lastSeen counts what each location held of each cluster at the last look;
 	// cloudScopeByKey are the clusters of the last cloud evaluation, with their identities.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/driftd/driftd/internal/apply"
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
 )
 
 // memo is the evaluation of one desired object against one state of its live object: the fields
@@ -205,9 +206,9 @@ func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desir
 	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file,
 		Action: action, Reason: reason, Fields: m.fields}
 	if m.rejected != nil {
-		why := "the API server rejects it: " + m.rejected.Error()
+		why := "the API server rejects it: " + report.Brief(m.rejected.Error())
 		if hint := apply.Hint(key.Kind, m.rejected); hint != "" {
-			why += " (hint: " + hint + ")"
+			why = "the API server rejects it (hint: " + hint + "): " + report.Brief(m.rejected.Error())
 		}
 		if action.Corrects() {
 			f.Action, f.Reason = diff.ActionBlocked, why

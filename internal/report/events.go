@@ -100,9 +100,10 @@ func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err er
 	if seen {
 		return false
 	}
-	note := fmt.Sprintf("%s %s failed: %v", f.Class, correctionOf(f), err)
+	// The hint before the error, which may be long: a note holds 1 KiB.
+	note := fmt.Sprintf("%s %s failed: %s", f.Class, correctionOf(f), Brief(err.Error()))
 	if hint != "" {
-		note += " (hint: " + hint + ")"
+		note = fmt.Sprintf("%s %s failed (hint: %s): %s", f.Class, correctionOf(f), hint, Brief(err.Error()))
 	}
 	e.emit(obj, "Warning", ReasonCorrectionFailed, "Correct", note)
 	return true

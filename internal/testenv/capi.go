@@ -39,8 +39,9 @@ type CAPI struct {
 	// LogFile holds the controllers' log.
 	LogFile string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
+	cmd, gc          *exec.Cmd
+	exited, gcExited chan struct{}
+	gcLog            string
 }
 
 // capiTestModule holds the development provider's CRDs and webhooks.
@@ -117,28 +118,26 @@ func (c *CAPI) startControllers(bin string) error {
 		"--workload-min-port", strconv.Itoa(base), "--workload-max-port", strconv.Itoa(base + 999),
 		"--workload-debug-port", debug[strings.LastIndex(debug, ":")+1:]}
 	c.LogFile = filepath.Join(work, "capi.log")
-	logFile, err := os.Create(c.LogFile)
-	if err != nil {
+	if c.cmd, c.exited, err = startProcess(bin, args, c.LogFile); err != nil {
 		return err
 	}
-	if setpriv, err := exec.LookPath("setpriv"); err == nil {
-		c.cmd = exec.Command(setpriv, append([]string{"--pdeathsig", "KILL", bin}, args...)...)
-	} else {
-		c.cmd = exec.Command(bin, args...)
-	}
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
+	// The garbage collector, which deletes what a Cluster's deletion leaves to it (its Secrets):
+	// kube-controller-manager with nothing else on.
+	c.gcLog = filepath.Join(work, "kube-controller-manager.log")
+	if c.gc, c.gcExited, err = startProcess(filepath.Join(c.assets, "kube-controller-manager"), []string{
+		"--kubeconfig", kubeconfig, "--controllers", "garbage-collector-controller", "--leader-elect=false",
+		"--secure-port=0", "--concurrent-gc-syncs=5",
+	}, c.gcLog); err != nil {
 		return err
 	}
-	c.exited = make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(c.exited) }()
 	c.Inventory = "http://" + inventory
 	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
 		case <-c.exited:
 			return fmt.Errorf("Cluster API's controllers exited; their log: %s", tail(c.LogFile))
+		case <-c.gcExited:
+			return fmt.Errorf("kube-controller-manager exited; its log: %s", tail(c.gcLog))
 		default:
 		}
 		if resp, err := http.Get("http://" + health + "/readyz"); err == nil {
@@ -160,16 +159,47 @@ func (c *CAPI) startControllers(bin string) error {
 
 // Stop stops the controllers and the control plane.
 func (c *CAPI) Stop() error {
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.exited
-		}
-	}
+	stopProcess(c.cmd, c.exited)
+	stopProcess(c.gc, c.gcExited)
 	return c.Env.Stop()
+}
+
+// startProcess starts bin in a process group of its own, dying with the test binary (setpriv's
+// parent-death signal where there is setpriv), its output in logFile.
+func startProcess(bin string, args []string, logFile string) (*exec.Cmd, chan struct{}, error) {
+	out, err := os.Create(logFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cmd *exec.Cmd
+	if setpriv, err := exec.LookPath("setpriv"); err == nil {
+		cmd = exec.Command(setpriv, append([]string{"--pdeathsig", "KILL", bin}, args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = out.Close()
+		return nil, nil, fmt.Errorf("starting %s: %w", filepath.Base(bin), err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = out.Close(); close(exited) }()
+	return cmd, exited, nil
+}
+
+// stopProcess ends a process startProcess started: SIGTERM to its group, SIGKILL after 10s.
+func stopProcess(cmd *exec.Cmd, exited chan struct{}) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
 }
 
 // OutOfBand changes an in-memory machine behind Cluster API's back, as someone in the cloud's
@@ -182,6 +212,22 @@ func (c *CAPI) OutOfBand(ctx context.Context, id, action string) error {
 // answer that does not say it is complete ("incomplete"), or with an error ("error").
 func (c *CAPI) Answer(ctx context.Context, mode string) error {
 	return c.testbed(ctx, "/testbed/answer/"+mode)
+}
+
+// SnapshotCalls is how many snapshots the inventory endpoint was asked for (first pages).
+func (c *CAPI) SnapshotCalls(tb testing.TB) int {
+	tb.Helper()
+	resp, err := http.Get(c.Inventory + "/testbed/snapshots")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		tb.Fatalf("inventory endpoint: snapshots %q: %v", b, err)
+	}
+	return n
 }
 
 func (c *CAPI) testbed(ctx context.Context, path string) error {

@@ -35,6 +35,7 @@ type Env struct {
 	Scheme *runtime.Scheme
 
 	env      *envtest.Environment
+	assets   string // the folder of the control plane's binaries
 	cleanup  func()
 	stopOnce sync.Once
 	stopErr  error
@@ -95,7 +96,7 @@ func start(crds envtest.CRDInstallOptions) (*Env, error) {
 		cleanup()
 		return nil, err
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env, cleanup: cleanup}, nil
+	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env, assets: dir, cleanup: cleanup}, nil
 }
 
 // Stop stops the control plane and removes its data. It is safe to call more than once.

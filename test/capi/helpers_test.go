@@ -2,12 +2,20 @@ package capi
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,4 +114,172 @@ func running(tb testing.TB, cluster string) (int, int) {
 		}
 	}
 	return n, len(ms)
+}
+
+// events returns driftd's Events on an object of the fleet namespace, as "Reason: note".
+func events(tb testing.TB, kind, name string) []string {
+	tb.Helper()
+	return eventsIn(tb, ns, kind, name)
+}
+
+// eventsIn returns driftd's Events on an object of namespace, as "Reason: note".
+func eventsIn(tb testing.TB, namespace, kind, name string) []string {
+	tb.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(namespace)); err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		if ev.Regarding.Kind == kind && ev.Regarding.Name == name && ev.ReportingController == "driftd" {
+			out = append(out, ev.Reason+": "+ev.Note)
+		}
+	}
+	return out
+}
+
+// eventWith reports whether driftd's Events on the object hold one with reason whose note
+// contains every part.
+func eventWith(tb testing.TB, kind, name, reason string, parts ...string) bool {
+	tb.Helper()
+	return hasEvent(events(tb, kind, name), reason, parts...)
+}
+
+// hasEvent reports whether evs hold one with reason whose note contains every part.
+func hasEvent(evs []string, reason string, parts ...string) bool {
+	for _, e := range evs {
+		if !strings.HasPrefix(e, reason+":") {
+			continue
+		}
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(e, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// driftdEvents returns every Event driftd recorded in the fleet namespace, as "Kind/name Reason: note".
+func driftdEvents(tb testing.TB) []string {
+	tb.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		if ev.ReportingController == "driftd" {
+			out = append(out, ev.Regarding.Kind+"/"+ev.Regarding.Name+" "+ev.Reason+": "+ev.Note)
+		}
+	}
+	return out
+}
+
+// metricSum adds up the samples of a metric on driftd's metrics endpoint whose labels contain
+// every one of labels (`cluster="dev1"`); -1 when the endpoint does not answer.
+func metricSum(addr, name string, labels ...string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(line, l)
+		}
+		if !match {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// cloudLooks counts the inventory snapshots driftd has asked for (first pages).
+func cloudLooks(t *testing.T) float64 {
+	return float64(env.SnapshotCalls(t))
+}
+
+// waitForCloudLooks waits until driftd asked the inventory endpoint for n more snapshots.
+func waitForCloudLooks(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	start := cloudLooks(t)
+	testenv.Eventually(t, timeout, fmt.Sprintf("%d more inventory snapshots", n), func() bool { return cloudLooks(t) >= start+float64(n) })
+}
+
+// get reads an object of the fleet namespace; nil when it does not exist.
+func get(tb testing.TB, gvk schema.GroupVersionKind, name string) *unstructured.Unstructured {
+	tb.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		tb.Fatal(err)
+	}
+	return u
+}
+
+// list lists the objects of a kind in the fleet namespace, by name.
+func list(tb testing.TB, gvk schema.GroupVersionKind, labels map[string]string) map[string]*unstructured.Unstructured {
+	tb.Helper()
+	l := &unstructured.UnstructuredList{}
+	l.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := env.Client.List(context.Background(), l, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]*unstructured.Unstructured{}
+	for i := range l.Items {
+		out[l.Items[i].GetName()] = &l.Items[i]
+	}
+	return out
+}
+
+// pool returns the Machines of a MachineDeployment by name.
+func pool(tb testing.TB, md string) map[string]*unstructured.Unstructured {
+	return list(tb, gvkMachine, map[string]string{"cluster.x-k8s.io/deployment-name": md})
+}
+
+// runningUIDs are the UIDs of the Machines among ms that are Running with a Node and not being
+// deleted.
+func runningUIDs(ms map[string]*unstructured.Unstructured) []string {
+	var out []string
+	for _, m := range ms {
+		if phase(m) == "Running" && nodeName(m) != "" && m.GetDeletionTimestamp() == nil {
+			out = append(out, string(m.GetUID()))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func providerID(m *unstructured.Unstructured) string {
+	p, _, _ := unstructured.NestedString(m.Object, "spec", "providerID")
+	return p
+}
+
+// fleetWrites are driftd's writes to the fleet: everything but its status ConfigMap, memo,
+// lease and Events.
+func fleetWrites(r testenv.Request) bool {
+	return testenv.Writes(r) && !strings.Contains(r.Path, "/configmaps/driftd-") && !strings.Contains(r.Path, "/leases/")
+}
+
+func describe(rs []testenv.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s %s (%s) %d", r.Method, r.Path, r.FieldManager, r.Status))
+	}
+	return out
 }
