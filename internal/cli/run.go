@@ -128,11 +128,15 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}
 	status := report.NewStatus(p.client, o.namespace)
+	recorder := report.NewAsyncRecorder(p.client, p.scheme, 1024)
+	if err := mgr.Add(recorder); err != nil {
+		return err
+	}
 	p.opts.LiveFromCache = true
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
-		Events:  report.NewEvents(mgr.GetEventRecorder(report.ReportingController)),
+		Events:  report.NewEvents(recorder),
 		Status:  status,
 		Memo:    engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
 		Metrics: report.NewMetrics(registry),

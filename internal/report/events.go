@@ -79,7 +79,11 @@ func (e *Events) Blocked(obj runtime.Object, f diff.Finding) {
 // new occurrence.
 func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
 	e.Forget(key)
-	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", fmt.Sprintf("%s corrected by %s: %s", f.Class, f.Action, FieldList(f.Fields)))
+	note := fmt.Sprintf("%s corrected by %s", f.Class, f.Action)
+	if len(f.Fields) > 0 {
+		note += ": " + FieldList(f.Fields)
+	}
+	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", note)
 }
 
 // Replaced announces that a Machine's replacement was requested (annotated for its
