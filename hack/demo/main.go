@@ -1,25 +1,23 @@
-// Command demo shows driftd at work on a local management cluster: `make demo`.
+// Command demo shows driftd at work on a local management cluster with Cluster API's own
+// controllers running: `make demo`.
 //
-// It starts the test bed's control plane with the Cluster API CRDs and govmomi's vSphere
-// simulator in-process, turns the vSphere cluster of examples/fleet-repo into a local git
-// repository pointed at the simulator, brings its "already provisioned" state into being (Machines
-// whose providerIDs name simulator VMs), runs `driftd run` against it, and then edits things out of
-// band — a MachineDeployment scaled by another field manager, a VM resized, a VM powered off —
-// printing driftd's Events as they come, and a final `driftd plan`.
-//
-// No Cluster API controller runs here: where a replacement needs one (a MachineHealthCheck acting
-// on the remediate annotation), the demo says what would happen. DEMO_KEEP=1 leaves everything
-// running and prints how to poke at it.
+// It starts the test bed — kube-apiserver and etcd, Cluster API's core, kubeadm bootstrap and
+// control plane controllers with their webhooks, the development provider's in-memory backend
+// (which fakes each workload cluster's machines, API server and Nodes) and its inventory endpoint —
+// turns a development cluster into a signed git repository, runs `driftd run --prune --provider
+// in-memory` against it from an empty management cluster, and then does what happens to fleets:
+// a MachineDeployment scaled by hand, a machine deleted in the cloud behind Cluster API's back, an
+// immutable template edited in Git. driftd's Events are printed as they come, with what Cluster API
+// does about them, and a final `driftd plan`. DEMO_KEEP=1 leaves everything running.
 package main
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,9 +27,6 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	govobject "github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/types"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,20 +39,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/cli"
-	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
-const ns = "fleet-production"
+const ns = "fleet-dev"
 
 var (
 	gvkMD      = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
 	gvkMachine = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Machine"}
-	gvkVSM     = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereMachine"}
 )
 
 func main() {
-	log.SetOutput(io.Discard) // the simulator logs each TLS handshake govmomi retries with the thumbprint
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
@@ -69,127 +61,104 @@ func main() {
 func say(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 
 func run(ctx context.Context) error {
-	say("Starting a management cluster (kube-apiserver + etcd with the Cluster API, CAPA and CAPV CRDs)")
-	env, err := testenv.Start()
+	began := time.Now()
+	say("Starting a management cluster with Cluster API's controllers and webhooks (core, kubeadm bootstrap and\n    control plane, the in-memory development provider) and an inventory endpoint for its machines")
+	env, err := testenv.StartCAPI()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
-
-	say("Starting the vSphere simulator")
-	sim, err := testenv.StartVCSim(func(m *simulator.Model) { m.Host, m.Machine = 0, 3 })
-	if err != nil {
-		return err
-	}
-	defer sim.Stop()
-	vc, err := sim.Client(ctx)
-	if err != nil {
-		return err
-	}
-	vms, err := sim.VMs(ctx)
-	if err != nil {
-		return err
-	}
-	// "Already provisioned": the VMs have the size the fleet's VSphereMachineTemplate asks for.
-	for _, vm := range vms {
-		if err := wait(govobject.NewVirtualMachine(vc.Client, vm.Reference()).Reconfigure(ctx, types.VirtualMachineConfigSpec{NumCPUs: 8, MemoryMB: 16384})); err != nil {
-			return err
-		}
-	}
+	c := env.Client
 
 	work, err := os.MkdirTemp("", "driftd-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	repoDir, keyring, err := fleetRepo(work, sim)
+	repo, key, keyring, err := fleetRepo(work)
 	if err != nil {
 		return err
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := writeKubeconfig(env, kubeconfig); err != nil {
+	if err := writeKubeconfig(env.Env, kubeconfig); err != nil {
 		return err
 	}
-	c := env.Client
+	config := filepath.Join(work, "driftd.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("provider: [in-memory]\ninventories:\n- provider: in-memory\n  url: %s\n  infrastructureKinds: [DevCluster]\n  tokenFile: %s\n",
+		env.Inventory, env.InventoryTokenFile)), 0o600); err != nil {
+		return err
+	}
 	// driftd's own namespace, as applying config/default creates it. The fleet's namespace comes
 	// from the fleet repository.
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "driftd-system"}}); err != nil {
 		return err
 	}
 
-	source := []string{"--repo", repoDir, "--ref", "main", "--path", "clusters", "--kubeconfig", kubeconfig, "--verify-signatures", keyring}
-	args := append([]string{"--namespace", "driftd-system", "--provider", "vsphere", "--max-replacements", "2",
-		"--git-cache-dir", filepath.Join(work, "cache")}, source...)
-	say("driftd run --repo %s --path clusters --provider vsphere --verify-signatures %s\n    (the fleet: examples/fleet-repo's vSphere cluster prod-edge and its Namespace, into an empty management\n    cluster; the commit is signed, and only commits signed by a key of the keyring are applied)", repoDir, filepath.Base(keyring))
+	source := []string{"--repo", repo.dir, "--ref", "main", "--path", "fleet", "--kubeconfig", kubeconfig, "--verify-signatures", keyring}
+	say("driftd run --repo %s --path fleet --prune --provider in-memory --config driftd.yaml --verify-signatures %s\n    (the fleet: the development cluster dev1 — a kubeadm control plane, a MachineDeployment of 2 with a\n    MachineHealthCheck — and its Namespace, into an empty management cluster; the commit is signed, and only\n    commits signed by a key of the keyring are applied; driftd.yaml names the inventory endpoint)", repo.dir, filepath.Base(keyring))
 	var logs testenv.SyncBuffer
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Execute(runCtx, append([]string{"run", "--interval", "1m", "--cloud-interval", "2s",
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, args...), &logs, &logs)
+		done <- cli.Execute(runCtx, append([]string{"run", "--namespace", "driftd-system", "--interval", "5s", "--cloud-interval", "2s",
+			"--prune", "--config", config, "--git-cache-dir", filepath.Join(work, "cache"),
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, source...), &logs, &logs)
 	}()
 	defer func() { stopRun(); <-done }()
-	go printEvents(runCtx, env)
+	go printEvents(runCtx, env.Env)
 
-	if err := until(ctx, 60*time.Second, func() bool { return exists(ctx, c, gvkMD, "prod-edge-md-0") }); err != nil {
-		return fmt.Errorf("driftd did not create the fleet: %w\n%s", err, logs.String())
+	say("Cluster API brings the cluster up")
+	if err := until(ctx, 3*time.Minute, func() bool { return running(ctx, c, "dev1") == 3 && len(pool(ctx, c)) == 2 }); err != nil {
+		return fmt.Errorf("the fleet did not come up: %w\n%s", err, logs.String())
 	}
-	// The vCenter credentials the VSphereCluster names: never in Git; a sealed or external secret
-	// puts them there once the namespace exists.
-	pw, _ := sim.URL.User.Password()
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "prod-edge-vsphere-credentials"},
-		StringData: map[string]string{"username": sim.URL.User.Username(), "password": pw}}); err != nil {
-		return err
-	}
-	say("The fleet exists. Bringing its provisioned Machines into being (providerIDs point at simulator VMs)")
-	for i, vm := range vms {
-		if err := machine(ctx, c, fmt.Sprintf("prod-edge-md-0-m%d", i), "vsphere://"+strings.ToLower(vm.Config.Uuid), sim.URL.Host); err != nil {
-			return err
-		}
-	}
-	time.Sleep(3 * time.Second)
+	say("dev1 is up: %s", describe(ctx, c))
 
-	say("Out of band #1: `kubectl scale machinedeployment prod-edge-md-0 --replicas=7` (field manager kubectl-scale)")
-	md := &unstructured.Unstructured{}
-	md.SetGroupVersionKind(gvkMD)
-	md.SetNamespace(ns)
-	md.SetName("prod-edge-md-0")
-	if err := c.Patch(ctx, md, client.RawPatch(ktypes.MergePatchType, []byte(`{"spec":{"replicas":7}}`)), client.FieldOwner("kubectl-scale")); err != nil {
+	say("Out of band #1: `kubectl scale machinedeployment dev1-md-0 --replicas=5`")
+	scale := &unstructured.Unstructured{}
+	scale.SetGroupVersionKind(gvkMD)
+	scale.SetNamespace(ns)
+	scale.SetName("dev1-md-0")
+	if err := c.SubResource("scale").Patch(ctx, scale, client.RawPatch(ktypes.MergePatchType, []byte(`{"spec":{"replicas":5}}`)), client.FieldOwner("kubectl-scale")); err != nil {
 		return err
 	}
-	if err := until(ctx, 30*time.Second, func() bool { return replicas(ctx, c) == 4 }); err != nil {
+	if err := until(ctx, time.Minute, func() bool { return replicas(ctx, c) == 2 && len(pool(ctx, c)) == 2 && running(ctx, c, "dev1") == 3 }); err != nil {
 		return err
 	}
-	say("driftd put replicas back to Git's 4")
-	time.Sleep(time.Second)
+	say("driftd put Git's 2 replicas back, Cluster API kept (or brought back) 2 workers: %s", describe(ctx, c))
 
-	say("Out of band #2: in vCenter, VM %s resized to 2 CPUs / 4 GiB", vms[0].Name)
-	if err := wait(govobject.NewVirtualMachine(vc.Client, vms[0].Reference()).Reconfigure(ctx, types.VirtualMachineConfigSpec{NumCPUs: 2, MemoryMB: 4096})); err != nil {
+	workers := pool(ctx, c)
+	victim := workers[0]
+	pid, _, _ := unstructured.NestedString(victim.Object, "spec", "providerID")
+	say("Out of band #2: in the cloud, the instance %s of Machine %s is deleted", pid, victim.GetName())
+	if err := env.OutOfBand(ctx, strings.TrimPrefix(pid, "in-memory://"), "delete"); err != nil {
 		return err
 	}
-	if err := until(ctx, 30*time.Second, func() bool { return annotated(ctx, c, "prod-edge-md-0-m0") }); err != nil {
+	if err := until(ctx, 2*time.Minute, func() bool {
+		now := pool(ctx, c)
+		return len(now) == 2 && running(ctx, c, "dev1") == 3 && !slices.ContainsFunc(now, func(m *unstructured.Unstructured) bool { return m.GetUID() == victim.GetUID() })
+	}); err != nil {
 		return err
 	}
-	say("Out of band #3: in vCenter, VM %s powered off", vms[1].Name)
-	if err := wait(govobject.NewVirtualMachine(vc.Client, vms[1].Reference()).PowerOff(ctx)); err != nil {
+	say("The MachineHealthCheck remediated the Machine driftd marked, and the MachineSet replaced it: %s", describe(ctx, c))
+
+	say("In Git: the worker template edited in place (Cluster API templates are immutable)")
+	if err := repo.commit(key, "workers boot slower", func(s string) string {
+		return strings.Replace(s, `startupDuration: "3s"`, `startupDuration: "4s"`, 1)
+	}); err != nil {
 		return err
 	}
-	if err := until(ctx, 30*time.Second, func() bool { return annotated(ctx, c, "prod-edge-md-0-m1") }); err != nil {
+	if err := until(ctx, time.Minute, func() bool { return failed(ctx, env.Env, "dev1-md-0") }); err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second)
-	say(`Both Machines carry cluster.x-k8s.io/remediate-machine. No Cluster API controller runs in this demo;
-    on a real management cluster the MachineHealthCheck prod-edge-md-0 would now remediate them under its
-    own limits, and the MachineSet would create fresh Machines (and VMs) from the template.`)
+	say("The webhook said no, driftd said why and how, and nothing else changed: %s", describe(ctx, c))
 
 	say("driftd plan (spec layer): what Git and the cluster still disagree on")
-	code := cli.Execute(ctx, append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache")}, source...), os.Stdout, os.Stderr)
-	if code != 0 {
-		return fmt.Errorf("the final plan found spec drift (exit %d)", code)
-	}
-	say("driftd plan --provider vsphere: the cloud layer, with the replacements in flight")
-	_ = cli.Execute(ctx, append([]string{"plan", "--provider", "vsphere", "--git-cache-dir", filepath.Join(work, "plan-cache")}, source...), os.Stdout, os.Stderr)
+	plan := append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache")}, source...)
+	_ = cli.Execute(ctx, plan, os.Stdout, os.Stderr)
+	say("driftd plan --provider in-memory: the cloud layer")
+	_ = cli.Execute(ctx, append(plan, "--config", config), os.Stdout, os.Stderr)
 
+	say("%s from an empty management cluster", time.Since(began).Round(time.Second))
 	if os.Getenv("DEMO_KEEP") == "1" {
 		say("Everything keeps running (Ctrl-C ends it):\n    export KUBECONFIG=%s\n    kubectl get clusters,machinedeployments,machines -n %s\n    kubectl get events -n %s --field-selector reportingComponent=driftd\n    kubectl get configmap driftd-status -n driftd-system -o yaml", kubeconfig, ns, ns)
 		<-ctx.Done()
@@ -198,18 +167,24 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// fleetRepo makes a git repository of examples/fleet-repo's vSphere cluster pointed at the
-// simulator, its commit signed by a new OpenPGP key, and returns it with the keyring file that
-// trusts that key.
-func fleetRepo(work string, sim *testenv.VCSim) (string, string, error) {
+// fleet is the demo's git repository.
+type fleet struct {
+	dir  string
+	repo *git.Repository
+}
+
+// fleetRepo makes a git repository of the test bed's development cluster dev1 — one control plane
+// machine, quick workers — its commit signed by a new OpenPGP key, and returns it with the keyring
+// file that trusts that key.
+func fleetRepo(work string) (*fleet, *openpgp.Entity, string, error) {
 	key, err := openpgp.NewEntity("Platform Team", "demo", "platform@example.com", nil)
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", err
 	}
 	keyring := filepath.Join(work, "trusted-keys.asc")
 	f, err := os.Create(keyring)
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", err
 	}
 	w, err := armor.Encode(f, openpgp.PublicKeyType, nil)
 	if err == nil {
@@ -222,82 +197,57 @@ func fleetRepo(work string, sim *testenv.VCSim) (string, string, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", err
 	}
-	dir, err := commitFleet(work, sim, key)
-	return dir, keyring, err
-}
-
-func commitFleet(work string, sim *testenv.VCSim, key *openpgp.Entity) (string, error) {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
-		return "", err
+		return nil, nil, "", err
 	}
-	src, err := os.ReadFile(filepath.Join(root, "examples/fleet-repo/clusters/production/edge-vsphere/cluster.yaml"))
+	dev1, err := os.ReadFile(filepath.Join(root, "test/capi/testdata/fleet/dev1.yaml"))
 	if err != nil {
-		return "", err
+		return nil, nil, "", err
 	}
-	fleet := strings.NewReplacer(
-		"vcenter.edge.example.com", sim.URL.Host,
-		`"AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01"`, `"`+sim.Thumbprint()+`"`,
-		"/EDGE-DC/vm/prod-edge", "/DC0/vm", "EDGE-DC", "DC0",
-	).Replace(string(src))
-	files := map[string]string{
-		"clusters/kustomization.yaml": "namespace: " + ns + "\nresources:\n- namespace.yaml\n- prod-edge.yaml\n",
-		"clusters/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
-		"clusters/prod-edge.yaml":     fleet,
-	}
+	cluster := strings.NewReplacer("replicas: 3", "replicas: 1", `startupDuration: "10s"`, `startupDuration: "3s"`).Replace(string(dev1))
 	dir := filepath.Join(work, "fleet")
 	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}})
 	if err != nil {
-		return "", err
+		return nil, nil, "", err
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return "", err
-	}
-	for p, content := range files {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644); err != nil {
-			return "", err
-		}
-		if _, err := wt.Add(p); err != nil {
-			return "", err
-		}
-	}
-	_, err = wt.Commit("the fleet", &git.CommitOptions{Author: &object.Signature{Name: "platform", Email: "platform@example.com", When: time.Now()}, SignKey: key})
-	return dir, err
+	r := &fleet{dir: dir, repo: repo}
+	return r, key, keyring, r.write(key, "the fleet", map[string]string{
+		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- namespace.yaml\n- dev1.yaml\n",
+		"fleet/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
+		"fleet/dev1.yaml":          cluster,
+	})
 }
 
-// machine creates a Running Machine of prod-edge-md-0 and its VSphereMachine, as Cluster API would have.
-func machine(ctx context.Context, c client.Client, name, providerID, server string) error {
-	vsm := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
-		"server": server, "template": "ubuntu-2204-kube-v1.34.1", "folder": "/DC0/vm", "numCPUs": int64(8), "memoryMiB": int64(16384),
-		"providerID": providerID, "network": map[string]any{"devices": []any{map[string]any{"networkName": "k8s-edge", "dhcp4": true}}},
-	}}}
-	vsm.SetGroupVersionKind(gvkVSM)
-	vsm.SetNamespace(ns)
-	vsm.SetName(name)
-	vsm.SetLabels(map[string]string{diff.LabelClusterName: "prod-edge"})
-	if err := c.Create(ctx, vsm); err != nil {
+// commit changes fleet/dev1.yaml with edit and commits it, signed.
+func (r *fleet) commit(key *openpgp.Entity, message string, edit func(string) string) error {
+	b, err := os.ReadFile(filepath.Join(r.dir, "fleet/dev1.yaml"))
+	if err != nil {
 		return err
 	}
-	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
-	m.SetNamespace(ns)
-	m.SetName(name)
-	m.SetLabels(map[string]string{diff.LabelClusterName: "prod-edge", diff.LabelDeploymentName: "prod-edge-md-0"})
-	m.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "MachineSet", Name: "prod-edge-md-0-7d4f9", UID: "11111111-2222-3333-4444-555555555555"}})
-	m.Object["spec"] = map[string]any{"clusterName": "prod-edge", "providerID": providerID, "version": "v1.34.1",
-		"bootstrap":         map[string]any{"dataSecretName": name},
-		"infrastructureRef": map[string]any{"apiGroup": gvkVSM.Group, "kind": gvkVSM.Kind, "name": name}}
-	if err := c.Create(ctx, m); err != nil {
+	return r.write(key, message, map[string]string{"fleet/dev1.yaml": edit(string(b))})
+}
+
+func (r *fleet) write(key *openpgp.Entity, message string, files map[string]string) error {
+	wt, err := r.repo.Worktree()
+	if err != nil {
 		return err
 	}
-	unstructured.SetNestedField(m.Object, "Running", "status", "phase")
-	return c.Status().Update(ctx, m)
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Join(r.dir, filepath.Dir(p)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(r.dir, p), []byte(content), 0o644); err != nil {
+			return err
+		}
+		if _, err := wt.Add(p); err != nil {
+			return err
+		}
+	}
+	_, err = wt.Commit(message, &git.CommitOptions{Author: &object.Signature{Name: "platform", Email: "platform@example.com", When: time.Now()}, SignKey: key})
+	return err
 }
 
 // printEvents prints driftd's Events as they are recorded.
@@ -315,36 +265,77 @@ func printEvents(ctx context.Context, env *testenv.Env) {
 				if !ok || e.ReportingController != "driftd" {
 					continue
 				}
-				fmt.Printf("    [Event %s] %-28s %s %s: %s\n", e.Type, e.Reason, e.Regarding.Kind, e.Regarding.Name, e.Note)
+				note := e.Note
+				if len(note) > 400 {
+					note = note[:400] + "…"
+				}
+				fmt.Printf("    [Event %s] %-28s %s %s: %s\n", e.Type, e.Reason, e.Regarding.Kind, e.Regarding.Name, note)
 			}
 		}()
 	}
 }
 
-func exists(ctx context.Context, c client.Client, gvk schema.GroupVersionKind, name string) bool {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u) == nil
+// pool returns dev1-md-0's Machines, by name.
+func pool(ctx context.Context, c client.Client) []*unstructured.Unstructured {
+	return machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/deployment-name": "dev1-md-0"})
+}
+
+func machines(ctx context.Context, c client.Client, sel client.MatchingLabels) []*unstructured.Unstructured {
+	l := &unstructured.UnstructuredList{}
+	l.SetGroupVersionKind(gvkMachine.GroupVersion().WithKind("MachineList"))
+	if err := c.List(ctx, l, client.InNamespace(ns), sel); err != nil {
+		return nil
+	}
+	var out []*unstructured.Unstructured
+	for i := range l.Items {
+		out = append(out, &l.Items[i])
+	}
+	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// running counts a cluster's Machines that are Running with a Node.
+func running(ctx context.Context, c client.Client, cluster string) int {
+	n := 0
+	for _, m := range machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/cluster-name": cluster}) {
+		phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
+		node, _, _ := unstructured.NestedString(m.Object, "status", "nodeRef", "name")
+		if phase == "Running" && node != "" && m.GetDeletionTimestamp() == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// describe lists dev1's Machines with their phases.
+func describe(ctx context.Context, c client.Client) string {
+	var parts []string
+	for _, m := range machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/cluster-name": "dev1"}) {
+		phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
+		parts = append(parts, m.GetName()+" "+phase)
+	}
+	return "\n      " + strings.Join(parts, "\n      ")
 }
 
 func replicas(ctx context.Context, c client.Client) int64 {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvkMD)
-	if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod-edge-md-0"}, u) != nil {
+	if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev1-md-0"}, u) != nil {
 		return -1
 	}
 	r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
 	return r
 }
 
-func annotated(ctx context.Context, c client.Client, name string) bool {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvkMachine)
-	if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u) != nil {
+// failed reports whether driftd recorded CorrectionFailed on the DevMachineTemplate.
+func failed(ctx context.Context, env *testenv.Env, name string) bool {
+	l := &eventsv1.EventList{}
+	if env.Client.List(ctx, l, client.InNamespace(ns)) != nil {
 		return false
 	}
-	_, ok := u.GetAnnotations()[diff.AnnotationRemediateMachine]
-	return ok
+	return slices.ContainsFunc(l.Items, func(e eventsv1.Event) bool {
+		return e.ReportingController == "driftd" && e.Reason == "CorrectionFailed" && e.Regarding.Kind == "DevMachineTemplate" && e.Regarding.Name == name
+	})
 }
 
 func until(ctx context.Context, timeout time.Duration, cond func() bool) error {
@@ -356,17 +347,10 @@ func until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	return nil
-}
-
-func wait(task *govobject.Task, err error) error {
-	if err != nil {
-		return err
-	}
-	return task.Wait(context.Background())
 }
 
 func writeKubeconfig(env *testenv.Env, path string) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,12 +37,14 @@ type CAPI struct {
 	// Inventory is the URL of the inventory endpoint (inventory.driftd.io/v1) and
 	// InventoryTokenFile the file holding the bearer token it requires.
 	Inventory, InventoryTokenFile string
-	// LogFile holds the controllers' log.
+	// LogFile holds the controllers' log (removed by Stop).
 	LogFile string
 
 	cmd, gc          *exec.Cmd
 	exited, gcExited chan struct{}
 	gcLog            string
+	work             string   // logs, kubeconfig, token: removed by Stop
+	certDirs         []string // the webhooks' serving certificates: removed by Stop
 }
 
 // capiTestModule holds the development provider's CRDs and webhooks.
@@ -89,36 +92,17 @@ func StartCAPI() (*CAPI, error) {
 }
 
 func (c *CAPI) startControllers(bin string) error {
-	hooks := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", MaxTime: time.Minute}
-	if err := loadWebhooks(hooks); err != nil {
-		return err
-	}
-	if err := hooks.PrepWithoutInstalling(); err != nil {
-		return err
-	}
 	work, err := os.MkdirTemp("", "driftd-capi-")
 	if err != nil {
 		return err
 	}
+	c.work = work
 	kubeconfig := filepath.Join(work, "kubeconfig")
 	if err := writeKubeconfig(c.Env, kubeconfig); err != nil {
 		return err
 	}
 	c.InventoryTokenFile = filepath.Join(work, "inventory-token")
 	if err := os.WriteFile(c.InventoryTokenFile, []byte(strconv.FormatInt(time.Now().UnixNano(), 36)+"\n"), 0o600); err != nil {
-		return err
-	}
-	health, inventory, debug := freeAddr(), freeAddr(), freeAddr()
-	// The fake workload API servers take ports from a range of their own, picked at random so
-	// that two test binaries on one machine rarely meet.
-	base := 21000 + 1000*int(time.Now().UnixNano()%30)
-	args := []string{"--kubeconfig", kubeconfig, "--webhook-port", strconv.Itoa(hooks.LocalServingPort),
-		"--webhook-cert-dir", hooks.LocalServingCertDir, "--health-addr", health, "--inventory-addr", inventory,
-		"--inventory-token-file", c.InventoryTokenFile,
-		"--workload-min-port", strconv.Itoa(base), "--workload-max-port", strconv.Itoa(base + 999),
-		"--workload-debug-port", debug[strings.LastIndex(debug, ":")+1:]}
-	c.LogFile = filepath.Join(work, "capi.log")
-	if c.cmd, c.exited, err = startProcess(bin, args, c.LogFile); err != nil {
 		return err
 	}
 	// The garbage collector, which deletes what a Cluster's deletion leaves to it (its Secrets):
@@ -130,38 +114,91 @@ func (c *CAPI) startControllers(bin string) error {
 	}, c.gcLog); err != nil {
 		return err
 	}
-	c.Inventory = "http://" + inventory
-	deadline := time.Now().Add(time.Minute)
-	for {
-		select {
-		case <-c.exited:
-			return fmt.Errorf("Cluster API's controllers exited; their log: %s", tail(c.LogFile))
-		case <-c.gcExited:
-			return fmt.Errorf("kube-controller-manager exited; its log: %s", tail(c.gcLog))
-		default:
+	// A port the controllers are given can be taken before they bind it (a connection of another
+	// test binary gets it as its local port): they exit saying so, and start again on other ports.
+	var hooks *envtest.WebhookInstallOptions
+	var inventory string
+	for attempt := 1; ; attempt++ {
+		hooks, inventory, err = c.startCAPIProcess(bin, kubeconfig)
+		if hooks != nil {
+			c.certDirs = append(c.certDirs, hooks.LocalServingCertDir)
 		}
-		if resp, err := http.Get("http://" + health + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			break
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("Cluster API's controllers are not ready after a minute; their log: %s", tail(c.LogFile))
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.gcExited:
+		return fmt.Errorf("kube-controller-manager exited; its log: %s", tail(c.gcLog))
+	default:
+	}
+	c.Inventory = "http://" + inventory
 	if err := hooks.Install(c.Config); err != nil {
 		return fmt.Errorf("installing Cluster API's webhooks: %w", err)
 	}
 	return nil
 }
 
+// startCAPIProcess starts hack/capi on ports of its own and waits until it is ready; it returns
+// its webhooks, ready to install, and the address of its inventory endpoint.
+func (c *CAPI) startCAPIProcess(bin, kubeconfig string) (hooks *envtest.WebhookInstallOptions, inventory string, err error) {
+	hooks = &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", MaxTime: time.Minute}
+	if err := loadWebhooks(hooks); err != nil {
+		return nil, "", err
+	}
+	if err := hooks.PrepWithoutInstalling(); err != nil {
+		return hooks, "", err
+	}
+	health := freeAddr()
+	inventory = freeAddr()
+	// The fake workload API servers (which listen on every interface) take ports from a range
+	// below the kernel's ephemeral ports, picked at random so two test binaries rarely meet; the
+	// last port of the range is the in-memory backend's debug server.
+	base := 10000 + 1000*rand.IntN(22)
+	args := []string{"--kubeconfig", kubeconfig, "--webhook-port", strconv.Itoa(hooks.LocalServingPort),
+		"--webhook-cert-dir", hooks.LocalServingCertDir, "--health-addr", health, "--inventory-addr", inventory,
+		"--inventory-token-file", c.InventoryTokenFile,
+		"--workload-min-port", strconv.Itoa(base), "--workload-max-port", strconv.Itoa(base + 998),
+		"--workload-debug-port", strconv.Itoa(base + 999)}
+	c.LogFile = filepath.Join(c.work, "capi.log")
+	if c.cmd, c.exited, err = startProcess(bin, args, c.LogFile); err != nil {
+		return hooks, "", err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-c.exited:
+			return hooks, "", fmt.Errorf("Cluster API's controllers exited; their log: %s", tail(c.LogFile))
+		default:
+		}
+		if resp, err := http.Get("http://" + health + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return hooks, inventory, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return hooks, "", fmt.Errorf("Cluster API's controllers are not ready after a minute; their log: %s", tail(c.LogFile))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // Stop stops the controllers and the control plane.
 func (c *CAPI) Stop() error {
 	stopProcess(c.cmd, c.exited)
 	stopProcess(c.gc, c.gcExited)
-	return c.Env.Stop()
+	err := c.Env.Stop()
+	if c.work != "" {
+		_ = os.RemoveAll(c.work)
+	}
+	for _, dir := range c.certDirs {
+		_ = os.RemoveAll(dir)
+	}
+	return err
 }
 
 // startProcess starts bin in a process group of its own, dying with the test binary (setpriv's
@@ -248,20 +285,44 @@ func (c *CAPI) testbed(ctx context.Context, path string) error {
 
 // MainCAPI is TestMain for a package that runs against Cluster API's controllers.
 func MainCAPI(m *testing.M, use func(*CAPI)) {
+	began := time.Now()
 	c, err := StartCAPI()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)
 	}
+	started := time.Since(began)
 	use(c)
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "testenv: the last lines of Cluster API's log (%s):\n%s\n", c.LogFile, tail(c.LogFile))
 	}
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "testenv: the control plane and Cluster API's controllers started in %s; the controllers' peak RSS %d MiB\n",
+			started.Round(100*time.Millisecond), peakRSS(c.cmd)>>20)
+	}
 	if err := c.Stop(); err != nil && code == 0 {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// peakRSS is a running process's peak resident set (VmHWM), in bytes; 0 when unknown.
+func peakRSS(cmd *exec.Cmd) int64 {
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // capiBinary returns hack/capi's binary: DRIFTD_CAPI when set (the Makefile sets it), else what
