@@ -25,11 +25,11 @@ build: ## Build bin/driftd
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/driftd ./cmd/driftd
 
 .PHONY: demo
-demo: testbin ## Watch driftd catch a kubectl scale, a resized and a powered-off VM (DEMO_KEEP=1 keeps it running)
+demo: testbin ## Watch driftd with Cluster API's controllers: a cluster from Git, a kubectl scale undone, a machine lost in the cloud replaced, a denied template edit (DEMO_KEEP=1 keeps it running)
 	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DRIFTD_CAPI="$$(hack/testbin.sh capi)" DEMO_KEEP=$(DEMO_KEEP) $(GO) run ./hack/demo
 
 .PHONY: testbin
-testbin: ## Build the test bed's kube-apiserver, etcd and Cluster API controllers (once per pin)
+testbin: ## Build the test bed's kube-apiserver, etcd, kube-controller-manager and Cluster API's controllers (once per pin)
 	@hack/testbin.sh >/dev/null
 	@hack/testbin.sh capi >/dev/null
 

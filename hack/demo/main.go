@@ -84,7 +84,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	config := filepath.Join(work, "driftd.yaml")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf("provider: [in-memory]\ninventories:\n- provider: in-memory\n  url: %s\n  infrastructureKinds: [DevCluster]\n  tokenFile: %s\n",
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("inventories:\n- provider: in-memory\n  url: %s\n  infrastructureKinds: [DevCluster]\n  tokenFile: %s\n",
 		env.Inventory, env.InventoryTokenFile)), 0o600); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func run(ctx context.Context) error {
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Execute(runCtx, append([]string{"run", "--namespace", "driftd-system", "--interval", "5s", "--cloud-interval", "2s",
-			"--prune", "--config", config, "--git-cache-dir", filepath.Join(work, "cache"),
+			"--prune", "--provider", "in-memory", "--config", config, "--git-cache-dir", filepath.Join(work, "cache"),
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, source...), &logs, &logs)
 	}()
 	defer func() { stopRun(); <-done }()
@@ -152,11 +152,8 @@ func run(ctx context.Context) error {
 	}
 	say("The webhook said no, driftd said why and how, and nothing else changed: %s", describe(ctx, c))
 
-	say("driftd plan (spec layer): what Git and the cluster still disagree on")
-	plan := append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache")}, source...)
-	_ = cli.Execute(ctx, plan, os.Stdout, os.Stderr)
-	say("driftd plan --provider in-memory: the cloud layer")
-	_ = cli.Execute(ctx, append(plan, "--config", config), os.Stdout, os.Stderr)
+	say("driftd plan --provider in-memory --config driftd.yaml: what Git, the cluster and the cloud still disagree on")
+	_ = cli.Execute(ctx, append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache"), "--provider", "in-memory", "--config", config}, source...), os.Stdout, os.Stderr)
 
 	say("%s from an empty management cluster", time.Since(began).Round(time.Second))
 	if os.Getenv("DEMO_KEEP") == "1" {

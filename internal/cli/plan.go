@@ -114,6 +114,10 @@ func writeTable(w io.Writer, res *engine.Result) error {
 			cluster = "-"
 		}
 		detail := detailOf(f)
+		if line, _, cut := strings.Cut(detail, "\n"); cut {
+			// A webhook's message can go on for lines (a diff of the object): a row stays a row.
+			detail = strings.TrimRight(line, " ") + " … (all of it: plan -o json)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cluster, f.Object, f.Class, f.Action, detail)
 	}
 	return tw.Flush()

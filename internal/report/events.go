@@ -89,7 +89,7 @@ func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
 // Replaced announces that a Machine's replacement was requested (annotated for its
 // MachineHealthCheck, or deleted for its MachineSet).
 func (e *Events) Replaced(obj runtime.Object, f diff.Finding, method string) {
-	e.emit(obj, "Normal", ReasonMachineReplacementRequested, "Replace", fmt.Sprintf("%s: replacement by %s; %s", Describe(f), method, f.Reason))
+	e.emit(obj, "Normal", ReasonMachineReplacementRequested, "Replace", Describe(f)+": replacement by "+method)
 }
 
 // Failed announces a correction the API server refused or that could not be made, with the
