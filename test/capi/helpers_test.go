@@ -125,17 +125,7 @@ func events(tb testing.TB, kind, name string) []string {
 // eventsIn returns driftd's Events on an object of namespace, as "Reason: note".
 func eventsIn(tb testing.TB, namespace, kind, name string) []string {
 	tb.Helper()
-	list := &eventsv1.EventList{}
-	if err := env.Client.List(context.Background(), list, client.InNamespace(namespace)); err != nil {
-		tb.Fatal(err)
-	}
-	var out []string
-	for _, ev := range list.Items {
-		if ev.Regarding.Kind == kind && ev.Regarding.Name == name && ev.ReportingController == "driftd" {
-			out = append(out, ev.Reason+": "+ev.Note)
-		}
-	}
-	return out
+	return env.Events(tb, namespace, kind, name)
 }
 
 // eventWith reports whether driftd's Events on the object hold one with reason whose note

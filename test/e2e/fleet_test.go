@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -269,17 +268,7 @@ var fleetKinds = []schema.GroupVersionKind{
 // events returns "Reason: note" of the Events recorded on an object, oldest first.
 func events(tb testing.TB, ns, kind, name string) []string {
 	tb.Helper()
-	list := &eventsv1.EventList{}
-	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
-		tb.Fatal(err)
-	}
-	var out []string
-	for _, ev := range list.Items {
-		if ev.Regarding.Kind == kind && ev.Regarding.Name == name && ev.ReportingController == "driftd" {
-			out = append(out, ev.Reason+": "+ev.Note)
-		}
-	}
-	return out
+	return env.Events(tb, ns, kind, name)
 }
 
 func hasReason(evs []string, reason string) bool {
