@@ -342,7 +342,7 @@ inventories:
 		if strings.Count(rolled, "dev1-md-0-v2") != 2 {
 			t.Fatalf("fixture: the rename touched %d places; want the template and the MachineDeployment's reference", strings.Count(rolled, "dev1-md-0-v2"))
 		}
-		began := time.Now()
+		began, fromRoll := time.Now(), mark()
 		repo.Commit(t, "workers boot slower: dev1-md-0-v2", map[string]string{"fleet/dev1.yaml": rolled})
 		var brokeRollout []string
 		testenv.Eventually(t, 4*time.Minute, "dev1-md-0 rolled out onto dev1-md-0-v2 and the old template pruned", func() bool {
@@ -369,6 +369,36 @@ inventories:
 		if len(brokeRollout) > 0 {
 			t.Errorf("the old template was pruned while MachineSet(s) %v still used it", slices.Compact(brokeRollout))
 		}
+		// While Cluster API rolled out (new MachineSet, Machines, status of everything), driftd wrote
+		// what the commit asked for and nothing else: the new template, the reference, the old
+		// template's deletion once unused.
+		want := map[string]string{"/devmachinetemplates/dev1-md-0-v2": http.MethodPatch,
+			"/machinedeployments/dev1-md-0": http.MethodPatch, "/devmachinetemplates/dev1-md-0": http.MethodDelete}
+		seen := map[string]int{}
+		for _, w := range since(fromRoll, fleetWrites) {
+			path := w.Path[strings.LastIndex(w.Path[:strings.LastIndex(w.Path, "/")], "/"):]
+			if want[path] != w.Method {
+				t.Errorf("driftd wrote during the roll-out what the commit did not ask for: %s", describe([]testenv.Request{w}))
+				continue
+			}
+			seen[path]++
+		}
+		for path := range want {
+			if seen[path] == 0 || seen[path] > 2 {
+				t.Errorf("driftd's writes to %s during the roll-out: %d; want 1 (2 at most, a retry)", path, seen[path])
+			}
+		}
+		capi := 0
+		for _, gvk := range []schema.GroupVersionKind{gvkMD, gvkMachineSet, gvkMachine} {
+			for _, o := range list(t, gvk, map[string]string{"cluster.x-k8s.io/cluster-name": "dev1"}) {
+				for _, mf := range o.GetManagedFields() {
+					if mf.Manager != "driftd" && mf.Time != nil && !mf.Time.Time.Before(began.Add(-time.Second)) {
+						capi++
+					}
+				}
+			}
+		}
+		t.Logf("driftd's writes during the roll-out %v; Cluster API's managers wrote %d (object, manager) pairs of dev1's MachineDeployments, MachineSets and Machines meanwhile", seen, capi)
 		if !eventWith(t, "DevMachineTemplate", "dev1-md-0", "DriftDetected", "still in use by MachineSet") {
 			t.Errorf("no word that the old template waits for the rollout: %q", events(t, "DevMachineTemplate", "dev1-md-0"))
 		}
