@@ -3,6 +3,7 @@ package capi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -314,6 +315,67 @@ inventories:
 		}
 		if !eventWith(t, "Machine", b.GetName(), "CorrectionBlocked", "budget") {
 			t.Errorf("Machine %s was not held by the budget while %s's replacement provisioned: %q", b.GetName(), a.GetName(), events(t, "Machine", b.GetName()))
+		}
+		testenv.Eventually(t, time.Minute, "driftd to report dev1's machines clean again", func() bool {
+			return metricSum(metrics, "driftd_drifted_objects", `cluster="dev1"`, `layer="cloud"`) == 0
+		})
+	})
+
+	step("a control plane machine lost in the cloud: held without a MachineHealthCheck, replaced by KubeadmControlPlane with one", func(t *testing.T) {
+		ctx := context.Background()
+		cp := func() map[string]*unstructured.Unstructured {
+			return list(t, gvkMachine, map[string]string{"cluster.x-k8s.io/control-plane-name": "dev1-control-plane"})
+		}
+		before := cp()
+		if len(runningUIDs(before)) != 3 {
+			t.Fatalf("dev1's control plane has %d Machines Running; want 3", len(runningUIDs(before)))
+		}
+		victim := before[slices.Sorted(maps.Keys(before))[0]]
+		from := mark()
+		if err := env.OutOfBand(ctx, strings.TrimPrefix(providerID(victim), "in-memory://"), "delete"); err != nil {
+			t.Fatal(err)
+		}
+		// No MachineHealthCheck selects the control plane: driftd will not take a control plane
+		// Machine away behind KubeadmControlPlane's back (etcd quorum is its business); it says so.
+		testenv.Eventually(t, time.Minute, "DriftDetected on "+victim.GetName()+" saying why it is not replaced", func() bool {
+			return eventWith(t, "Machine", victim.GetName(), "DriftDetected", "InstanceMissing", "action blocked", "only through a MachineHealthCheck") &&
+				eventWith(t, "Machine", victim.GetName(), "CorrectionBlocked", "only through a MachineHealthCheck")
+		})
+		waitForCloudLooks(t, 2, time.Minute)
+		if w := since(from, fleetWrites); len(w) != 0 {
+			t.Errorf("driftd wrote for a control plane Machine no MachineHealthCheck selects:\n%s", strings.Join(describe(w), "\n"))
+		}
+		if after := runningUIDs(cp()); !slices.Equal(after, runningUIDs(before)) {
+			t.Errorf("dev1's control plane changed: %v → %v", runningUIDs(before), after)
+		}
+
+		// The platform team adds one in Git: KubeadmControlPlane remediates, keeping quorum.
+		began := time.Now()
+		repo.Commit(t, "dev1: health checks for the control plane", map[string]string{
+			"fleet/kustomization.yaml": files["fleet/kustomization.yaml"] + "- dev1-control-plane-health.yaml\n",
+			"fleet/dev1-control-plane-health.yaml": `apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineHealthCheck
+metadata:
+  name: dev1-control-plane
+spec:
+  clusterName: dev1
+  selector:
+    matchLabels:
+      cluster.x-k8s.io/control-plane-name: dev1-control-plane
+  checks:
+    unhealthyNodeConditions:
+    - type: Ready
+      status: Unknown
+      timeoutSeconds: 300
+`})
+		testenv.Eventually(t, 3*time.Minute, victim.GetName()+" replaced: 3 control plane Machines Running without it", func() bool {
+			now := cp()
+			_, left := now[victim.GetName()]
+			return !left && len(now) == 3 && len(runningUIDs(now)) == 3
+		})
+		t.Logf("control plane Machine replaced %s after the MachineHealthCheck was committed", time.Since(began).Round(100*time.Millisecond))
+		if !eventWith(t, "Machine", victim.GetName(), "MachineReplacementRequested", "MachineHealthCheck dev1-control-plane") {
+			t.Errorf("Machine %s: Events %q; want MachineReplacementRequested through dev1-control-plane", victim.GetName(), events(t, "Machine", victim.GetName()))
 		}
 		testenv.Eventually(t, time.Minute, "driftd to report dev1's machines clean again", func() bool {
 			return metricSum(metrics, "driftd_drifted_objects", `cluster="dev1"`, `layer="cloud"`) == 0
