@@ -27,15 +27,12 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ktypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/cli"
@@ -80,7 +77,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := writeKubeconfig(env.Env, kubeconfig); err != nil {
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
 		return err
 	}
 	config := filepath.Join(work, "driftd.yaml")
@@ -90,7 +87,7 @@ func run(ctx context.Context) error {
 	}
 	// driftd's own namespace, as applying config/default creates it. The fleet's namespace comes
 	// from the fleet repository.
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "driftd-system"}}); err != nil {
+	if err := env.InstallNamespace(ctx, "driftd-system"); err != nil {
 		return err
 	}
 
@@ -348,13 +345,4 @@ func until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-func writeKubeconfig(env *testenv.Env, path string) error {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["demo"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: env.Config.CertData, ClientKeyData: env.Config.KeyData}
-	cfg.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "admin"}
-	cfg.CurrentContext = "demo"
-	return clientcmd.WriteToFile(*cfg, path)
 }

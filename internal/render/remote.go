@@ -33,7 +33,7 @@ func (r *renderer) refuseRemote() ([]error, error) {
 
 		// Lists of kustomizations or files.
 		for _, field := range []string{"resources", "bases", "components"} {
-			changed = filterList(k, field, func(i int, s string) bool {
+			changed = filterItems(k, field, func(i int, s string) bool {
 				if isRemote(s) && !local(s) {
 					refuse(fmt.Sprintf("%s[%d]", field, i), s)
 					return false
@@ -42,7 +42,7 @@ func (r *renderer) refuseRemote() ([]error, error) {
 			}) || changed
 		}
 		for _, field := range []string{"crds", "configurations", "generators", "transformers", "validators", "patchesStrategicMerge"} {
-			changed = filterList(k, field, func(i int, s string) bool {
+			changed = filterItems(k, field, func(i int, s string) bool {
 				if isURL(s) {
 					refuse(fmt.Sprintf("%s[%d]", field, i), s)
 					return false
@@ -52,7 +52,7 @@ func (r *renderer) refuseRemote() ([]error, error) {
 		}
 		// Lists of entries that name a file in "path".
 		for _, field := range []string{"patches", "patchesJson6902", "replacements"} {
-			changed = filterEntries(k, field, func(i int, e map[string]any) bool {
+			changed = filterItems(k, field, func(i int, e map[string]any) bool {
 				if s, _ := e["path"].(string); isURL(s) {
 					refuse(fmt.Sprintf("%s[%d].path", field, i), s)
 					return false
@@ -63,7 +63,7 @@ func (r *renderer) refuseRemote() ([]error, error) {
 		// Generators: files ([key=]path), envs and env. A generator with a refused source is
 		// dropped whole: a ConfigMap or Secret without part of its data must not be applied.
 		for _, gen := range []string{"configMapGenerator", "secretGenerator"} {
-			changed = filterEntries(k, gen, func(i int, e map[string]any) bool {
+			changed = filterItems(k, gen, func(i int, e map[string]any) bool {
 				ok := true
 				for _, field := range []string{"files", "envs"} {
 					list, _ := e[field].([]any)
@@ -101,37 +101,16 @@ func (r *renderer) refuseRemote() ([]error, error) {
 	return refused, err
 }
 
-// filterList keeps the string entries of the list k[field] that keep accepts and reports whether
-// it dropped any.
-func filterList(k map[string]any, field string, keep func(i int, s string) bool) bool {
+// filterItems keeps the entries of the list k[field] that keep accepts (entries of another type than
+// T are kept) and reports whether it dropped any.
+func filterItems[T any](k map[string]any, field string, keep func(i int, e T) bool) bool {
 	entries, ok := k[field].([]any)
 	if !ok {
 		return false
 	}
 	out := entries[:0:0]
 	for i, e := range entries {
-		if s, ok := e.(string); ok && !keep(i, s) {
-			continue
-		}
-		out = append(out, e)
-	}
-	if len(out) == len(entries) {
-		return false
-	}
-	k[field] = out
-	return true
-}
-
-// filterEntries keeps the object entries of the list k[field] that keep accepts and reports whether
-// it dropped any.
-func filterEntries(k map[string]any, field string, keep func(i int, e map[string]any) bool) bool {
-	entries, ok := k[field].([]any)
-	if !ok {
-		return false
-	}
-	out := entries[:0:0]
-	for i, e := range entries {
-		if m, ok := e.(map[string]any); ok && !keep(i, m) {
+		if v, ok := e.(T); ok && !keep(i, v) {
 			continue
 		}
 		out = append(out, e)

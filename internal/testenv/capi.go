@@ -268,7 +268,12 @@ func (c *CAPI) SnapshotCalls(tb testing.TB) int {
 }
 
 func (c *CAPI) testbed(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Inventory+path, nil)
+	return post(ctx, c.Inventory+path, http.StatusNoContent)
+}
+
+// post sends an empty POST to a test server's control URL and wants status back.
+func post(ctx context.Context, url string, status int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return err
 	}
@@ -277,8 +282,8 @@ func (c *CAPI) testbed(ctx context.Context, path string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("%s: %s", path, resp.Status)
+	if resp.StatusCode != status {
+		return fmt.Errorf("POST %s: %s", url, resp.Status)
 	}
 	return nil
 }

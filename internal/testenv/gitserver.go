@@ -39,20 +39,16 @@ type GitRepo struct {
 // (path → content) on branch main.
 func NewGitRepo(tb testing.TB, files map[string]string) *GitRepo {
 	tb.Helper()
-	dir := tb.TempDir()
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := &GitRepo{Dir: dir, repo: repo}
-	r.Commit(tb, "initial fleet", files)
-	return r
+	return newGitRepo(tb, files, nil)
 }
 
 // NewSignedGitRepo is NewGitRepo with the first commit signed by key.
 func NewSignedGitRepo(tb testing.TB, files map[string]string, key *openpgp.Entity) *GitRepo {
+	tb.Helper()
+	return newGitRepo(tb, files, key)
+}
+
+func newGitRepo(tb testing.TB, files map[string]string, key *openpgp.Entity) *GitRepo {
 	tb.Helper()
 	dir := tb.TempDir()
 	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
@@ -62,7 +58,7 @@ func NewSignedGitRepo(tb testing.TB, files map[string]string, key *openpgp.Entit
 		tb.Fatal(err)
 	}
 	r := &GitRepo{Dir: dir, repo: repo}
-	r.CommitSigned(tb, "initial fleet", files, key)
+	r.commit(tb, "initial fleet", files, key)
 	return r
 }
 

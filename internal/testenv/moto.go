@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -103,19 +102,7 @@ func (m *Moto) Stop() {
 
 // Reset drops every resource moto holds, so that a test starts from an empty cloud.
 func (m *Moto) Reset(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.Endpoint+"/moto-api/reset", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New("moto reset: " + resp.Status)
-	}
-	return nil
+	return post(ctx, m.Endpoint+"/moto-api/reset", http.StatusOK)
 }
 
 // AWSConfig returns an SDK configuration for region that sends every call to the server, with

@@ -510,11 +510,7 @@ spec:
 // installNamespace creates a namespace as the user's kubectl would (driftd's own, from config/).
 func installNamespace(tb testing.TB, name string) string {
 	tb.Helper()
-	n := &unstructured.Unstructured{}
-	n.SetAPIVersion("v1")
-	n.SetKind("Namespace")
-	n.SetName(name)
-	if err := env.Client.Patch(context.Background(), n, client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+	if err := env.InstallNamespace(context.Background(), name); err != nil {
 		tb.Fatal(err)
 	}
 	return name

@@ -146,11 +146,7 @@ func kustomization(ns string, resources ...string) string {
 // The fleet's namespaces come from the fleet repository, never from here.
 func installNamespace(tb testing.TB, name string) string {
 	tb.Helper()
-	ns := &unstructured.Unstructured{}
-	ns.SetAPIVersion("v1")
-	ns.SetKind("Namespace")
-	ns.SetName(name)
-	if err := env.Client.Patch(context.Background(), ns, client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+	if err := env.InstallNamespace(context.Background(), name); err != nil {
 		tb.Fatal(err)
 	}
 	return name
