@@ -33,7 +33,7 @@ func BenchmarkRender(b *testing.B) {
 	b.ReportAllocs()
 	var kept uint64
 	for range b.N {
-		res, err := Render(root, "")
+		res, err := Render(root, "", Options{})
 		if err != nil || len(res.Objects) != 8000 {
 			b.Fatalf("render: %v", err)
 		}

@@ -26,7 +26,7 @@ func FuzzRender(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		res, err := Render(root, "")
+		res, err := Render(root, "", Options{})
 		if err != nil {
 			return // a broken root kustomization is all-or-nothing by design
 		}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,7 +43,7 @@ func TestRenderFetchesNoURLForAnyKustomizeField(t *testing.T) {
 		t.Run(tt.field, func(t *testing.T) {
 			before := requests.Load()
 			root := writeTree(t, map[string]string{"fleet/kustomization.yaml": tt.kustomization, "fleet/md.yaml": md("good", 1)})
-			res, err := Render(root, "fleet")
+			res, err := Render(root, "fleet", Options{})
 			if n := requests.Load() - before; n != 0 {
 				t.Fatalf("the render sent %d requests to %s", n, srv.URL)
 			}
@@ -91,7 +92,7 @@ patches:
 `,
 		"fleet/md.yaml": md("good", 1),
 	})
-	res, err := Render(root, "fleet")
+	res, err := Render(root, "fleet", Options{})
 	if err != nil || res.Partial || len(res.Errors) > 0 {
 		t.Fatalf("Render: %v, partial %v, errors %v", err, res.Partial, res.Errors)
 	}
@@ -118,9 +119,86 @@ func FuzzRenderFetchesNothing(f *testing.F) {
 			"kustomization.yaml": strings.ReplaceAll(kustomization, "URL", srv.URL+"/x"),
 			"md.yaml":            md("good", 1),
 		})
-		_, _ = Render(root, "")
+		_, _ = Render(root, "", Options{})
 		if n := requests.Load(); n != 0 {
 			t.Fatalf("the render of %q sent %d requests", kustomization, n)
 		}
 	})
+}
+
+// TestRenderReadsKustomizationsAsKustomizeDoes: kustomize reads a kustomization's field names in
+// any letter case and runs builtin plugin configurations from files and inline; each way of naming
+// a remote location is refused with its file and field, and the listener sees no request.
+func TestRenderReadsKustomizationsAsKustomizeDoes(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = w.Write([]byte("token=secret\n"))
+	}))
+	defer srv.Close()
+	u := srv.URL + "/latest/meta-data/iam/security-credentials/node"
+	tests := []struct {
+		name  string
+		files map[string]string
+		field string
+	}{
+		{"key case", map[string]string{
+			"fleet/kustomization.yaml": "Resources:\n- md.yaml\nConfigMapGenerator:\n- Name: creds\n  Files:\n  - creds=" + u + "\n",
+		}, "fleet/kustomization.yaml: configMapGenerator[0].files[0]"},
+		{"upper-case resources", map[string]string{
+			"fleet/kustomization.yaml": "RESOURCES:\n- md.yaml\n- " + u + "\n",
+		}, "fleet/kustomization.yaml: resources[1]"},
+		{"builtin ConfigMapGenerator in a generators file", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\ngenerators:\n- gen.yaml\n",
+			"fleet/gen.yaml":           "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: creds\nfiles:\n- creds=" + u + "\n",
+		}, "fleet/kustomization.yaml: generators[0]: fleet/gen.yaml: document 1 (ConfigMapGenerator): files[0]"},
+		{"builtin SecretGenerator inline", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\ngenerators:\n- |\n  apiVersion: builtin\n  kind: SecretGenerator\n  metadata:\n    name: creds\n  envs:\n  - " + u + "\n",
+		}, "fleet/kustomization.yaml: generators[0]: document 1 (SecretGenerator): envs[0]"},
+		{"builtin inline on one line", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\ngenerators:\n- '{apiVersion: builtin, kind: ConfigMapGenerator, metadata: {name: creds}, FILES: [\"" + u + "\"]}'\n",
+		}, "fleet/kustomization.yaml: generators[0]: document 1 (ConfigMapGenerator): FILES[0]"},
+		{"builtin PatchTransformer in a transformers file", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\ntransformers:\n- patch.yaml\n",
+			"fleet/patch.yaml":         "apiVersion: builtin\nkind: PatchTransformer\nmetadata:\n  name: p\nPath: " + u + "\n",
+		}, "fleet/kustomization.yaml: transformers[0]: fleet/patch.yaml: document 1 (PatchTransformer): Path"},
+		{"builtin ReplacementTransformer inline", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\ntransformers:\n- |\n  apiVersion: builtin\n  kind: ReplacementTransformer\n  metadata:\n    name: r\n  replacements:\n  - path: " + u + "\n",
+		}, "fleet/kustomization.yaml: transformers[0]: document 1 (ReplacementTransformer): replacements[0].path"},
+		{"generator folder of builtin configurations", map[string]string{
+			"fleet/kustomization.yaml":     "resources:\n- md.yaml\ngenerators:\n- gen\n",
+			"fleet/gen/kustomization.yaml": "resources:\n- cm.yaml\n",
+			"fleet/gen/cm.yaml":            "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: creds\nenv: " + u + "\n",
+		}, "fleet/gen/cm.yaml: document 1 (ConfigMapGenerator): env"},
+		{"helm values file", map[string]string{
+			"fleet/kustomization.yaml": "resources:\n- md.yaml\nhelmCharts:\n- name: x\n  additionalValuesFiles:\n  - " + u + "\n",
+		}, "fleet/kustomization.yaml: helmCharts[0].additionalValuesFiles[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := requests.Load()
+			tt.files["fleet/md.yaml"] = md("good", 1)
+			res, err := Render(writeTree(t, tt.files), "fleet", Options{})
+			if n := requests.Load() - before; n != 0 {
+				t.Fatalf("the render sent %d requests to %s", n, srv.URL)
+			}
+			var all string
+			if err != nil {
+				all = err.Error()
+			} else {
+				all = errors.Join(res.Errors...).Error()
+				if !res.Partial {
+					t.Error("a render with a refused location is not partial")
+				}
+				for _, o := range res.Objects {
+					if o.GetKind() != "MachineDeployment" {
+						t.Errorf("rendered %s %s beside the refused location", o.GetKind(), o.GetName())
+					}
+				}
+			}
+			if !strings.Contains(all, tt.field) || !strings.Contains(all, "remote location") {
+				t.Errorf("errors do not name %q:\n%s", tt.field, all)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,41 +43,57 @@ type Result struct {
 	Partial bool
 }
 
+// Options configure a render.
+type Options struct {
+	// Limits bound what the render may read and produce.
+	Limits Limits
+	// Progress, when set, is told each file the render reads (for a render stopped at its deadline
+	// to say where it was).
+	Progress func(file string)
+}
+
 // Render builds dir (a folder of the checkout at root, "" or "." for the root) with kustomize.
 // A folder without a kustomization file is built as if it had one listing its YAML files and
 // sub-folders. The returned error means nothing could be rendered; a partial render returns a
-// Result with Errors and Partial set.
-func Render(root, dir string) (*Result, error) {
-	fsys, refused, err := loadTree(root)
+// Result with Errors and Partial set. A budget of opts.Limits exceeded fails the whole render.
+func Render(root, dir string, opts Options) (*Result, error) {
+	t, err := newTree(root, opts.Limits)
 	if err != nil {
 		return nil, fmt.Errorf("reading the checkout: %w", err)
 	}
+	t.check, t.progress = checkFile, opts.Progress
+	r := &renderer{fs: t, tree: t}
+	res, err := r.render(dir)
+	if res != nil {
+		_ = t.countObjects(len(res.Objects))
+	}
+	if over := t.budget(); over != nil {
+		return nil, over
+	}
+	return res, err
+}
+
+func (r *renderer) render(dir string) (*Result, error) {
 	target := path.Clean("/" + strings.TrimPrefix(path.Clean("/"+dir), "/"))
-	if !fsys.IsDir(target) {
+	if !r.fs.IsDir(target) {
 		return nil, fmt.Errorf("path %q is not a folder of the repository", dir)
 	}
-	r := &renderer{fs: fsys}
 	if _, err := r.ensureKustomization(target, true); err != nil {
 		return nil, err
 	}
-	remote, err := r.refuseRemote()
-	if err != nil {
-		return nil, err
-	}
-	refused = append(refused, remote...)
 	if err := r.addOriginAnnotations(target); err != nil {
 		return nil, err
 	}
-	res := &Result{Errors: refused}
+	res := &Result{}
 	if entries, fields, ok := r.splitEntries(target); ok {
 		objs, errs, err := r.buildSplit(target, entries, fields)
 		if err != nil {
 			return nil, err
 		}
-		res.Errors = append(res.Errors, errs...)
+		res.Errors = append(r.refusals(), errs...)
 		res.Partial = len(res.Errors) > 0
 		if len(objs) == 0 {
-			if len(errs) > 0 {
+			if len(res.Errors) > 0 {
 				return nil, errors.Join(res.Errors...)
 			}
 			return res, ErrEmptyRender
@@ -88,17 +105,15 @@ func Render(root, dir string) (*Result, error) {
 	if err != nil {
 		dropped, isoErr := r.isolate(target)
 		if isoErr != nil || len(dropped) == 0 {
-			return nil, errors.Join(append(refused, fmt.Errorf("rendering %s: %w", display(target), err))...)
+			return nil, errors.Join(append(r.refusals(), fmt.Errorf("rendering %s: %w", display(target), err))...)
 		}
 		res.Errors = append(res.Errors, dropped...)
-		res.Partial = true
 		if objs, err = r.build(target); err != nil {
-			return nil, errors.Join(append(res.Errors, fmt.Errorf("rendering %s: %w", display(target), err))...)
+			return nil, errors.Join(append(append(r.refusals(), res.Errors...), fmt.Errorf("rendering %s: %w", display(target), err))...)
 		}
 	}
-	if len(refused) > 0 {
-		res.Partial = true
-	}
+	res.Errors = append(r.refusals(), res.Errors...)
+	res.Partial = len(res.Errors) > 0
 	if len(objs) == 0 {
 		return res, ErrEmptyRender
 	}
@@ -107,7 +122,15 @@ func Render(root, dir string) (*Result, error) {
 }
 
 type renderer struct {
-	fs filesys.FileSystem
+	fs   filesys.FileSystem
+	tree *tree
+}
+
+// refusals are the locations outside the checkout refused so far, each naming its file and field.
+func (r *renderer) refusals() []error {
+	r.tree.mu.Lock()
+	defer r.tree.mu.Unlock()
+	return slices.Clone(r.tree.refusals)
 }
 
 func (r *renderer) build(dir string) ([]Object, error) {

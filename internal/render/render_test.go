@@ -49,7 +49,7 @@ func TestRenderOverlaysRecordsFilesAndRemovesOrigin(t *testing.T) {
 		"clusters/prod/kustomization.yaml": "namespace: prod\nresources: [../../base, extra.yaml]\npatches:\n- target: {kind: MachineDeployment, name: workers}\n  patch: |\n    - op: replace\n      path: /spec/replicas\n      value: 5\n",
 		"clusters/prod/extra.yaml":         md("gpu", 1),
 	})
-	res, err := Render(root, "clusters/prod")
+	res, err := Render(root, "clusters/prod", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestRenderWithoutKustomizationListsTheYAMLFiles(t *testing.T) {
 		"fleet/README.md":   "not a manifest",
 		"fleet/empty/.keep": "",
 	})
-	res, err := Render(root, "fleet")
+	res, err := Render(root, "fleet", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestRenderIsolatesBrokenParts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := Render(writeTree(t, tt.files), "")
+			res, err := Render(writeTree(t, tt.files), "", Options{})
 			if err != nil {
 				t.Fatalf("Render = %v, want a partial render", err)
 			}
@@ -170,7 +170,7 @@ func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(root, "link.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Render(root, "")
+	res, err := Render(root, "", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
 		if err := os.Symlink("inner.yaml", filepath.Join(root, "link.yaml")); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Render(root, "")
+		res, err := Render(root, "", Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
 
 func TestRenderFailures(t *testing.T) {
 	t.Run("empty render is refused", func(t *testing.T) {
-		_, err := Render(writeTree(t, map[string]string{"kustomization.yaml": "resources: []\n"}), "")
+		_, err := Render(writeTree(t, map[string]string{"kustomization.yaml": "resources: []\n"}), "", Options{})
 		if !errors.Is(err, ErrEmptyRender) {
 			t.Fatalf("Render of an empty kustomization = %v, want ErrEmptyRender", err)
 		}
@@ -210,13 +210,13 @@ func TestRenderFailures(t *testing.T) {
 		_, err := Render(writeTree(t, map[string]string{
 			"kustomization.yaml": "resources: [md.yaml]\npatches:\n- path: missing-patch.yaml\n",
 			"md.yaml":            md("a", 1),
-		}), "")
+		}), "", Options{})
 		if err == nil || !strings.Contains(err.Error(), "missing-patch.yaml") {
 			t.Fatalf("Render = %v, want an error naming missing-patch.yaml", err)
 		}
 	})
 	t.Run("path that is not a folder", func(t *testing.T) {
-		_, err := Render(writeTree(t, map[string]string{"md.yaml": md("a", 1)}), "clusters/nope")
+		_, err := Render(writeTree(t, map[string]string{"md.yaml": md("a", 1)}), "clusters/nope", Options{})
 		if err == nil || !strings.Contains(err.Error(), "clusters/nope") {
 			t.Fatalf("Render = %v, want an error naming the path", err)
 		}
