@@ -10,9 +10,12 @@ import (
 	"syscall"
 
 	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/sandbox"
 )
 
 func main() {
+	// A render runs in a child process of this same binary (internal/sandbox).
+	sandbox.RunChildIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/sandbox"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
@@ -47,6 +48,7 @@ var (
 )
 
 func main() {
+	sandbox.RunChildIfAsked() // driftd renders in a child process of this binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {

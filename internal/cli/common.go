@@ -54,6 +54,9 @@ func (o *commonOptions) complete(cmd *cobra.Command) error {
 	if _, err := labels.Parse(o.drift.shard); err != nil {
 		return fmt.Errorf("--shard %q: %w", o.drift.shard, err)
 	}
+	if err := o.source.validateRender(); err != nil {
+		return err
+	}
 	return o.source.Validate()
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -19,6 +20,8 @@ import (
 	"github.com/driftd/driftd/internal/infra/aws"
 	"github.com/driftd/driftd/internal/infra/endpoint"
 	"github.com/driftd/driftd/internal/infra/vsphere"
+	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/sandbox"
 	"github.com/driftd/driftd/internal/source"
 )
 
@@ -33,6 +36,39 @@ var (
 type sourceOptions struct {
 	source.Options
 	path string
+	// render bounds each render; maxBytes and maxMemory are its sizes as given (quantities).
+	render              render.Limits
+	maxBytes, maxMemory string
+}
+
+// renderer renders in a child process within the render budgets.
+func (o *sourceOptions) renderer() sandbox.Renderer {
+	return sandbox.Renderer{Limits: o.render}
+}
+
+func (o *sourceOptions) validateRender() error {
+	for _, q := range []struct {
+		flag, value string
+		into        *int64
+	}{{"--render-max-bytes", o.maxBytes, &o.render.MaxBytes}, {"--render-max-memory", o.maxMemory, &o.render.MaxMemory}} {
+		v, err := resource.ParseQuantity(q.value)
+		if err != nil || v.Value() <= 0 {
+			return fmt.Errorf("%s must be a positive size such as 256Mi, got %q", q.flag, q.value)
+		}
+		*q.into = v.Value()
+	}
+	for _, n := range []struct {
+		flag  string
+		value int
+	}{{"--render-max-files", o.render.MaxFiles}, {"--render-max-objects", o.render.MaxObjects}, {"--render-max-alias-nodes", o.render.MaxAliasNodes}} {
+		if n.value <= 0 {
+			return fmt.Errorf("%s must be positive, got %d", n.flag, n.value)
+		}
+	}
+	if o.render.Timeout <= 0 {
+		return fmt.Errorf("--render-timeout must be positive, got %s", o.render.Timeout)
+	}
+	return nil
 }
 
 func (o *sourceOptions) bind(fs *pflag.FlagSet) {
@@ -48,6 +84,12 @@ func (o *sourceOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", "", "SSH private key (passphrase in $"+source.EnvSSHKeyPassphrase+")")
 	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH")
 	fs.StringVar(&o.VerifyKeyringFile, "verify-signatures", "", "armored OpenPGP public keys: apply only a head commit signed by one of them (else SourceVerificationFailed, nothing written)")
+	fs.DurationVar(&o.render.Timeout, "render-timeout", render.DefaultTimeout, "deadline of one render; a render past it is stopped (RenderFailed) and the last good revision stays")
+	fs.StringVar(&o.maxMemory, "render-max-memory", "512Mi", "memory the render's process may hold; above it the render is stopped (leave room for it in the pod's limit)")
+	fs.StringVar(&o.maxBytes, "render-max-bytes", "256Mi", "bytes of the checkout one render may read (only --path and what its kustomizations reference are read)")
+	fs.IntVar(&o.render.MaxFiles, "render-max-files", render.DefaultMaxFiles, "files of the checkout one render may read")
+	fs.IntVar(&o.render.MaxObjects, "render-max-objects", render.DefaultMaxObjects, "objects one render may produce")
+	fs.IntVar(&o.render.MaxAliasNodes, "render-max-alias-nodes", render.DefaultMaxAliasNodes, "YAML nodes the aliases of one file may add when expanded; a file beyond it is refused")
 }
 
 // clusterOptions say how to reach the management cluster.

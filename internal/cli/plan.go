@@ -50,7 +50,7 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	e := engine.New(p.opts, engine.Deps{Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(), Log: logr.Discard()})
+	e := engine.New(p.opts, engine.Deps{Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(), Log: logr.Discard()})
 	res, err := e.Plan(cmd.Context())
 	if err != nil {
 		return err

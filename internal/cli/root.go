@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/version"
 )
 
@@ -28,6 +29,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Execute runs driftd with args and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Nothing in driftd sends a request through Go's default HTTP client: each of its clients has
+	// a transport of its own, so a library that would reach out on its own cannot.
+	egress.DenyDefaultTransport()
 	root := newRootCommand(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -29,6 +29,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
 	"github.com/driftd/driftd/internal/report"
+	"github.com/driftd/driftd/internal/sandbox"
 	"github.com/driftd/driftd/internal/source"
 )
 
@@ -135,7 +136,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	p.opts.LiveFromCache = true
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
 	e := engine.New(p.opts, engine.Deps{
-		Source: p.src, Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
+		Source: p.src, Render: o.source.renderer(), Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 		Events:  report.NewEvents(recorder),
 		Status:  status,
 		Memo:    engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
@@ -157,11 +158,34 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err := mgr.AddReadyzCheck("cycles", loop.Ready); err != nil {
 		return err
 	}
+	checkSandbox(ctx, o.source.renderer(), logger)
 	logger.Info("Starting driftd", "repo", source.RedactURL(o.source.URL), "ref", o.source.Ref, "path", o.source.path, "mode", p.opts.Policy.Mode)
 	return mgr.Start(ctx)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkSandbox starts one render child that tries to reach a listener of this process and to start
+// a program, and logs what the sandbox refused, so an operator sees at start whether it holds where
+// driftd runs (seccomp may be off in an unusual runtime; the refusing HTTP transport still holds).
+func checkSandbox(ctx context.Context, r sandbox.Renderer, logger logr.Logger) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		logger.Error(err, "Cannot check the render sandbox")
+		return
+	}
+	defer func() { _ = ln.Close() }()
+	res, err := r.Probe(ctx, "http://"+ln.Addr().String()+"/")
+	switch {
+	case err != nil:
+		logger.Error(err, "Cannot check the render sandbox")
+	case res.Holds() && res.Seccomp == "on":
+		logger.Info("Render sandbox holds", "network", "refused", "programs", "refused", "seccomp", res.Seccomp)
+	default:
+		logger.Error(errors.New("the render sandbox lets something through"), "Render sandbox check",
+			"http", res.HTTP, "dial", res.Dial, "exec", res.Exec, "seccomp", res.Seccomp)
+	}
+}
 
 // leaseNamespace is where the leader election lease lives.
 func (o *runOptions) leaseNamespace() string {
@@ -215,7 +239,7 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 		defer release()
 	}
 	e := engine.New(p.opts, engine.Deps{
-		Source: p.src, Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
+		Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
 		Events: report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
 		Status: report.NewStatus(p.client, o.namespace),
 		Log:    logger.WithName("engine"),

@@ -16,6 +16,7 @@ import (
 	"github.com/driftd/driftd/internal/apply"
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/infra"
+	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
 	"github.com/driftd/driftd/internal/version"
@@ -65,10 +66,26 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Renderer renders a checkout: internal/sandbox's, in a child process with a deadline and a
+// memory budget, in the daemon.
+type Renderer interface {
+	Render(ctx context.Context, root, path string) (*render.Result, error)
+}
+
+// inProcess renders in the engine's own process, with render's default budgets (tests).
+type inProcess struct{}
+
+func (inProcess) Render(_ context.Context, root, path string) (*render.Result, error) {
+	return render.Render(root, path, render.Options{})
+}
+
 // Deps are the parts an Engine works with.
 type Deps struct {
 	// Source fetches the fleet repository. Required.
 	Source Fetcher
+	// Render renders a checkout; nil renders in the engine's own process (tests only: the daemon
+	// and plan render in internal/sandbox's child process).
+	Render Renderer
 	// Reader reads live objects. Required.
 	Reader client.Reader
 	// Client dry-runs and writes. Required.
@@ -110,6 +127,8 @@ type Engine struct {
 	// refreshMu lets one fetch and render run at a time; it guards commit and nothing else.
 	refreshMu sync.Mutex
 	commit    string
+	// failed is the commit whose render failed last; it is not rendered again.
+	failed string
 	// cloudMu lets one cloud cycle run at a time.
 	cloudMu sync.Mutex
 	// keys serialises the reconciles of one object.
@@ -178,6 +197,9 @@ func New(opts Options, deps Deps) *Engine {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if deps.Render == nil {
+		deps.Render = inProcess{}
 	}
 	if deps.Events == nil {
 		deps.Events = report.NewEvents(nil)

@@ -85,8 +85,15 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 	case err != nil:
 		errs = append(errs, e.sourceTrouble(report.ReasonSourceFetchFailed, err))
 		next = degrade(cur, "the source cannot be fetched")
+	case co.Commit == e.failed:
+		// This commit's render failed already: it is not rendered again (it would fail, or hang
+		// until its deadline, again) until the branch moves or driftd restarts.
+		next = degrade(cur, "the render of "+co.Revision()+" failed")
 	case co.Commit != e.commit || cur == nil:
-		rendered, rerr := render.Render(co.Dir, e.opts.Path)
+		rendered, rerr := e.deps.Render.Render(ctx, co.Dir, e.opts.Path)
+		if rerr != nil && ctx.Err() == nil {
+			e.failed = co.Commit
+		}
 		switch {
 		case errors.Is(rerr, render.ErrEmptyRender):
 			errs = append(errs, e.sourceTrouble(report.ReasonEmptyRender, fmt.Errorf("%s: %w; keeping %s", co.Revision(), rerr, orNone(cur))))
@@ -95,7 +102,7 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 			errs = append(errs, e.sourceTrouble(report.ReasonRenderFailed, fmt.Errorf("%s: %w", co.Revision(), rerr)))
 			next = degrade(cur, "the render of "+co.Revision()+" failed")
 		default:
-			e.commit = co.Commit
+			e.commit, e.failed = co.Commit, ""
 			next = e.resolve(co.Commit, co.Revision(), rendered.Objects, rendered.Errors, rendered.Partial)
 			if len(next.errs) > 0 {
 				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that cannot be used: %w", next.revision, errors.Join(next.errs...)))

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/render"
 )
 
@@ -93,7 +94,7 @@ func RunChildIfAsked() {
 func child(in io.Reader, out io.Writer) int {
 	// The child goes first when memory runs out: the kernel's OOM killer takes it, not the daemon.
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
-	DenyDefaultTransport()
+	egress.DenyDefaultTransport()
 	seccomp := "on"
 	if err := confine(); err != nil {
 		seccomp = "off: " + err.Error()

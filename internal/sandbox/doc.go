@@ -9,11 +9,9 @@
 // killed under memory pressure. The parent gives it a deadline and a memory budget and kills it at
 // either: a render that hangs or balloons costs a failed revision (RenderFailed), never the daemon.
 //
-// The package also holds the daemon's own side of the boundary: Go's default HTTP transport
-// refuses every request (DenyDefaultTransport), so a library that would reach out on its own
-// cannot, and every client driftd uses on purpose (git, AWS, vSphere, inventory endpoints) has a
-// transport of its own (NewTransport).
+// The daemon's own side of the boundary (Go's default HTTP transport refuses every request) is
+// internal/egress.
 //
-// sandbox owns process isolation and egress; it does not render (internal/render does) and does
+// sandbox owns process isolation; it does not render (internal/render does) and does
 // not decide what a failed render means for writes (internal/engine does).
 package sandbox

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,26 +92,6 @@ func TestTheRenderChildCannotReachTheNetworkOrRunAProgram(t *testing.T) {
 	}
 }
 
-// TestDenyDefaultTransport: once denied, Go's default client refuses every request and names it.
-func TestDenyDefaultTransport(t *testing.T) {
-	url, conns := listener(t)
-	before := http.DefaultTransport
-	DenyDefaultTransport()
-	t.Cleanup(func() { http.DefaultTransport, http.DefaultClient.Transport = before, nil; denyOnce = *new(sync.Once) })
-	_, err := http.Get(url)
-	if !errors.Is(err, ErrDefaultTransport) || !strings.Contains(err.Error(), url) {
-		t.Errorf("http.Get = %v, want a refusal naming %s", err, url)
-	}
-	resp, err := (&http.Client{Transport: NewTransport()}).Get(url)
-	if err != nil {
-		t.Fatalf("a client with its own transport: %v", err)
-	}
-	_ = resp.Body.Close()
-	if n := conns.Load(); n != 1 {
-		t.Errorf("the listener saw %d connections, want the one of the client with its own transport", n)
-	}
-}
-
 func objectNames(res *render.Result) []string {
 	var out []string
 	for _, o := range res.Objects {
@@ -166,7 +144,7 @@ func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
 	root := writeTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
 	for _, tt := range []struct {
 		hook, reason, want string
-		limits              render.Limits
+		limits             render.Limits
 	}{
 		{"block:fleet/HANG", "deadline", "the render was stopped at its deadline of 2s (--render-timeout)", render.Limits{Timeout: 2 * time.Second}},
 		{"allocate:fleet/HANG", "memory", "more than its budget of 128 MiB (--render-max-memory)", render.Limits{MaxMemory: 128 << 20}},

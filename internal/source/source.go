@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,8 +17,11 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/driftd/driftd/internal/egress"
 )
 
 // Checkout is one revision of the repository on disk.
@@ -63,7 +67,14 @@ func New(opts Options) (*Source, error) {
 	}
 	// Local repositories are served by go-git's in-process server rather than a git-upload-pack
 	// binary, which the driftd image does not ship.
-	installLocalTransport.Do(func() { client.InstallProtocol("file", server.DefaultServer) })
+	installLocalTransport.Do(func() {
+		client.InstallProtocol("file", server.DefaultServer)
+		// git over HTTP(S) with a transport of its own: Go's default one refuses every request in
+		// driftd (internal/egress).
+		own := githttp.NewClient(&http.Client{Transport: egress.NewTransport()})
+		client.InstallProtocol("https", own)
+		client.InstallProtocol("http", own)
+	})
 	var ca []byte
 	if opts.CAFile != "" {
 		if ca, err = os.ReadFile(opts.CAFile); err != nil {

@@ -24,6 +24,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/driftd/driftd/internal/sandbox"
 )
 
 // CAPI is a test bed with Cluster API's own controllers and admission webhooks running against
@@ -174,7 +176,7 @@ func (c *CAPI) startCAPIProcess(bin, kubeconfig string) (hooks *envtest.WebhookI
 			return hooks, "", fmt.Errorf("Cluster API's controllers exited; their log: %s", tail(c.LogFile))
 		default:
 		}
-		if resp, err := http.Get("http://" + health + "/readyz"); err == nil {
+		if resp, err := HTTP.Get("http://" + health + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return hooks, inventory, nil
@@ -254,7 +256,7 @@ func (c *CAPI) Answer(ctx context.Context, mode string) error {
 // SnapshotCalls is how many snapshots the inventory endpoint was asked for (first pages).
 func (c *CAPI) SnapshotCalls(tb testing.TB) int {
 	tb.Helper()
-	resp, err := http.Get(c.Inventory + "/testbed/snapshots")
+	resp, err := HTTP.Get(c.Inventory + "/testbed/snapshots")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -277,7 +279,7 @@ func post(ctx context.Context, url string, status int) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := HTTP.Do(req)
 	if err != nil {
 		return err
 	}
@@ -290,6 +292,7 @@ func post(ctx context.Context, url string, status int) error {
 
 // MainCAPI is TestMain for a package that runs against Cluster API's controllers.
 func MainCAPI(m *testing.M, use func(*CAPI)) {
+	sandbox.RunChildIfAsked()
 	began := time.Now()
 	c, err := StartCAPI()
 	if err != nil {

@@ -113,7 +113,12 @@ func (r *GitRepo) commit(tb testing.TB, message string, files map[string]string,
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			tb.Fatal(err)
 		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+		if target, ok := strings.CutPrefix(content, Symlink); ok {
+			_ = os.Remove(full)
+			if err := os.Symlink(target, full); err != nil {
+				tb.Fatal(err)
+			}
+		} else if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
 			tb.Fatal(err)
 		}
 		if _, err := wt.Add(path); err != nil {
@@ -145,6 +150,10 @@ func (r *GitRepo) Tag(tb testing.TB, name string) {
 
 // Delete, as the content of a file given to Commit, removes the file.
 const Delete = "\x00delete"
+
+// Symlink, followed by a target, as the content of a file given to Commit, makes it a symbolic
+// link to that target.
+const Symlink = "\x00symlink:"
 
 // ServeHTTP serves the repository over git's smart HTTP protocol (git http-backend behind
 // net/http/cgi) on a loopback port, requiring basic auth with user and password when user is set.

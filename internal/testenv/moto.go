@@ -72,7 +72,7 @@ func startMoto(name string, args []string, port int) (*Moto, error) {
 			return nil, fmt.Errorf("moto exited before it answered on %s: %v", m.Endpoint, err)
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := http.Get(m.Endpoint + "/moto-api/data.json")
+		resp, err := HTTP.Get(m.Endpoint + "/moto-api/data.json")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

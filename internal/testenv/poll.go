@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"bufio"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +29,7 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() b
 // line whose name (and labels, if given in name) match. A missing metric or an unreachable
 // endpoint reads as -1, so callers can poll until the value moves.
 func MetricValue(addr, name string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := HTTP.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +23,9 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/driftd/driftd/internal/egress"
+	"github.com/driftd/driftd/internal/sandbox"
 )
 
 // Env is a running control plane with the CRDs installed.
@@ -112,6 +116,8 @@ func (e *Env) Stop() error {
 // usually stores it in a package variable), runs the tests and stops the Env, also when the test
 // binary is interrupted.
 func Main(m *testing.M, use func(*Env)) {
+	// driftd renders in a child process of its own binary: in a test, the test binary.
+	sandbox.RunChildIfAsked()
 	env, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
@@ -135,6 +141,10 @@ func Main(m *testing.M, use func(*Env)) {
 	}
 	os.Exit(code)
 }
+
+// HTTP is the test bed's HTTP client. driftd makes Go's default client refuse every request
+// (internal/egress) in the processes it runs in, test binaries included, so tests use this one.
+var HTTP = &http.Client{Transport: egress.NewTransport(), Timeout: time.Minute}
 
 // InCI reports whether the tests run in CI (CI=true), where a missing server is a failure.
 func InCI() bool { return os.Getenv("CI") == "true" }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -171,7 +170,7 @@ func driftdEvents(tb testing.TB) []string {
 // metricSum adds up the samples of a metric on driftd's metrics endpoint whose labels contain
 // every one of labels (`cluster="dev1"`); -1 when the endpoint does not answer.
 func metricSum(addr, name string, labels ...string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := testenv.HTTP.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1
 	}

@@ -75,7 +75,7 @@ func TestRunCreatesTheExampleFleetFromAnEmptyCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := testenv.NewGitRepo(t, files)
-	want, err := render.Render(repo.Dir, "clusters")
+	want, err := render.Render(repo.Dir, "clusters", render.Options{})
 	if err != nil || want.Partial {
 		t.Fatalf("rendering the example: %v %v", err, want.Errors)
 	}

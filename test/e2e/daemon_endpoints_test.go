@@ -67,7 +67,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 
 func httpGet(tb testing.TB, url string) (int, string) {
 	tb.Helper()
-	resp, err := http.Get(url)
+	resp, err := testenv.HTTP.Get(url)
 	if err != nil {
 		tb.Fatalf("GET %s: %v", url, err)
 	}

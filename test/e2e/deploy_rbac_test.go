@@ -29,7 +29,7 @@ func TestDeployManifestsGrantEnoughAndNoMore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := render.Render(root, "config/default")
+	res, err := render.Render(root, "config/default", render.Options{})
 	if err != nil || len(res.Errors) > 0 {
 		t.Fatalf("rendering config/default: %v %v", err, res.Errors)
 	}
@@ -105,7 +105,7 @@ func installRBAC(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	res, err := render.Render(root, "config/default")
+	res, err := render.Render(root, "config/default", render.Options{})
 	if err != nil || len(res.Errors) > 0 {
 		tb.Fatalf("rendering config/default: %v %v", err, res.Errors)
 	}
@@ -141,7 +141,7 @@ func TestShardOverlayRendersASecondDriftd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := render.Render(root, "config/samples/shard-a")
+	res, err := render.Render(root, "config/samples/shard-a", render.Options{})
 	if err != nil || len(res.Errors) > 0 {
 		t.Fatalf("rendering config/samples/shard-a: %v %v", err, res.Errors)
 	}

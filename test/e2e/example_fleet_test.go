@@ -27,7 +27,7 @@ func TestExampleFleetRendersAndPassesTheRealSchemas(t *testing.T) {
 		t.Fatalf("kustomize build: %v", err)
 	}
 
-	res, err := render.Render(repo, "clusters")
+	res, err := render.Render(repo, "clusters", render.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

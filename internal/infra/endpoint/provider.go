@@ -18,6 +18,7 @@ import (
 	"time"
 
 	inventoryv1 "github.com/driftd/driftd/api/inventory/v1"
+	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/infra"
 )
 
@@ -89,7 +90,7 @@ func New(opts Options) (*Provider, error) {
 	}
 	transport := opts.Transport
 	if transport == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := egress.NewTransport()
 		t.Proxy = nil // the endpoint is the provider's, reached directly
 		if opts.CAFile != "" {
 			pem, err := os.ReadFile(opts.CAFile)

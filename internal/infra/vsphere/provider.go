@@ -17,6 +17,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/infra"
 )
 
@@ -98,6 +99,11 @@ func (p *Provider) server(ctx context.Context, server, thumbprint string, id *in
 		return err
 	}
 	sc := soap.NewClient(u, false)
+	// A transport of its own with Go's usual settings (soap.NewClient copies them from Go's default
+	// transport, which driftd makes refuse everything).
+	t, own := sc.DefaultTransport(), egress.NewTransport()
+	t.Proxy, t.DialContext, t.MaxIdleConns, t.IdleConnTimeout = own.Proxy, own.DialContext, own.MaxIdleConns, own.IdleConnTimeout
+	t.TLSHandshakeTimeout, t.ExpectContinueTimeout = own.TLSHandshakeTimeout, own.ExpectContinueTimeout
 	if thumbprint != "" {
 		sc.SetThumbprint(u.Host, thumbprint)
 	}

@@ -1,4 +1,8 @@
-package sandbox
+// Package egress holds the daemon's side of the network boundary: Go's default HTTP transport
+// refuses every request (DenyDefaultTransport), so a library that would reach out on its own —
+// kustomize fetching a remote file, a plugin — cannot, and every client driftd uses on purpose
+// (git, AWS, vSphere, inventory endpoints) is built with a transport of its own (NewTransport).
+package egress
 
 import (
 	"fmt"
