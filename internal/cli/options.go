@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/http"
 	"maps"
 	"os"
 	"slices"
@@ -113,6 +114,11 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("reaching the management cluster: %w", err)
 	}
 	cfg.UserAgent = "driftd"
+	if cfg.Proxy == nil {
+		// client-go hands a plain http:// server (kubectl proxy) Go's default transport, which
+		// refuses everything in driftd (internal/egress); a proxy setting gives it one of its own.
+		cfg.Proxy = http.ProxyFromEnvironment
+	}
 	// Dry-runs of a large fleet come in bursts; the API server's own priority and fairness limits them.
 	cfg.QPS, cfg.Burst = 100, 200
 	return cfg, nil

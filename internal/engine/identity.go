@@ -6,13 +6,11 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/infra"
 )
 
@@ -33,10 +31,12 @@ func (e *Engine) awsIdentity(ctx context.Context, awsCluster *unstructured.Unstr
 	if kind == "" {
 		return nil, nil
 	}
-	return e.resolveAWS(ctx, kind, name, awsCluster.GetNamespace(), true, 0)
+	return e.resolveAWS(ctx, kind, name, awsCluster.GetNamespace(), 0)
 }
 
-func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, checkAllowed bool, depth int) (*infra.AWSIdentity, error) {
+// resolveAWS resolves one identity of a chain. Every identity of the chain must allow the
+// cluster's namespace, as CAPA checks every link (pkg/cloud/scope/session.go:265, 342, 369).
+func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, depth int) (*infra.AWSIdentity, error) {
 	if depth > 4 {
 		return nil, fmt.Errorf("%s %s: sourceIdentityRef chains more than 4 roles (a loop?)", kind, name)
 	}
@@ -44,10 +44,12 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, c
 	if err != nil {
 		return nil, err
 	}
-	if checkAllowed {
-		if err := e.allowed(ctx, obj, namespace, true); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", kind, name, err)
-		}
+	if kind == "AWSClusterControllerIdentity" && name != "default" {
+		// CAPA's singleton (session.go:353): any other name is refused.
+		return nil, fmt.Errorf("%s %s: CAPA uses only the AWSClusterControllerIdentity named default", kind, name)
+	}
+	if err := e.allowed(ctx, obj, namespace, diff.CAPAAllows); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	id := &infra.AWSIdentity{Key: kind + "/" + name}
 	switch kind {
@@ -73,7 +75,7 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, c
 		srcKind, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "kind")
 		srcName, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "name")
 		if srcKind != "" {
-			src, err := e.resolveAWS(ctx, srcKind, srcName, namespace, false, depth+1)
+			src, err := e.resolveAWS(ctx, srcKind, srcName, namespace, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: its sourceIdentityRef: %w", kind, name, err)
 			}
@@ -100,7 +102,11 @@ func (e *Engine) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructu
 		if err != nil {
 			return nil, err
 		}
-		if err := e.allowed(ctx, id, vc.GetNamespace(), false); err != nil {
+		ready, _, _ := unstructured.NestedBool(id.Object, "status", "ready")
+		capv := func(allowed any, _ string, nsLabels map[string]string) (bool, error) {
+			return diff.CAPVAllows(allowed, ready, nsLabels)
+		}
+		if err := e.allowed(ctx, id, vc.GetNamespace(), capv); err != nil {
 			return nil, fmt.Errorf("VSphereClusterIdentity %s: %w", name, err)
 		}
 		secretName, _, _ = unstructured.NestedString(id.Object, "spec", "secretName")
@@ -125,43 +131,20 @@ func (e *Engine) identityObject(ctx context.Context, gvk schema.GroupVersionKind
 	return obj, nil
 }
 
-// allowed checks an identity's spec.allowedNamespaces for namespace as its provider does: absent,
-// no namespace may use it; empty ({}), every namespace; else one in list (CAPA only) or one whose
-// labels match selector.
-func (e *Engine) allowed(ctx context.Context, identity *unstructured.Unstructured, namespace string, withList bool) error {
-	an, found, _ := unstructured.NestedMap(identity.Object, "spec", "allowedNamespaces")
-	if !found || an == nil {
+// allowed checks an identity's spec.allowedNamespaces for namespace with its provider's rule.
+func (e *Engine) allowed(ctx context.Context, identity *unstructured.Unstructured, namespace string,
+	rule func(allowed any, namespace string, nsLabels map[string]string) (bool, error)) error {
+	allowed, _, _ := unstructured.NestedFieldNoCopy(identity.Object, "spec", "allowedNamespaces")
+	ns := &corev1.Namespace{}
+	if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	ok, err := rule(allowed, namespace, ns.Labels)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return errNotAllowed
 	}
-	list, hasList, _ := unstructured.NestedStringSlice(an, "list")
-	rawSel, hasSel, _ := unstructured.NestedMap(an, "selector")
-	_ = hasList
-	if (len(list) == 0 || !withList) && !hasSel {
-		return nil // {}: every namespace
-	}
-	if withList {
-		for _, n := range list {
-			if n == namespace {
-				return nil
-			}
-		}
-	}
-	if hasSel {
-		var ls metav1.LabelSelector
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(rawSel, &ls); err != nil {
-			return fmt.Errorf("allowedNamespaces.selector: %w", err)
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&ls)
-		if err != nil {
-			return fmt.Errorf("allowedNamespaces.selector: %w", err)
-		}
-		ns := &corev1.Namespace{}
-		if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
-			return fmt.Errorf("reading namespace %s: %w", namespace, err)
-		}
-		if sel.Matches(labels.Set(ns.Labels)) {
-			return nil
-		}
-	}
-	return errNotAllowed
+	return nil
 }

@@ -1,9 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -25,12 +32,18 @@ const roleInB = "arn:aws:iam::222222222222:role/driftd-reader"
 // accountB is CAPA's identities as a platform team keeps them in Git: the controller's default,
 // and a role in account B that namespace allowed may use.
 func accountB(allowed string) string {
+	return identitiesB("{list: ["+allowed+"]}", "{}")
+}
+
+// identitiesB is the controller's default identity and the role in account B chained from it,
+// each with the allowedNamespaces given (YAML).
+func identitiesB(roleAllowed, controllerAllowed string) string {
 	return fmt.Sprintf(`apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
 kind: AWSClusterControllerIdentity
 metadata:
   name: default
 spec:
-  allowedNamespaces: {}
+  allowedNamespaces: %s
 ---
 apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
 kind: AWSClusterRoleIdentity
@@ -40,9 +53,29 @@ spec:
   roleARN: %s
   externalID: fleet-42
   sourceIdentityRef: {kind: AWSClusterControllerIdentity, name: default}
-  allowedNamespaces:
-    list: [%s]
-`, roleInB, allowed)
+  allowedNamespaces: %s
+`, controllerAllowed, roleInB, roleAllowed)
+}
+
+// countAssumeRole puts a proxy in front of moto that counts STS AssumeRole calls, and points the
+// SDK's standard variable at it.
+func countAssumeRole(t *testing.T, cloud *awsCloud) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	moto, _ := url.Parse(cloud.moto.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(moto)
+	rp.Transport = testenv.HTTP.Transport
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte("Action=AssumeRole")) {
+			n.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	return &n
 }
 
 // TestEachClusterIsReadWithItsOwnAWSIdentity: the cluster's instances live in account B; driftd
@@ -81,8 +114,14 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 		t.Errorf("tenant-md-0-m1 %q, want annotated", s)
 	}
 
+	assumed := countAssumeRole(t, cloud)
+	// Each form CAPA refuses (isClusterPermittedToUsePrincipal, pkg/cloud/scope/session.go:409) is
+	// refused before any role is assumed.
 	for _, tc := range []struct{ name, identities, reason string }{
 		{"not allowed for the namespace", accountB("someone-else"), "allowedNamespaces"},
+		{"listed elsewhere with the empty selector CAPA's webhook stores", identitiesB("{list: [someone-else], selector: {}}", "{}"), "allowedNamespaces"},
+		{"an empty list", identitiesB("{list: []}", "{}"), "allowedNamespaces"},
+		{"a source identity of the chain that does not allow the namespace", identitiesB("{list: ["+ns+"]}", "{list: [someone-else]}"), "AWSClusterControllerIdentity default: its namespace is not among"},
 		{"removed", testenv.Delete, "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,7 +140,11 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 			runOnce(t, ns, commonArgs(t, repo.Dir, ns)...) // Git applied
 			cloud.terminateWith(t, inB, ids["tenant-md-0-m2"])
 			before := machineUIDs(t, ns)
+			calls := assumed.Load()
 			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			if n := assumed.Load() - calls; n != 0 {
+				t.Errorf("%d AssumeRole calls with an identity the namespace may not use", n)
+			}
 			if code != 1 || !strings.Contains(errOut, "inventory of cluster "+ns+"/tenant unavailable") || !strings.Contains(errOut, tc.reason) {
 				t.Errorf("run --once: exit %d, want 1 with the tenant's inventory unavailable (%s)\n%s%s", code, tc.reason, out, errOut)
 			}
@@ -175,6 +218,11 @@ func capv(tb testing.TB, name, user, password string, selector map[string]any) {
 	if err := env.Client.Create(ctx, id); err != nil {
 		tb.Fatal(err)
 	}
+	// CAPV's identity controller marks an identity ready once its Secret exists.
+	_ = unstructured.SetNestedField(id.Object, true, "status", "ready")
+	if err := env.Client.Status().Update(ctx, id); err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		_ = env.Client.Delete(context.Background(), s)
 		_ = env.Client.Delete(context.Background(), id)
@@ -239,6 +287,96 @@ func TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed(t *testing.T) {
 			t.Errorf("the tenant's host received %d logins with the platform's credentials", n)
 		}
 	})
+}
+
+// TestAGeneratedVSphereClusterGetsALoginOnlyWhereItsClassSays: a VSphereCluster Cluster API
+// generates from a ClusterClass is not in Git itself; driftd logs in with the privileged identity
+// only at the server the class' VSphereClusterTemplate names, never at one the live object was
+// changed to.
+func TestAGeneratedVSphereClusterGetsALoginOnlyWhereItsClassSays(t *testing.T) {
+	ctx := context.Background()
+	vcenter := testenv.RequireVCSim(t, nil)
+	tenantHost := testenv.RequireVCSim(t, nil)
+	for _, sim := range []*testenv.VCSim{vcenter, tenantHost} {
+		sim.AddUser("class-admin", "class-pw")
+	}
+	capv(t, "class-identity", "class-admin", "class-pw", map[string]any{"matchLabels": map[string]any{"tenancy": "platform"}})
+	ns := "vs-generated"
+	repo := testenv.NewGitRepo(t, map[string]string{
+		"fleet/kustomization.yaml": kustomization(ns, "class.yaml"),
+		"fleet/namespace.yaml":     namespaceYAML(ns) + "  labels:\n    tenancy: platform\n",
+		"fleet/class.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
+kind: ClusterClass
+metadata:
+  name: vsphere
+spec:
+  infrastructure:
+    templateRef: {apiVersion: infrastructure.cluster.x-k8s.io/v1beta1, kind: VSphereClusterTemplate, name: vsphere}
+  controlPlane:
+    templateRef: {apiVersion: controlplane.cluster.x-k8s.io/v1beta2, kind: KubeadmControlPlaneTemplate, name: vsphere}
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: VSphereClusterTemplate
+metadata:
+  name: vsphere
+spec:
+  template:
+    spec:
+      server: %s
+      thumbprint: %q
+      identityRef: {kind: VSphereClusterIdentity, name: class-identity}
+---
+apiVersion: cluster.x-k8s.io/v1beta2
+kind: Cluster
+metadata:
+  name: gen
+spec:
+  topology:
+    classRef: {name: vsphere}
+    version: v1.34.1
+`, vcenter.URL.Host, vcenter.Thumbprint()),
+	})
+	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	// What Cluster API's topology controller makes of it (no CAPI controller runs here): the
+	// VSphereCluster from the template, and the Cluster's reference to it.
+	vc := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"server": vcenter.URL.Host, "thumbprint": vcenter.Thumbprint(),
+		"identityRef": map[string]any{"kind": "VSphereClusterIdentity", "name": "class-identity"}}}}
+	vc.SetAPIVersion("infrastructure.cluster.x-k8s.io/v1beta1")
+	vc.SetKind("VSphereCluster")
+	vc.SetNamespace(ns)
+	vc.SetName("gen-x7k2p")
+	if err := env.Client.Patch(ctx, vc, client.Apply, client.FieldOwner("capi-topology"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+	cluster := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"infrastructureRef": map[string]any{
+		"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "VSphereCluster", "name": "gen-x7k2p"}}}}
+	cluster.SetAPIVersion("cluster.x-k8s.io/v1beta2")
+	cluster.SetKind("Cluster")
+	cluster.SetNamespace(ns)
+	cluster.SetName("gen")
+	if err := env.Client.Patch(ctx, cluster, client.Apply, client.FieldOwner("capi-topology")); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"run", "--once", "--namespace", ns}, append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")...)
+	if code, out, errOut := driftd(ctx, args...); code != 0 || vcenter.Logins("class-admin") != 1 {
+		t.Fatalf("the generated VSphereCluster at its class' server: exit %d, %d logins; want one\n%s%s", code, vcenter.Logins("class-admin"), out, errOut)
+	}
+
+	unstructured.RemoveNestedField(vc.Object, "metadata", "managedFields")
+	vc.SetResourceVersion("")
+	_ = unstructured.SetNestedField(vc.Object, tenantHost.URL.Host, "spec", "server")
+	_ = unstructured.SetNestedField(vc.Object, tenantHost.Thumbprint(), "spec", "thumbprint")
+	if err := env.Client.Patch(ctx, vc, client.Apply, client.FieldOwner("tenant"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := driftd(ctx, args...)
+	if code != 1 || !strings.Contains(out+errOut, "generated from ClusterClass "+ns+"/vsphere") {
+		t.Errorf("run --once: exit %d, want 1 with the inventory unavailable (server not the class')\n%s%s", code, out, errOut)
+	}
+	if n := tenantHost.Logins("class-admin"); n != 0 {
+		t.Errorf("the tenant's host received %d logins with the class' identity", n)
+	}
 }
 
 // TestVMsAnIdentityCannotSeeAreNeverMissing: the cluster's identity may see only some folders

@@ -180,6 +180,7 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 	read := make(chan struct{}, 1)
 	moto, _ := url.Parse(cloud.moto.Endpoint)
 	rp := httputil.NewSingleHostReverseProxy(moto)
+	rp.Transport = testenv.HTTP.Transport
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))

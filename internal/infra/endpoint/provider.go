@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -73,7 +72,7 @@ func New(opts Options) (*Provider, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !loopback(u.Hostname()) {
+		if !infra.Loopback(u.Hostname()) {
 			return nil, fmt.Errorf("inventory %s: url %s is plain http to a host that is not loopback; use https", opts.Name, opts.URL)
 		}
 	default:
@@ -109,14 +108,6 @@ func New(opts Options) (*Provider, error) {
 		client: &http.Client{Transport: transport, Timeout: opts.Timeout,
 			// A redirect could carry the token elsewhere: the endpoint answers where it is configured.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Provider is the provider's name, its providerID scheme.

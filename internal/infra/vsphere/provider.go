@@ -234,6 +234,9 @@ func powerState(s types.VirtualMachinePowerState) string {
 
 // sdkURL turns a VSphereCluster's server (a host name, host:port or URL) into the SDK endpoint.
 func sdkURL(server string) (*url.URL, error) {
+	if err := infra.SecureVCenter(server); err != nil {
+		return nil, err
+	}
 	if !strings.Contains(server, "://") {
 		server = "https://" + server
 	}
