@@ -2,8 +2,8 @@ package cli
 
 import (
 	"fmt"
-	"net/http"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 	"strings"

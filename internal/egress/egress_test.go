@@ -52,4 +52,3 @@ func TestDenyDefaultTransport(t *testing.T) {
 		t.Errorf("the listener saw %d connections, want the one of the client with its own transport", n)
 	}
 }
-
