@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/driftd/driftd/internal/diff"
@@ -40,6 +41,14 @@ type sourceOptions struct {
 	// render bounds each render; maxBytes and maxMemory are its sizes as given (quantities).
 	render              render.Limits
 	maxBytes, maxMemory string
+}
+
+// verifiedStore remembers the last verified commit in namespace, under --verify-signatures.
+func (o *sourceOptions) verifiedStore(c client.Client, namespace, owner string) *engine.VerifiedStore {
+	if o.VerifyKeyringFile == "" {
+		return nil
+	}
+	return engine.NewVerifiedStore(c, namespace, owner, source.RedactURL(o.URL)+"@"+o.Ref)
 }
 
 // renderer renders in a child process within the render budgets.
@@ -85,6 +94,7 @@ func (o *sourceOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", "", "SSH private key (passphrase in $"+source.EnvSSHKeyPassphrase+")")
 	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH")
 	fs.StringVar(&o.VerifyKeyringFile, "verify-signatures", "", "armored OpenPGP public keys: apply only a head commit signed by one of them (else SourceVerificationFailed, nothing written)")
+	fs.BoolVar(&o.AllowHistoryRewrite, "allow-history-rewrite", false, "with --verify-signatures, accept a signed head that does not descend from the last verified commit (an intended rollback or force-push); turn it off again afterwards")
 	fs.DurationVar(&o.render.Timeout, "render-timeout", render.DefaultTimeout, "deadline of one render; a render past it is stopped (RenderFailed) and the last good revision stays")
 	fs.StringVar(&o.maxMemory, "render-max-memory", "512Mi", "memory the render's process may hold; above it the render is stopped (leave room for it in the pod's limit)")
 	fs.StringVar(&o.maxBytes, "render-max-bytes", "256Mi", "bytes of the checkout one render may read (only --path and what its kustomizations reference are read)")

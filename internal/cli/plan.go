@@ -17,7 +17,8 @@ import (
 
 type planOptions struct {
 	commonOptions
-	output string
+	output    string
+	namespace string
 }
 
 func newPlanCommand() *cobra.Command {
@@ -42,6 +43,7 @@ Exit codes: 0 no drift, 2 drift found, 1 error (including objects that could not
 	}
 	o.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&o.namespace, "namespace", podNamespace(), "driftd's namespace, where the daemon remembers the last verified commit (read, never written, by plan)")
 	return cmd
 }
 
@@ -50,7 +52,8 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	e := engine.New(p.opts, engine.Deps{Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(), Log: logr.Discard()})
+	e := engine.New(p.opts, engine.Deps{Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
+		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner), VerifiedReadOnly: true, Log: logr.Discard()})
 	res, err := e.Plan(cmd.Context())
 	if err != nil {
 		return err

@@ -29,6 +29,15 @@ type Fetcher interface {
 
 var _ Fetcher = (*source.Source)(nil)
 
+// Verifier is a Fetcher that, under --verify-signatures, accepts only heads that descend from the
+// last verified commit; the engine remembers that commit across restarts (Deps.Verified).
+type Verifier interface {
+	SetLastVerified(commit string)
+	LastVerified() string
+}
+
+var _ Verifier = (*source.Source)(nil)
+
 // Options configure an Engine. Every field is optional.
 type Options struct {
 	// Path is the folder of the repository to render ("" for the root).
@@ -100,6 +109,10 @@ type Deps struct {
 	Status *report.Status
 	// Memo keeps the clean verdicts across restarts; nil keeps them in memory only.
 	Memo *MemoStore
+	// Verified keeps the last verified commit across restarts (with --verify-signatures); nil
+	// keeps it in memory only. ReadOnly reads it and never writes it (plan).
+	Verified         *VerifiedStore
+	VerifiedReadOnly bool
 	// Metrics records metrics; nil records into an unregistered set.
 	Metrics *report.Metrics
 	// Log logs; the zero logger discards.
@@ -127,6 +140,10 @@ type Engine struct {
 	// refreshMu lets one fetch and render run at a time; it guards commit and nothing else.
 	refreshMu sync.Mutex
 	commit    string
+	// verifiedLoaded says the remembered verified commit was handed to the source; verifiedSaved is
+	// the one last stored.
+	verifiedLoaded bool
+	verifiedSaved  string
 	// failed is the commit whose render failed last; it is not rendered again.
 	failed string
 	// cloudMu lets one cloud cycle run at a time.

@@ -76,7 +76,22 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 	cur := e.snap.Load()
 	var errs []error
 	next := cur
+	if err := e.restoreVerified(ctx); err != nil {
+		// Without the remembered commit a rollback could pass unnoticed: nothing is fetched.
+		errs = append(errs, e.sourceTrouble(report.ReasonSourceVerificationFailed, err))
+		next = degrade(cur, "the last verified commit cannot be read")
+		if next == nil {
+			return nil, errs, errors.Join(append(errs, ErrNoRevision)...)
+		}
+		if next != cur {
+			e.publish(next)
+		}
+		return next, errs, nil
+	}
 	co, err := e.deps.Source.Fetch(ctx)
+	if err == nil {
+		e.rememberVerified(ctx)
+	}
 	var refused *source.VerificationError
 	switch {
 	case errors.As(err, &refused):
@@ -122,6 +137,46 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 		e.publish(next)
 	}
 	return next, append(errs, next.errs...), nil
+}
+
+// restoreVerified hands the source the last verified commit an earlier driftd remembered, once.
+func (e *Engine) restoreVerified(ctx context.Context) error {
+	v, ok := e.deps.Source.(Verifier)
+	if !ok || e.deps.Verified == nil || e.verifiedLoaded {
+		return nil
+	}
+	commit, err := e.deps.Verified.Load(ctx)
+	if err != nil && e.deps.VerifiedReadOnly {
+		// plan only reports: it goes on without (and says so).
+		e.deps.Log.Info("Cannot read the last verified commit; this plan does not check for a rollback", "error", err.Error())
+		e.verifiedLoaded = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the last verified commit: %w", err)
+	}
+	e.verifiedLoaded, e.verifiedSaved = true, commit
+	if commit != "" {
+		v.SetLastVerified(commit)
+	}
+	return nil
+}
+
+// rememberVerified stores the source's last verified commit when it moved.
+func (e *Engine) rememberVerified(ctx context.Context) {
+	v, ok := e.deps.Source.(Verifier)
+	if !ok || e.deps.Verified == nil || e.deps.VerifiedReadOnly {
+		return
+	}
+	commit := v.LastVerified()
+	if commit == "" || commit == e.verifiedSaved {
+		return
+	}
+	if err := e.deps.Verified.Save(ctx, commit); err != nil {
+		e.deps.Log.Error(err, "Cannot remember the last verified commit; a restart accepts any signed descendant of the one remembered before")
+		return
+	}
+	e.verifiedSaved = commit
 }
 
 // resolvePending resolves the current render again once CRDs it brings were created, so that the

@@ -45,8 +45,12 @@ type Options struct {
 	KnownHostsFile string
 
 	// VerifyKeyringFile, when set, holds armored OpenPGP public keys: only a head commit signed by
-	// one of them is checked out.
+	// one of them is checked out, and (once one was verified) only one that descends from the last
+	// verified commit.
 	VerifyKeyringFile string
+	// AllowHistoryRewrite accepts, under VerifyKeyringFile, a signed head that does not descend from
+	// the last verified commit (an intended rollback or force-push).
+	AllowHistoryRewrite bool
 }
 
 // Validate checks the options without touching the network, naming the option that is wrong.

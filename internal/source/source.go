@@ -50,6 +50,24 @@ type Source struct {
 
 	mu   sync.Mutex
 	last *Checkout
+	// verified is the last commit verified under the keyring ("" before the first): a new head must
+	// descend from it.
+	verified string
+}
+
+// SetLastVerified tells the source the last commit verified by an earlier driftd (remembered in
+// driftd's namespace), so a restart does not accept a rollback either.
+func (s *Source) SetLastVerified(commit string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.verified = commit
+}
+
+// LastVerified returns the last commit verified under the keyring, or "".
+func (s *Source) LastVerified() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.verified
 }
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -141,6 +159,9 @@ func (s *Source) fetchHead(ctx context.Context) (*Checkout, error) {
 		}
 	}
 	s.last = co
+	if s.keyring != "" {
+		s.verified = co.Commit
+	}
 	return co, nil
 }
 
@@ -220,6 +241,9 @@ func (s *Source) checkout(ctx context.Context, url string, target plumbing.Hash,
 	if err := s.verify(repo, target); err != nil {
 		return nil, err
 	}
+	if err := s.descends(repo, target); err != nil {
+		return nil, err
+	}
 	wt, err := repo.Worktree()
 	if err != nil {
 		return nil, err
@@ -249,7 +273,9 @@ func (s *Source) clone(ctx context.Context, url string, refName plumbing.Referen
 // fetches, and 0 (all) for local ones, served in-process by go-git, which does not; reading a local
 // history costs no network.
 func (s *Source) depth() int {
-	if kindOf(s.opts.URL) == kindLocal {
+	if kindOf(s.opts.URL) == kindLocal || s.keyring != "" {
+		// Under --verify-signatures a new head must descend from the last verified commit: that
+		// takes the history, not only the newest commit.
 		return 0
 	}
 	return 1

@@ -40,6 +40,37 @@ func loadKeyring(file string) (string, error) {
 	return string(data), nil
 }
 
+// descends checks, under the keyring, that target descends from the last verified commit: a server
+// (or whoever can push) must not bring back an older signed commit, or a signed commit of another
+// branch, and with it retired clusters and old versions.
+func (s *Source) descends(repo *git.Repository, target plumbing.Hash) error {
+	if s.keyring == "" || s.verified == "" || s.verified == target.String() || s.opts.AllowHistoryRewrite {
+		return nil
+	}
+	refuse := func(why string) error {
+		return &VerificationError{Commit: target.String(), Reason: fmt.Sprintf("it does not descend from %s, the last verified commit (%s); --allow-history-rewrite accepts it", s.verified, why)}
+	}
+	last, err := repo.CommitObject(plumbing.NewHash(s.verified))
+	if err != nil {
+		return refuse("that commit is no longer in the branch's history: a rewritten history")
+	}
+	head, err := repo.CommitObject(target)
+	if err != nil {
+		return fmt.Errorf("reading commit %s: %w", target, err)
+	}
+	ok, err := last.IsAncestor(head)
+	if err != nil {
+		return fmt.Errorf("walking the history of %s: %w", target, err)
+	}
+	if !ok {
+		if back, _ := head.IsAncestor(last); back {
+			return refuse("it is older: a rollback")
+		}
+		return refuse("it is on another line of history")
+	}
+	return nil
+}
+
 // verify checks that commit target of repo is signed by a key of the keyring.
 func (s *Source) verify(repo *git.Repository, target plumbing.Hash) error {
 	if s.keyring == "" {

@@ -136,6 +136,22 @@ func (r *GitRepo) commit(tb testing.TB, message string, files map[string]string,
 	return hash.String()
 }
 
+// ResetBranch moves branch main to commit and its work tree with it, as a force-push that rewrites
+// the branch's history would.
+func (r *GitRepo) ResetBranch(tb testing.TB, commit string) {
+	tb.Helper()
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewBranchReferenceName("main"), plumbing.NewHash(commit))); err != nil {
+		tb.Fatal(err)
+	}
+	wt, err := r.repo.Worktree()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := wt.Reset(&git.ResetOptions{Commit: plumbing.NewHash(commit), Mode: git.HardReset}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // Tag tags the current HEAD.
 func (r *GitRepo) Tag(tb testing.TB, name string) {
 	tb.Helper()

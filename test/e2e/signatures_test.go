@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // TestOnlySignedCommitsAreApplied: with --verify-signatures, a head commit signed by a key of the
@@ -75,4 +78,81 @@ func TestOnlySignedCommitsAreApplied(t *testing.T) {
 	if code, _, errOut := driftd(context.Background(), append([]string{"plan"}, append(commonArgs(t, url, ns), "--verify-signatures", filepath.Join(ns, "missing.asc"))...)...); code != 1 || !strings.Contains(errOut, "--verify-signatures") {
 		t.Errorf("plan with a missing keyring: exit %d\n%s", code, errOut)
 	}
+}
+
+// TestASignedRollbackIsRefused: under --verify-signatures, a server that serves an older signed
+// commit (a force-push back), or a signed commit of another line of history, is refused — also by a
+// driftd started anew, which remembers the last verified commit in its namespace — with
+// SourceVerificationFailed saying why, and nothing is written; --allow-history-rewrite accepts it.
+func TestASignedRollbackIsRefused(t *testing.T) {
+	trusted, trustedPub := testenv.NewSigningKey(t, "Fleet Maintainer")
+	keyring := filepath.Join(t.TempDir(), "trusted.asc")
+	if err := os.WriteFile(keyring, []byte(trustedPub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := "rollback"
+	installNamespace(t, ns)
+	files := fleetFiles(ns)
+	repo := testenv.NewSignedGitRepo(t, files, trusted)
+	url := repo.ServeHTTP(t, "", "")
+	args := append(commonArgs(t, url, ns), "--verify-signatures", keyring)
+	runOnce(t, ns, args...)
+	old, err := headOf(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scaleTo := func(n string) map[string]string {
+		return map[string]string{"fleet/workers.yaml": strings.Replace(files["fleet/workers.yaml"], "replicas: 3", "replicas: "+n, 1)}
+	}
+	newer := repo.CommitSigned(t, "scale to 4", scaleTo("4"), trusted)
+	runOnce(t, ns, args...)
+	if got := replicas(t, ns, "prod-md-0"); got != 4 {
+		t.Fatalf("replicas %d after the newer signed commit, want 4", got)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		push   func() string
+		reason string
+	}{
+		{"an older signed commit", func() string { repo.ResetBranch(t, old); return old }, "it is older: a rollback"},
+		{"a signed commit of another line of history", func() string { return repo.CommitSigned(t, "elsewhere", scaleTo("7"), trusted) }, "it is on another line of history"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sha := tc.push()
+			before := resourceVersions(t, ns, fleetKinds...)
+			// Each run --once is a driftd started anew: the last verified commit comes from its namespace.
+			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			want := "does not descend from " + newer
+			if code != 1 || !strings.Contains(errOut, sha) || !strings.Contains(errOut, want) || !strings.Contains(errOut, tc.reason) {
+				t.Errorf("run --once: exit %d, want 1 naming %s, %q and %q\n%s%s", code, sha, want, tc.reason, out, errOut)
+			}
+			if after := resourceVersions(t, ns, fleetKinds...); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("objects written: %v → %v", before, after)
+			}
+			if code, _, stderr := driftd(context.Background(), append([]string{"plan", "--namespace", ns}, args...)...); code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("plan: exit %d, want 1 with %q\n%s", code, want, stderr)
+			}
+		})
+	}
+	if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "SourceVerificationFailed") {
+		t.Error("no SourceVerificationFailed Event on driftd-status")
+	}
+	runOnce(t, ns, append(args, "--allow-history-rewrite")...)
+	if got := replicas(t, ns, "prod-md-0"); got != 7 {
+		t.Errorf("replicas %d with --allow-history-rewrite, want the rewritten branch's 7", got)
+	}
+}
+
+// headOf is the commit branch main names.
+func headOf(repo *testenv.GitRepo) (string, error) {
+	r, err := git.PlainOpen(repo.Dir)
+	if err != nil {
+		return "", err
+	}
+	ref, err := r.Reference(plumbing.NewBranchReferenceName("main"), true)
+	if err != nil {
+		return "", err
+	}
+	return ref.Hash().String(), nil
 }
