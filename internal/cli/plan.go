@@ -53,7 +53,8 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	e := engine.New(p.opts, engine.Deps{Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
-		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner), VerifiedReadOnly: true, Log: logr.Discard()})
+		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner), VerifiedReadOnly: true,
+		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner), Log: logr.Discard()})
 	res, err := e.Plan(cmd.Context())
 	if err != nil {
 		return err

@@ -137,12 +137,13 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
-		Events:   report.NewEvents(recorder),
-		Status:   status,
-		Memo:     engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
-		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
-		Metrics:  report.NewMetrics(registry),
-		Log:      logger.WithName("engine"),
+		Events:    report.NewEvents(recorder),
+		Status:    status,
+		Memo:      engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
+		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
+		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
+		Metrics:   report.NewMetrics(registry),
+		Log:       logger.WithName("engine"),
 	})
 	cloudInterval := o.cloudInterval
 	if len(o.cloud.providers) == 0 {
@@ -241,10 +242,11 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 	}
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
-		Events:   report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
-		Status:   report.NewStatus(p.client, o.namespace),
-		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
-		Log:      logger.WithName("engine"),
+		Events:    report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
+		Status:    report.NewStatus(p.client, o.namespace),
+		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
+		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
+		Log:       logger.WithName("engine"),
 	})
 	res, err := e.Cycle(ctx)
 	if err != nil {

@@ -182,6 +182,9 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s: %w", e.opts.CycleTimeout, ctx.Err()))
 	}
 	if act {
+		if e.opts.Policy.Mode == diff.ModeCorrect && res.Complete {
+			e.recordInventory(parent, s, orphans.deleted, orphans.gone)
+		}
 		e.report(parent, res)
 		e.saveClean(parent, s)
 	}

@@ -109,6 +109,9 @@ type Deps struct {
 	Status *report.Status
 	// Memo keeps the clean verdicts across restarts; nil keeps them in memory only.
 	Memo *MemoStore
+	// Inventory keeps driftd's inventory (what it is responsible for, with UIDs) across restarts;
+	// nil keeps it in memory only. Only objects in it can be orphans.
+	Inventory *InventoryStore
 	// Verified keeps the last verified commit across restarts (with --verify-signatures); nil
 	// keeps it in memory only. ReadOnly reads it and never writes it (plan).
 	Verified         *VerifiedStore
@@ -191,6 +194,8 @@ type Engine struct {
 	statusBackoff time.Duration
 	// kindsReported are the kinds driftd may not read, already reported.
 	kindsReported map[schema.GroupVersionKind]bool
+	// inventory is driftd's inventory, nil until read from Deps.Inventory.
+	inventory Owned
 	// restored are the clean verdicts an earlier driftd stored (Deps.Memo), read once; salt ties
 	// them to this configuration.
 	restored    map[uint64]bool

@@ -22,10 +22,11 @@ import (
 type pruned struct {
 	findings []diff.Finding
 	deleted  map[diff.Key]bool
+	// gone are inventory entries whose object no longer exists as driftd recorded it.
+	gone map[diff.Key]bool
 }
 
-// prune looks for orphans (live objects carrying this driftd's tracking id that no shard renders
-// any more), has diff decide what may go, and deletes that when act is set. It runs last in a
+// prune looks for orphans (objects of driftd's inventory that no shard renders any more), has diff decide what may go, and deletes that when act is set. It runs last in a
 // cycle, after every rendered object was applied. A partial render (or one with an object the API
 // server rejects) looks for no orphan at all: an object that could not be used might be the very
 // one a live object is.
@@ -37,7 +38,8 @@ func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pr
 		e.mu.Unlock()
 		return out, nil
 	}
-	orphans, errs := e.orphans(ctx, s)
+	orphans, gone, errs := e.orphans(ctx, s)
+	out.gone = gone
 	e.markInUse(ctx, orphans)
 	in := diff.PruneInput{
 		Orphans: orphans, Clusters: e.clusterStates(ctx, s, orphans), Tracked: len(s.desired) + len(orphans),
@@ -101,51 +103,72 @@ func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pr
 	return out, errs
 }
 
-// orphans lists the live objects this driftd applied that no shard renders any more. Only an
-// object whose tracking id names that very object is driftd's: a copy a controller made carries
-// the label too, but the id of the object it was copied from.
-func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, []error) {
+// orphans lists the objects of driftd's inventory that no shard renders any more and that still
+// exist with the UID driftd recorded. Only the inventory makes an object driftd's: a label, an
+// annotation or a copy a controller made never does. It also returns the inventory entries found
+// gone (deleted, or replaced by another object of the same name), which leave the inventory.
+func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, map[diff.Key]bool, []error) {
+	inv, err := e.inventoryNow(ctx)
+	if err != nil {
+		return nil, nil, []error{fmt.Errorf("%w (%v): no orphan is looked for", errInventory, err)}
+	}
 	var found []*unstructured.Unstructured
+	gone := map[diff.Key]bool{}
 	var errs []error
-	for _, gvk := range e.orphanKinds() {
-		if e.deps.Kinds != nil {
-			if err := e.deps.Kinds.Ready(ctx, gvk); err != nil {
-				if meta.IsNoMatchError(err) {
-					continue
-				}
-				var kindErr *KindError
-				if errors.As(err, &kindErr) {
-					e.reportKind(kindErr)
-				}
-				errs = append(errs, fmt.Errorf("looking for orphaned %s: %w", gvk.Kind, err))
-				continue
-			}
-		}
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := e.deps.Reader.List(ctx, list, client.MatchingLabels{diff.OwnerLabel: e.opts.Owner}); err != nil {
-			if meta.IsNoMatchError(err) {
-				continue
-			}
-			errs = append(errs, fmt.Errorf("listing %s for orphans: %w", gvk.Kind, err))
-			continue
-		}
-		for i := range list.Items {
-			live := &list.Items[i]
-			if s.rendered[diff.KeyOf(live)] || !diff.Tracked(live, e.opts.Owner) {
-				continue // still in Git (maybe handled by another shard now), or not driftd's own
-			}
-			found = append(found, live)
+	keys := make([]diff.Key, 0, len(inv))
+	for k := range inv {
+		if !s.rendered[k] {
+			keys = append(keys, k)
 		}
 	}
-	// The cluster of each orphan: from an earlier render, its own labels or owner references, or
-	// what the other orphans (a Cluster, its control plane, its MachineDeployments) refer to.
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, k := range keys {
+		ent := inv[k]
+		gvk := ent.gvk(k)
+		if _, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			// That version is not served any more: the server's preferred one.
+			mapping, err := e.deps.Mapper.RESTMapping(gvk.GroupKind())
+			if err != nil {
+				if meta.IsNoMatchError(err) {
+					gone[k] = true // the kind is gone, and its objects with it
+				} else {
+					errs = append(errs, fmt.Errorf("looking for orphaned %s: %w", k, err))
+				}
+				continue
+			}
+			gvk = mapping.GroupVersionKind
+		}
+		ref := &unstructured.Unstructured{}
+		ref.SetGroupVersionKind(gvk)
+		ref.SetNamespace(k.Namespace)
+		ref.SetName(k.Name)
+		live, err := e.getLive(ctx, ref)
+		if err != nil {
+			var kindErr *KindError
+			if errors.As(err, &kindErr) {
+				e.reportKind(kindErr)
+			}
+			errs = append(errs, fmt.Errorf("looking for orphaned %s: %w", k, err))
+			continue
+		}
+		if live == nil || live.GetUID() != ent.UID {
+			gone[k] = true // deleted, or another object of that name: not driftd's
+			continue
+		}
+		found = append(found, live)
+	}
+	// The cluster of each orphan: from an earlier render, the inventory, its own labels or owner
+	// references, or what the other orphans (a Cluster, its control plane, its MachineDeployments)
+	// refer to.
 	index := diff.IndexClusters(found)
 	out := make([]diff.Orphan, 0, len(found))
 	e.mu.Lock()
 	for _, live := range found {
 		key := diff.KeyOf(live)
 		cluster := e.known[key]
+		if cluster == "" {
+			cluster = inv[key].Cluster
+		}
 		if cluster == "" {
 			cluster = diff.OwningCluster(live)
 		}
@@ -155,8 +178,63 @@ func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, []err
 		out = append(out, diff.Orphan{Object: live, Cluster: cluster})
 	}
 	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return diff.KeyOf(out[i].Object).String() < diff.KeyOf(out[j].Object).String() })
-	return out, errs
+	return out, gone, errs
+}
+
+// inventoryNow returns driftd's inventory, read from its store the first time (an engine without a
+// store keeps one in memory, starting empty).
+func (e *Engine) inventoryNow(ctx context.Context) (Owned, error) {
+	e.mu.Lock()
+	inv := e.inventory
+	e.mu.Unlock()
+	if inv != nil {
+		return inv, nil
+	}
+	inv = Owned{}
+	if e.deps.Inventory != nil {
+		var err error
+		if inv, err = e.deps.Inventory.Load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	e.mu.Lock()
+	e.inventory = inv
+	e.mu.Unlock()
+	return inv, nil
+}
+
+// recordInventory updates the inventory after a correcting cycle: every object of the snapshot
+// that exists (with the UID it was last seen with) is driftd's; what was pruned or found gone, and
+// what another shard renders now (handed over), is not any more. It is stored when it changed.
+func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone map[diff.Key]bool) {
+	inv, err := e.inventoryNow(ctx)
+	if err != nil {
+		// Unreadable: start a new one from what is known now. What only the lost one knew is never
+		// pruned (the safe direction); the error was reported by the orphan search.
+		inv = Owned{}
+	}
+	next := make(Owned, len(inv)+len(s.order))
+	for k, ent := range inv {
+		if deleted[k] || gone[k] || (s.rendered[k] && s.desired[k] == nil) {
+			continue
+		}
+		next[k] = ent
+	}
+	e.mu.Lock()
+	for _, key := range s.order {
+		d := s.desired[key]
+		if m, ok := e.memo[key]; ok && m.key.uid != "" {
+			next[key] = OwnedObject{Version: d.obj.GroupVersionKind().Version, UID: m.key.uid, Cluster: s.clusters[key]}
+		}
+	}
+	e.inventory = next
+	e.mu.Unlock()
+	if e.deps.Inventory == nil || !e.statusWritable() {
+		return
+	}
+	if err := e.deps.Inventory.Save(ctx, next); err != nil && !errors.Is(err, context.Canceled) {
+		e.deps.Log.Error(err, "Cannot store driftd's inventory; objects created since the last store are not pruned once they leave Git")
+	}
 }
 
 // referrerKinds are the kinds whose spec refers to the objects a fleet's clusters are made of.
@@ -267,61 +345,6 @@ func (e *Engine) clusterStates(ctx context.Context, s *snapshot, orphans []diff.
 		}
 		out[id] = st
 	}
-	return out
-}
-
-// fleetKinds are the kinds a fleet repository usually holds. Orphans are looked for among them
-// and every kind rendered since driftd started, so an object whose whole kind left Git is found
-// too, without listing every kind the API server serves.
-var fleetKinds = []schema.GroupKind{
-	{Group: "cluster.x-k8s.io", Kind: "Cluster"},
-	{Group: "cluster.x-k8s.io", Kind: "ClusterClass"},
-	{Group: "cluster.x-k8s.io", Kind: "MachineDeployment"},
-	{Group: "cluster.x-k8s.io", Kind: "MachinePool"},
-	{Group: "cluster.x-k8s.io", Kind: "MachineHealthCheck"},
-	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlane"},
-	{Group: "controlplane.cluster.x-k8s.io", Kind: "KubeadmControlPlaneTemplate"},
-	{Group: "bootstrap.cluster.x-k8s.io", Kind: "KubeadmConfigTemplate"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSCluster"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSClusterTemplate"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachineTemplate"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "AWSMachinePool"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereCluster"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereClusterTemplate"},
-	{Group: "infrastructure.cluster.x-k8s.io", Kind: "VSphereMachineTemplate"},
-	{Group: "", Kind: "Secret"},
-	{Group: "", Kind: "ConfigMap"},
-}
-
-// orphanKinds returns the kinds to look for orphans in, each at the version it was rendered
-// with or the server's preferred one.
-func (e *Engine) orphanKinds() []schema.GroupVersionKind {
-	e.mu.Lock()
-	rendered := make([]schema.GroupVersionKind, 0, len(e.gvks))
-	for gvk := range e.gvks {
-		rendered = append(rendered, gvk)
-	}
-	e.mu.Unlock()
-	seen := map[schema.GroupKind]bool{}
-	out := make([]schema.GroupVersionKind, 0, len(rendered)+len(fleetKinds))
-	for _, gvk := range rendered {
-		if !seen[gvk.GroupKind()] {
-			seen[gvk.GroupKind()] = true
-			out = append(out, gvk)
-		}
-	}
-	for _, gk := range fleetKinds {
-		if seen[gk] {
-			continue
-		}
-		mapping, err := e.deps.Mapper.RESTMapping(gk)
-		if err != nil {
-			continue // not installed
-		}
-		seen[gk] = true
-		out = append(out, mapping.GroupVersionKind)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 

@@ -34,7 +34,7 @@ func TestPausedClusterIsDetectOnly(t *testing.T) {
 	}
 	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 2)
 
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 	if code != 2 || len(doc.Findings) != 1 || doc.Findings[0].Action != diff.ActionBlocked || !strings.Contains(doc.Findings[0].Reason, "paused") {
 		t.Fatalf("plan: exit %d, findings %+v; want the MachineDeployment blocked because its cluster is paused", code, doc.Findings)
 	}
@@ -69,7 +69,7 @@ ignore:
 	if err := env.Client.Update(context.Background(), md, client.FieldOwner("upgrade-bot")); err != nil {
 		t.Fatal(err)
 	}
-	if code, doc, _ := plan(t, args...); code != 0 || len(doc.Findings) != 0 {
+	if code, doc, _ := plan(t, append(args, "--namespace", ns)...); code != 0 || len(doc.Findings) != 0 {
 		t.Errorf("plan: exit %d, findings %+v; the ignored version is no drift", code, doc.Findings)
 	}
 	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 1)
@@ -105,7 +105,7 @@ func TestOrphansAreReportedAndPrunedOnlyWhenAllowed(t *testing.T) {
 	repo.Commit(t, "retire the health check", map[string]string{
 		"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
 	})
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 	orphaned := map[string]diff.Action{}
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned {

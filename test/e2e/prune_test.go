@@ -29,8 +29,8 @@ func uids(tb testing.TB, ns string) map[string]types.UID {
 			tb.Fatal(err)
 		}
 		for _, item := range list.Items {
-			if gvk.Kind == "ConfigMap" && item.GetName() == "kube-root-ca.crt" {
-				continue
+			if gvk.Kind == "ConfigMap" && (item.GetName() == "kube-root-ca.crt" || strings.HasPrefix(item.GetName(), "driftd-")) {
+				continue // the cluster's own, and driftd's (status, inventory)
 			}
 			out[gvk.Kind+"/"+item.GetName()] = item.GetUID()
 		}
@@ -90,7 +90,7 @@ func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 			if evs := events(t, ns, "ConfigMap", "driftd-status"); !hasReason(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
 				t.Errorf("no RenderFailed Event naming the file on driftd-status: %q", evs)
 			}
-			if code, doc, _ := plan(t, args...); code != 1 || len(doc.Errors) == 0 {
+			if code, doc, _ := plan(t, append(args, "--namespace", ns)...); code != 1 || len(doc.Errors) == 0 {
 				t.Errorf("plan: exit %d, errors %q; want 1 and the typo named", code, doc.Errors)
 			} else {
 				for _, f := range doc.Findings {
@@ -126,7 +126,7 @@ func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
 	if !hasReason(evs, "PruneBlocked") || !strings.Contains(strings.Join(evs, "\n"), "6 deletions") {
 		t.Errorf("no PruneBlocked Event naming the 6 deletions on driftd-status: %q", evs)
 	}
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 	blocked := 0
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned && f.Action == diff.ActionBlocked && strings.Contains(f.Reason, "prune limit") {
@@ -202,7 +202,7 @@ func TestAClusterLeavingGitIsDeletedAsAWhole(t *testing.T) {
 	before := uids(t, ns)
 
 	repo.Commit(t, "retire edge", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 	actions := map[string]diff.Action{}
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned {
@@ -286,7 +286,7 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 		if get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion() != rv {
 			t.Error("driftd wrote to a template of a Cluster being deleted")
 		}
-		code, doc, _ := plan(t, args...)
+		code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 		var missing *diff.Finding
 		for i, f := range doc.Findings {
 			if f.Object.Name == "prod-md-0" && f.Object.Kind == "MachineDeployment" {
@@ -331,4 +331,58 @@ func TestAClusterMovingToAnotherShardIsHandedOverNotRecreated(t *testing.T) {
 	}
 	runOnce(t, ns, shard("a")...)
 	sameUIDs(t, ns, before)
+}
+
+// TestForgedOwnershipMakesNothingAnOrphan: whoever may label an object in a fleet namespace can
+// copy driftd's owner label and tracking id onto it. Such an object is not in driftd's inventory:
+// --prune never deletes it (though the one who forged it may not be allowed to delete it
+// themselves), and six forged orphans count toward no limit, so a legitimate prune beside them
+// goes ahead.
+func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
+	ns := "forged"
+	files := fleetFiles(ns)
+	repo := testenv.NewGitRepo(t, files)
+	args := commonArgs(t, repo.Dir, ns)
+	runOnce(t, ns, args...)
+
+	forge := func(name string) {
+		cm := &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{"owner": "team-a"}}}
+		cm.SetAPIVersion("v1")
+		cm.SetKind("ConfigMap")
+		cm.SetNamespace(ns)
+		cm.SetName(name)
+		diff.Track(cm, ns) // driftd's owner label and a tracking id naming the object itself
+		if err := env.Client.Patch(context.Background(), cm, client.Apply, client.FieldOwner("tenant")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge("team-a-settings") // a tenant's own object, labelled as if driftd applied it
+	for i := range 6 {
+		forge(fmt.Sprintf("forged-%d", i))
+	}
+	before := uids(t, ns)
+
+	// A legitimate prune: the MachineHealthCheck leaves Git.
+	workers := files["fleet/workers.yaml"]
+	repo.Commit(t, "retire the health check", map[string]string{
+		"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
+	})
+	code, doc, _ := plan(t, append(args, "--prune", "--namespace", ns)...)
+	var orphans []string
+	for _, f := range doc.Findings {
+		if f.Class == diff.ClassOrphaned {
+			orphans = append(orphans, f.Object.Kind+"/"+f.Object.Name+" "+string(f.Action))
+		}
+	}
+	if code != 2 || fmt.Sprint(orphans) != "[MachineHealthCheck/prod-md-0 delete]" {
+		t.Errorf("plan: exit %d, orphans %v; want only the MachineHealthCheck, to delete", code, orphans)
+	}
+	runOnce(t, ns, append(args, "--prune")...)
+	sameUIDs(t, ns, before, "MachineHealthCheck/prod-md-0")
+	if _, gone := uids(t, ns)["MachineHealthCheck/prod-md-0"]; gone {
+		t.Error("the MachineHealthCheck that left Git was not pruned")
+	}
+	if evs := events(t, ns, "ConfigMap", "driftd-status"); hasReason(evs, "PruneBlocked") {
+		t.Errorf("the prune was held back: %v", evs)
+	}
 }
