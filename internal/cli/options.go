@@ -201,6 +201,7 @@ type cloudOptions struct {
 	grace                time.Duration
 	identityNamespace    string
 	awsIdentityNamespace string
+	inventoryMaxBytes    string
 
 	// inventories are the config file's inventory endpoints; endpoints those --provider names.
 	inventories []inventoryConfig
@@ -220,6 +221,7 @@ func (o *cloudOptions) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.grace, "unmanaged-grace", 10*time.Minute, "age before an instance no Machine references is reported (provisioning takes a while)")
 	fs.StringVar(&o.identityNamespace, "vsphere-identity-namespace", "capv-system", "namespace of the Secrets that VSphereClusterIdentities name (CAPV's namespace)")
 	fs.StringVar(&o.awsIdentityNamespace, "aws-identity-namespace", "capa-system", "namespace of the Secrets that AWSClusterStaticIdentities name (CAPA's namespace)")
+	fs.StringVar(&o.inventoryMaxBytes, "inventory-max-bytes", "128Mi", "bytes one snapshot of an inventory endpoint may answer, all pages together; a larger answer is incomplete (nothing is concluded from it)")
 }
 
 func (o *cloudOptions) validate() error {
@@ -283,6 +285,10 @@ func (o *cloudOptions) engineOptions() engine.CloudOptions {
 // buildEndpoints checks the config file's inventory endpoints and builds their readers.
 func (o *cloudOptions) buildEndpoints() error {
 	o.endpoints, o.kinds, o.fields = nil, map[string]string{}, map[string]diff.MachineFields{}
+	maxBytes, err := resource.ParseQuantity(o.inventoryMaxBytes)
+	if err != nil || maxBytes.Value() <= 0 {
+		return fmt.Errorf("--inventory-max-bytes must be a positive size such as 128Mi, got %q", o.inventoryMaxBytes)
+	}
 	for i, ic := range o.inventories {
 		where := fmt.Sprintf("config file %s: inventories[%d] (%s)", o.configFile, i, ic.Provider)
 		if slices.ContainsFunc(o.endpoints, func(e *endpoint.Provider) bool { return e.Provider() == ic.Provider }) {
@@ -295,7 +301,7 @@ func (o *cloudOptions) buildEndpoints() error {
 				return fmt.Errorf("%s: timeout %q is not a positive duration", where, ic.Timeout)
 			}
 		}
-		e, err := endpoint.New(endpoint.Options{Name: ic.Provider, URL: ic.URL, TokenFile: ic.TokenFile, CAFile: ic.CAFile, Timeout: timeout})
+		e, err := endpoint.New(endpoint.Options{Name: ic.Provider, URL: ic.URL, TokenFile: ic.TokenFile, CAFile: ic.CAFile, Timeout: timeout, MaxSnapshotBytes: maxBytes.Value()})
 		if err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}

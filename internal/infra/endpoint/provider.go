@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	inventoryv1 "github.com/driftd/driftd/api/inventory/v1"
 	"github.com/driftd/driftd/internal/egress"
@@ -28,8 +30,10 @@ const (
 	// DefaultMaxPages bounds how many pages one snapshot may take: an endpoint that pages forever
 	// gives no answer.
 	DefaultMaxPages = 1000
-	// maxPageBytes bounds one page's body.
-	maxPageBytes = 64 << 20
+	// DefaultMaxSnapshotBytes bounds the bodies of one snapshot's pages together.
+	DefaultMaxSnapshotBytes = 128 << 20
+	// maxErrorBytes is how much of an error answer is quoted.
+	maxErrorBytes = 512
 )
 
 // Options configure a Provider.
@@ -49,6 +53,9 @@ type Options struct {
 	Timeout time.Duration
 	// MaxPages bounds one snapshot's pages; DefaultMaxPages when zero.
 	MaxPages int
+	// MaxSnapshotBytes bounds the bodies of one snapshot's pages together; DefaultMaxSnapshotBytes
+	// when zero. An answer beyond it is incomplete.
+	MaxSnapshotBytes int64
 	// Transport replaces the HTTP transport (tests); CAFile is then ignored.
 	Transport http.RoundTripper
 }
@@ -86,6 +93,9 @@ func New(opts Options) (*Provider, error) {
 	}
 	if opts.MaxPages == 0 {
 		opts.MaxPages = DefaultMaxPages
+	}
+	if opts.MaxSnapshotBytes == 0 {
+		opts.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -142,12 +152,13 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 	}
 	a := &assembly{name: p.opts.Name, asked: asked, snap: snap, byID: map[string]int{}}
 	tokens := map[string]bool{}
+	left := p.opts.MaxSnapshotBytes
 	for page := 1; ; page++ {
 		if page > p.opts.MaxPages {
 			return fail(fmt.Errorf("more than %d pages; the answer is taken as incomplete", p.opts.MaxPages))
 		}
 		count("snapshot")
-		resp, err := p.page(ctx, token, &req)
+		resp, err := p.page(ctx, token, &req, &left)
 		if err != nil {
 			return fail(fmt.Errorf("page %d: %w", page, err))
 		}
@@ -186,7 +197,8 @@ func (p *Provider) token() (string, error) {
 	return t, nil
 }
 
-func (p *Provider) page(ctx context.Context, token string, req *inventoryv1.SnapshotRequest) (*inventoryv1.SnapshotResponse, error) {
+// page asks for one page; left is what the snapshot may still read, and is reduced by this page.
+func (p *Provider) page(ctx context.Context, token string, req *inventoryv1.SnapshotRequest, left *int64) (*inventoryv1.SnapshotResponse, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -206,23 +218,21 @@ func (p *Provider) page(ctx context.Context, token string, req *inventoryv1.Snap
 		return nil, err
 	}
 	defer func() { _ = res.Body.Close() }()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxPageBytes+1))
+	data, err := io.ReadAll(io.LimitReader(res.Body, *left+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
-	if len(data) > maxPageBytes {
-		return nil, fmt.Errorf("the answer is larger than %d MiB", maxPageBytes>>20)
+	if int64(len(data)) > *left {
+		return nil, fmt.Errorf("the answer is larger than %d MiB (--inventory-max-bytes); it is taken as incomplete", p.opts.MaxSnapshotBytes>>20)
 	}
+	*left -= int64(len(data))
 	if res.StatusCode != http.StatusOK {
 		var st inventoryv1.Status
-		msg := strings.TrimSpace(string(data))
+		msg := string(data)
 		if json.Unmarshal(data, &st) == nil && st.Message != "" {
 			msg = st.Message
 		}
-		if len(msg) > 512 {
-			msg = msg[:512] + "…"
-		}
-		return nil, fmt.Errorf("%s: %s", res.Status, msg)
+		return nil, fmt.Errorf("%s: %s", res.Status, quote(msg, token))
 	}
 	var out inventoryv1.SnapshotResponse
 	if err := json.Unmarshal(data, &out); err != nil {
@@ -232,6 +242,42 @@ func (p *Provider) page(ctx context.Context, token string, req *inventoryv1.Snap
 		return nil, fmt.Errorf("the answer's apiVersion is %q, not %s", out.APIVersion, inventoryv1.APIVersion)
 	}
 	return &out, nil
+}
+
+// quote makes an error answer safe to put in an Event or a log: without the token (an endpoint or
+// a proxy may echo the request's headers), printable (control characters and invalid UTF-8
+// dropped), and cut to maxErrorBytes on a character boundary.
+func quote(msg, token string) string {
+	// Printable first, then without the token: dropping a byte must not put the token together.
+	var clean strings.Builder
+	for _, r := range strings.ToValidUTF8(msg, "") {
+		switch {
+		case r == '\n' || r == '\t' || r == '\r':
+			clean.WriteRune(' ')
+		case unicode.IsPrint(r):
+			clean.WriteRune(r)
+		}
+	}
+	msg = clean.String()
+	if token != "" {
+		msg = strings.ReplaceAll(msg, token, "REDACTED")
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if b.Len()+utf8.RuneLen(r) > maxErrorBytes {
+			out := b.String()
+			// A cut that ends in the token's beginning would show part of it.
+			for k := len(token) - 1; k >= 4; k-- {
+				if strings.HasSuffix(out, token[:k]) {
+					out = strings.TrimSuffix(out, token[:k]) + "REDACTED"
+					break
+				}
+			}
+			return strings.TrimSpace(out) + "…"
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // assembly puts the pages of one answer together.
