@@ -122,7 +122,7 @@ func writeTable(w io.Writer, res *engine.Result) error {
 			// A webhook's message can go on for lines (a diff of the object): a row stays a row.
 			detail = strings.TrimRight(line, " ") + " … (all of it: plan -o json)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cluster, f.Object, f.Class, f.Action, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", report.Escape(cluster), report.Escape(f.Object.String()), f.Class, f.Action, report.Escape(detail))
 	}
 	return tw.Flush()
 }

@@ -174,9 +174,7 @@ func (e *Events) emit(obj runtime.Object, eventType, reason, action, note string
 	if e.recorder == nil || obj == nil {
 		return
 	}
-	if len(note) > maxNote {
-		note = note[:maxNote-3] + "..."
-	}
+	note = Cut(note, maxNote)
 	// The recorder formats its note with Sprintf: pass the text as an argument.
 	e.recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
 }
@@ -232,10 +230,7 @@ func value(v any) string {
 	if err != nil {
 		return fmt.Sprint(v)
 	}
-	if len(b) > 120 {
-		return string(b[:117]) + "..."
-	}
-	return string(b)
+	return Cut(string(b), 120)
 }
 
 // fingerprint identifies a drift: its class, action and the differing fields with their live values.

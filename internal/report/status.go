@@ -46,10 +46,7 @@ const (
 func Summarize(revision string, findings []diff.Finding, errs []string) Summary {
 	s := Summary{Revision: revision, Counts: map[string]map[diff.Class]int{}, ErrorCount: len(errs)}
 	for _, e := range errs[:min(len(errs), MaxErrors)] {
-		if len(e) > MaxErrorLength {
-			e = e[:MaxErrorLength-3] + "..."
-		}
-		s.Errors = append(s.Errors, e)
+		s.Errors = append(s.Errors, Cut(e, MaxErrorLength))
 	}
 	for _, f := range findings {
 		if f.Action == diff.ActionIgnored {
