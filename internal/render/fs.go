@@ -44,6 +44,8 @@ type tree struct {
 	over    error             // the first budget exceeded; the render fails with it
 	// refusals are the locations outside the checkout the guard took out of kustomizations.
 	refusals []error
+	// edges are the folders each kustomization read so far includes, to refuse a cycle.
+	edges map[string][]string
 }
 
 var _ filesys.FileSystem = (*tree)(nil)
@@ -64,7 +66,7 @@ func newTree(root string, limits Limits) (*tree, error) {
 		return nil, fmt.Errorf("%s is not a folder", root)
 	}
 	return &tree{root: real, limits: limits.withDefaults(), mem: filesys.MakeFsInMemory(),
-		listed: map[string]bool{}, unread: map[string]string{}, refused: map[string]string{}}, nil
+		listed: map[string]bool{}, unread: map[string]string{}, refused: map[string]string{}, edges: map[string][]string{}}, nil
 }
 
 // clean turns any path kustomize or render uses into the tree's absolute form.

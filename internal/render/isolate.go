@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -36,6 +37,11 @@ func (r *renderer) isolate(dir string) ([]error, error) {
 				continue
 			}
 			p := path.Join(dir, name)
+			if p == dir || strings.HasPrefix(dir+"/", p+"/") {
+				// The folder itself or one above it: kustomize would recurse without end.
+				dropped = append(dropped, fmt.Errorf("%s: %s[%q] includes this folder again (a cycle); refused", display(file), field, name))
+				continue
+			}
 			if r.fs.IsDir(p) {
 				if _, err := r.build(p); err != nil {
 					sub, isoErr := r.isolate(p)

@@ -88,6 +88,30 @@ func (t *tree) guardKustomization(p string, data []byte) ([]byte, error) {
 	k.Resources = keep("resources", k.Resources, notRemote)
 	k.Bases = keep("bases", k.Bases, notRemote)
 	k.Components = keep("components", k.Components, notRemote)
+	// A folder that includes itself, directly or through others, would have kustomize recurse
+	// without end (it does not look for cycles): that entry is refused.
+	acyclic := func(field string, list []string) []string {
+		out := list[:0:0]
+		for i, e := range list {
+			q := clean(path.Join(dir, e))
+			t.listLocked(path.Dir(q))
+			if t.mem.IsDir(q) && t.includes(q, dir) {
+				refused = append(refused, fmt.Errorf("%s: %s[%d]: %q includes this folder again (a cycle); refused", display(p), field, i, e))
+				continue
+			}
+			if t.mem.IsDir(q) {
+				t.edges[dir] = append(t.edges[dir], q)
+			}
+			out = append(out, e)
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	k.Resources = acyclic("resources", k.Resources)
+	k.Bases = acyclic("bases", k.Bases)
+	k.Components = acyclic("components", k.Components)
 	k.Crds = keep("crds", k.Crds, notURL)
 	k.Configurations = keep("configurations", k.Configurations, notURL)
 	var psm []types.PatchStrategicMerge
@@ -256,6 +280,26 @@ var kustomizationData = []string{"literals", "patch", "commonLabels", "commonAnn
 // pluginData are the fields of builtin plugin configurations that hold data, never a location.
 var pluginData = []string{"literals", "patch", "patches", "jsonOp", "annotations", "labels", "metadata",
 	"fieldSpecs", "target", "selector", "options", "valuesInline"}
+
+// includes reports whether folder from reaches folder to through the kustomizations read so far
+// (from == to included).
+func (t *tree) includes(from, to string) bool {
+	seen := map[string]bool{}
+	stack := []string{from}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if d == to {
+			return true
+		}
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		stack = append(stack, t.edges[d]...)
+	}
+	return false
+}
 
 // remoteIn walks v (as JSON) and returns the first string that names a remote location, outside the
 // fields data lists (compared in any letter case, as kustomize decodes them).

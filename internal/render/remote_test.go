@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestRenderFetchesNoURLForAnyKustomizeField: kustomize would fetch a URL given for a patch, a
@@ -101,8 +102,71 @@ patches:
 	}
 }
 
-// FuzzRenderFetchesNothing renders arbitrary kustomizations that may name a listening server
-// anywhere: the server must never see a request.
+// urlFields are every kustomization field and builtin plugin configuration field kustomize reads a
+// location from, as "field: value" YAML with URL where the location goes.
+var urlFields = []string{
+	"resources: [md.yaml, URL]",
+	"bases: [URL]",
+	"components: [URL]",
+	"crds: [URL]",
+	"configurations: [URL]",
+	"patchesStrategicMerge: [URL]",
+	"patches: [{path: URL}]",
+	"patchesJson6902: [{path: URL, target: {kind: MachineDeployment, name: good}}]",
+	"replacements: [{path: URL}]",
+	"openapi: {path: URL}",
+	"configMapGenerator: [{name: x, files: [k=URL]}]",
+	"configMapGenerator: [{name: x, envs: [URL]}]",
+	"configMapGenerator: [{name: x, env: URL}]",
+	"secretGenerator: [{name: x, files: [URL]}]",
+	"secretGenerator: [{name: x, envs: [URL]}]",
+	"helmCharts: [{name: x, valuesFile: URL, additionalValuesFiles: [URL]}]",
+	"generators: [URL]",
+	"transformers: [URL]",
+	"validators: [URL]",
+}
+
+// pluginFields are builtin plugin configurations that read a location.
+var pluginFields = []string{
+	"kind: ConfigMapGenerator\nmetadata: {name: x}\nfiles: [k=URL]",
+	"kind: ConfigMapGenerator\nmetadata: {name: x}\nenvs: [URL]",
+	"kind: SecretGenerator\nmetadata: {name: x}\nenv: URL",
+	"kind: PatchTransformer\nmetadata: {name: x}\npath: URL",
+	"kind: PatchStrategicMergeTransformer\nmetadata: {name: x}\npaths: [URL]",
+	"kind: PatchJson6902Transformer\nmetadata: {name: x}\npath: URL\ntarget: {kind: MachineDeployment, name: good}",
+	"kind: ReplacementTransformer\nmetadata: {name: x}\nreplacements: [{path: URL}]",
+	"kind: HelmChartInflationGenerator\nmetadata: {name: x}\nname: x\nvaluesFile: URL",
+}
+
+// recase changes the letter case of the keys of yaml (the text before each ": ") as bits say:
+// kustomize decodes a kustomization's and a plugin configuration's keys in any case.
+func recase(yaml string, bits uint64) string {
+	var b strings.Builder
+	key := true
+	n := 0
+	for _, r := range yaml {
+		switch {
+		case r == ':' || r == ',' || r == '[' || r == ']':
+			key = r != ':'
+		case r == '\n' || r == '{':
+			key = true
+		}
+		if key && r >= 'a' && r <= 'z' {
+			if bits&(1<<(n%64)) != 0 {
+				r -= 'a' - 'A'
+			}
+			n++
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// FuzzRenderFetchesNothing renders kustomizations that name a listening server in every field
+// kustomize takes a location from — top level or in a builtin plugin configuration, in a file, a
+// folder or inline — with keys in any letter case, beside arbitrary text: the server must never see
+// a request. (The render's sandbox would stop one anyway; this holds the guard to kustomize's own
+// reading, so what is refused is named.)
 func FuzzRenderFetchesNothing(f *testing.F) {
 	var requests atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -110,18 +174,56 @@ func FuzzRenderFetchesNothing(f *testing.F) {
 		_, _ = w.Write([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\n"))
 	}))
 	defer srv.Close()
-	f.Add("resources:\n- md.yaml\n- URL\n")
-	f.Add("resources:\n- md.yaml\npatches:\n- path: URL\n")
-	f.Add("resources:\n- md.yaml\nconfigMapGenerator:\n- name: x\n  files:\n  - a=URL\n  envs: [URL]\n")
-	f.Add("resources:\n- md.yaml\nopenapi: {path: URL}\ncrds: [URL]\nreplacements: [{path: URL}]\n")
-	f.Fuzz(func(t *testing.T, kustomization string) {
-		root := writeTree(t, map[string]string{
-			"kustomization.yaml": strings.ReplaceAll(kustomization, "URL", srv.URL+"/x"),
-			"md.yaml":            md("good", 1),
-		})
-		_, _ = Render(root, "", Options{})
+	for i := range urlFields {
+		f.Add(uint8(i), uint8(0), uint8(0), uint64(0), "")
+		f.Add(uint8(i), uint8(0), uint8(0), uint64(0xffffffffffffffff), "")
+	}
+	for i := range pluginFields {
+		for form := range uint8(3) {
+			f.Add(uint8(0), uint8(i), form+1, uint64(0x5555), "")
+		}
+	}
+	f.Add(uint8(0), uint8(0), uint8(0), uint64(0), "resources:\n- md.yaml\n- URL\n")
+	f.Add(uint8(0), uint8(0), uint8(0), uint64(0), "resources:\n- md.yaml\nconfigMapGenerator:\n- name: x\n  files:\n  - a=URL\n  envs: [URL]\n")
+	f.Fuzz(func(t *testing.T, field, plugin, form uint8, bits uint64, extra string) {
+		url := srv.URL + "/latest/meta-data"
+		files := map[string]string{"md.yaml": md("good", 1)}
+		kust := "resources: [md.yaml]\n"
+		config := "apiVersion: builtin\n" + pluginFields[int(plugin)%len(pluginFields)]
+		config = recase(strings.ReplaceAll(config, "URL", url), bits)
+		switch form % 4 {
+		case 0: // a top-level field
+			kust = recase(strings.ReplaceAll(urlFields[int(field)%len(urlFields)], "URL", url), bits) + "\n"
+			if !strings.Contains(strings.ToLower(kust), "resources") {
+				kust += "resources: [md.yaml]\n"
+			}
+		case 1: // a builtin configuration in a file
+			files["plugin.yaml"] = config
+			kust += []string{"generators", "transformers"}[bits%2] + ": [plugin.yaml]\n"
+		case 2: // inline
+			kust += []string{"generators", "transformers"}[bits%2] + ":\n- |\n  " + strings.ReplaceAll(config, "\n", "\n  ") + "\n"
+		case 3: // a folder of configurations
+			files["gen/kustomization.yaml"] = "resources: [plugin.yaml]\n"
+			files["gen/plugin.yaml"] = config
+			kust += []string{"generators", "transformers"}[bits%2] + ": [gen]\n"
+		}
+		if extra != "" {
+			kust = strings.ReplaceAll(extra, "URL", url)
+		}
+		files["kustomization.yaml"] = kust
+		root := writeTree(t, files)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = Render(root, "", Options{})
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the render of\n%s\ndid not return (the sandbox stops such a render at its deadline)", kust)
+		}
 		if n := requests.Load(); n != 0 {
-			t.Fatalf("the render of %q sent %d requests", kustomization, n)
+			t.Fatalf("the render of\n%s\nsent %d requests", kust, n)
 		}
 	})
 }
