@@ -261,8 +261,10 @@ func providerID(m *unstructured.Unstructured) string {
 
 // fleetWrites are driftd's writes to the fleet: everything but its status ConfigMap, memo,
 // lease and Events.
+// fleetWrites are driftd's writes to the fleet: not to its own ConfigMaps (status, memo, inventory
+// and its parts, all in its namespace) or its lease.
 func fleetWrites(r testenv.Request) bool {
-	return testenv.Writes(r) && !strings.Contains(r.Path, "/configmaps/driftd-") && !strings.Contains(r.Path, "/leases/")
+	return testenv.Writes(r) && !strings.Contains(r.Path, "/namespaces/driftd-system/configmaps") && !strings.Contains(r.Path, "/leases/")
 }
 
 func describe(rs []testenv.Request) []string {
