@@ -2,32 +2,20 @@ package render
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-)
 
-// aliasBomb is a "billion laughs" resource file of under 1 KiB: each anchor is aliased ten times by
-// the next, so the last stands for 10^9 strings.
-func aliasBomb() string {
-	var b strings.Builder
-	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
-	prev := "a"
-	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
-		fmt.Fprintf(&b, "  %s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", n, n, prev, prev, prev, prev, prev, prev, prev, prev, prev)
-		prev = n
-	}
-	return b.String()
-}
+	"github.com/driftd/driftd/internal/testenv/fixture"
+)
 
 // TestRenderRefusesAYAMLAliasBomb: kustomize expands every alias of what it reads; a file whose
 // aliases expand beyond the budget is refused with its name before kustomize sees it, without the
 // memory the expansion would take, and the rest of the fleet is rendered.
 func TestRenderRefusesAYAMLAliasBomb(t *testing.T) {
-	bomb := aliasBomb()
+	bomb := fixture.AliasBomb()
 	if len(bomb) >= 1024 {
 		t.Fatalf("the bomb is %d bytes, want under 1 KiB", len(bomb))
 	}
@@ -36,7 +24,7 @@ func TestRenderRefusesAYAMLAliasBomb(t *testing.T) {
 		{"inline patch", "resources: [good.yaml]\npatches:\n- patch: |\n" + indent(strings.Replace(bomb, "kind: ConfigMap", "kind: ConfigMap", 1), "    ")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			root := writeTree(t, map[string]string{
+			root := fixture.WriteTree(t, map[string]string{
 				"kustomization.yaml": tt.kustomization,
 				"good.yaml":          md("good", 1),
 				"bomb.yaml":          bomb,
@@ -74,7 +62,7 @@ func indent(s, prefix string) string {
 
 // TestRenderKeepsAnchorsWithinBudget: a fleet that shares a block through an anchor renders.
 func TestRenderKeepsAnchorsWithinBudget(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"kustomization.yaml": "resources: [cm.yaml]\n",
 		"cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  labels: &l {team: a}\n  annotations: *l\n",
 	})
@@ -91,7 +79,7 @@ func TestRenderKeepsAnchorsWithinBudget(t *testing.T) {
 // credentials. A symlink into it is refused like one out of the repository, and nothing of it
 // reaches an object.
 func TestRenderNeverReadsTheGitFolder(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"fleet/kustomization.yaml": "resources: [md.yaml]\nconfigMapGenerator:\n- name: leak\n  files: [gitcfg]\n- name: leak2\n  files: [head]\n",
 		"fleet/md.yaml":            md("good", 1),
 		".git/config":              "[remote \"origin\"]\n\turl = https://user:s3cr3t-token@git.example.com/fleet.git\n",
@@ -124,7 +112,7 @@ func TestRenderNeverReadsTheGitFolder(t *testing.T) {
 	}
 
 	t.Run("a .git folder is not part of a folder without a kustomization", func(t *testing.T) {
-		root := writeTree(t, map[string]string{
+		root := fixture.WriteTree(t, map[string]string{
 			"fleet/md.yaml":      md("good", 1),
 			"fleet/.git/x.yaml":  md("hidden", 1),
 			"fleet/sub/.git.yml": md("dotted", 1),
@@ -142,14 +130,14 @@ func TestRenderNeverReadsTheGitFolder(t *testing.T) {
 // TestRenderReadsOnlyWhatItsPathReferences: a render reads --path and what its kustomizations
 // name, not the rest of the checkout: a broken or huge file elsewhere costs nothing.
 func TestRenderReadsOnlyWhatItsPathReferences(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"clusters/prod/kustomization.yaml": "resources: [../../base, md.yaml]\n",
 		"clusters/prod/md.yaml":            md("prod", 1),
 		"base/kustomization.yaml":          "resources: [cm.yaml]\n",
 		"base/cm.yaml":                     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: base\n",
 		"base/unused.yaml":                 "not: [read",
 		"clusters/staging/md.yaml":         md("staging", 1),
-		"vendor/bomb.yaml":                 aliasBomb(),
+		"vendor/bomb.yaml":                 fixture.AliasBomb(),
 	})
 	var read []string
 	res, err := Render(root, "clusters/prod", Options{Progress: func(f string) { read = append(read, f) }})
@@ -180,7 +168,7 @@ func TestRenderBudgets(t *testing.T) {
 		{Limits{MaxObjects: 5}, "more than 5 objects rendered (--render-max-objects)"},
 	} {
 		t.Run(tt.want, func(t *testing.T) {
-			_, err := Render(writeTree(t, files), "", Options{Limits: tt.limits})
+			_, err := Render(fixture.WriteTree(t, files), "", Options{Limits: tt.limits})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Render = %v, want %q", err, tt.want)
 			}
@@ -190,7 +178,7 @@ func TestRenderBudgets(t *testing.T) {
 		})
 	}
 	t.Run("within budget", func(t *testing.T) {
-		res, err := Render(writeTree(t, files), "", Options{Limits: Limits{MaxFiles: 4, MaxObjects: 6}})
+		res, err := Render(fixture.WriteTree(t, files), "", Options{Limits: Limits{MaxFiles: 4, MaxObjects: 6}})
 		if err != nil || len(res.Objects) != 6 {
 			t.Fatalf("Render: %v", err)
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
 // TestRenderRefusesAKustomizationCycle: kustomize does not look for cycles and would recurse until
@@ -23,7 +25,7 @@ func TestRenderRefusesAKustomizationCycle(t *testing.T) {
 		}, `b/kustomization.yaml: resources[1]: "../a" includes this folder again`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := Render(writeTree(t, tt.files), "a", Options{})
+			res, err := Render(fixture.WriteTree(t, tt.files), "a", Options{})
 			var msg string
 			if err != nil {
 				msg = err.Error()

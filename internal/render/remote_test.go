@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
 // TestRenderFetchesNoURLForAnyKustomizeField: kustomize would fetch a URL given for a patch, a
@@ -43,7 +45,7 @@ func TestRenderFetchesNoURLForAnyKustomizeField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
 			before := requests.Load()
-			root := writeTree(t, map[string]string{"fleet/kustomization.yaml": tt.kustomization, "fleet/md.yaml": md("good", 1)})
+			root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": tt.kustomization, "fleet/md.yaml": md("good", 1)})
 			res, err := Render(root, "fleet", Options{})
 			if n := requests.Load() - before; n != 0 {
 				t.Fatalf("the render sent %d requests to %s", n, srv.URL)
@@ -75,7 +77,7 @@ func TestRenderFetchesNoURLForAnyKustomizeField(t *testing.T) {
 // TestRenderKeepsInlineContentThatMentionsURLs: an inline patch or a literal that contains a URL
 // is data, not a location.
 func TestRenderKeepsInlineContentThatMentionsURLs(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"fleet/kustomization.yaml": `resources:
 - md.yaml
 configMapGenerator:
@@ -211,7 +213,7 @@ func FuzzRenderFetchesNothing(f *testing.F) {
 			kust = strings.ReplaceAll(extra, "URL", url)
 		}
 		files["kustomization.yaml"] = kust
-		root := writeTree(t, files)
+		root := fixture.WriteTree(t, files)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -280,7 +282,7 @@ func TestRenderReadsKustomizationsAsKustomizeDoes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := requests.Load()
 			tt.files["fleet/md.yaml"] = md("good", 1)
-			res, err := Render(writeTree(t, tt.files), "fleet", Options{})
+			res, err := Render(fixture.WriteTree(t, tt.files), "fleet", Options{})
 			if n := requests.Load() - before; n != 0 {
 				t.Fatalf("the render sent %d requests to %s", n, srv.URL)
 			}

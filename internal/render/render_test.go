@@ -11,22 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-)
 
-func writeTree(tb testing.TB, files map[string]string) string {
-	tb.Helper()
-	root := tb.TempDir()
-	for p, content := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return root
-}
+	"github.com/driftd/driftd/internal/testenv/fixture"
+)
 
 func md(name string, replicas int) string {
 	return fmt.Sprintf("apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: %s\nspec:\n  clusterName: c\n  replicas: %d\n", name, replicas)
@@ -43,7 +30,7 @@ func names(objs []Object) []string {
 }
 
 func TestRenderOverlaysRecordsFilesAndRemovesOrigin(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"base/kustomization.yaml":          "resources: [md.yaml]\n",
 		"base/md.yaml":                     md("workers", 2),
 		"clusters/prod/kustomization.yaml": "namespace: prod\nresources: [../../base, extra.yaml]\npatches:\n- target: {kind: MachineDeployment, name: workers}\n  patch: |\n    - op: replace\n      path: /spec/replicas\n      value: 5\n",
@@ -76,7 +63,7 @@ func TestRenderOverlaysRecordsFilesAndRemovesOrigin(t *testing.T) {
 }
 
 func TestRenderWithoutKustomizationListsTheYAMLFiles(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"fleet/a/md.yaml":   md("a", 1),
 		"fleet/b/md.yml":    md("b", 1),
 		"fleet/README.md":   "not a manifest",
@@ -143,7 +130,7 @@ func TestRenderIsolatesBrokenParts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := Render(writeTree(t, tt.files), "", Options{})
+			res, err := Render(fixture.WriteTree(t, tt.files), "", Options{})
 			if err != nil {
 				t.Fatalf("Render = %v, want a partial render", err)
 			}
@@ -161,8 +148,8 @@ func TestRenderIsolatesBrokenParts(t *testing.T) {
 }
 
 func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
-	outside := writeTree(t, map[string]string{"secret.yaml": md("stolen", 1)})
-	root := writeTree(t, map[string]string{
+	outside := fixture.WriteTree(t, map[string]string{"secret.yaml": md("stolen", 1)})
+	root := fixture.WriteTree(t, map[string]string{
 		"kustomization.yaml": "resources: [good.yaml, link.yaml]\n",
 		"good.yaml":          md("good", 1),
 		"inner.yaml":         md("inner", 1),
@@ -201,13 +188,13 @@ func TestRenderRefusesSymlinksOutOfTheRepository(t *testing.T) {
 
 func TestRenderFailures(t *testing.T) {
 	t.Run("empty render is refused", func(t *testing.T) {
-		_, err := Render(writeTree(t, map[string]string{"kustomization.yaml": "resources: []\n"}), "", Options{})
+		_, err := Render(fixture.WriteTree(t, map[string]string{"kustomization.yaml": "resources: []\n"}), "", Options{})
 		if !errors.Is(err, ErrEmptyRender) {
 			t.Fatalf("Render of an empty kustomization = %v, want ErrEmptyRender", err)
 		}
 	})
 	t.Run("a broken root kustomization names it", func(t *testing.T) {
-		_, err := Render(writeTree(t, map[string]string{
+		_, err := Render(fixture.WriteTree(t, map[string]string{
 			"kustomization.yaml": "resources: [md.yaml]\npatches:\n- path: missing-patch.yaml\n",
 			"md.yaml":            md("a", 1),
 		}), "", Options{})
@@ -216,7 +203,7 @@ func TestRenderFailures(t *testing.T) {
 		}
 	})
 	t.Run("path that is not a folder", func(t *testing.T) {
-		_, err := Render(writeTree(t, map[string]string{"md.yaml": md("a", 1)}), "clusters/nope", Options{})
+		_, err := Render(fixture.WriteTree(t, map[string]string{"md.yaml": md("a", 1)}), "clusters/nope", Options{})
 		if err == nil || !strings.Contains(err.Error(), "clusters/nope") {
 			t.Fatalf("Render = %v, want an error naming the path", err)
 		}

@@ -2,13 +2,11 @@ package sandbox
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
 // BenchmarkSandboxRender renders the fleet of render's BenchmarkRender (1,000 clusters of 8
@@ -16,24 +14,7 @@ import (
 // its start, the seccomp filter, and the objects sent back as JSON.
 func BenchmarkSandboxRender(b *testing.B) {
 	root := b.TempDir()
-	kust := "resources:\n"
-	for i := range 1000 {
-		dir := filepath.Join(root, fmt.Sprintf("c%04d", i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		var objs string
-		for j := range 8 {
-			objs += fmt.Sprintf("---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: c%04d-md-%d\nspec:\n  clusterName: c%04d\n  replicas: 3\n  template:\n    spec:\n      clusterName: c%04d\n      version: v1.34.1\n", i, j, i, i)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(objs), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		kust += fmt.Sprintf("- c%04d/cluster.yaml\n", i)
-	}
-	if err := os.WriteFile(filepath.Join(root, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	fixture.BenchFleet(b, root, 1000)
 	var inProcess, sandboxed time.Duration
 	for range b.N {
 		start := time.Now()

@@ -4,73 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
-
-func writeTree(tb testing.TB, files map[string]string) string {
-	tb.Helper()
-	root := tb.TempDir()
-	for p, content := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return root
-}
 
 func md(name string) string {
 	return fmt.Sprintf("apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: %s\nspec:\n  clusterName: c\n  replicas: 1\n", name)
-}
-
-// listener counts the connections it accepts.
-func listener(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-			_ = c.Close()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close() })
-	return "http://" + ln.Addr().String() + "/latest/meta-data/", &n
 }
 
 // TestTheRenderChildCannotReachTheNetworkOrRunAProgram: whatever the render's code does, the child
 // it runs in can send no request through the default client, open no TCP connection and start no
 // program: the listener sees nothing.
 func TestTheRenderChildCannotReachTheNetworkOrRunAProgram(t *testing.T) {
-	url, conns := listener(t)
+	l := fixture.Listen(t)
+	url := l.URL
 	res, err := Renderer{}.Probe(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := conns.Load(); n != 0 {
+	if n := l.Connections(); n != 0 {
 		t.Errorf("the listener saw %d connections from the render child", n)
 	}
 	if !strings.Contains(res.HTTP, "refused") || !strings.Contains(res.HTTP, url) {
@@ -104,7 +64,7 @@ func objectNames(res *render.Result) []string {
 // TestTheSandboxRendersWhatTheRenderDoes: the child's answer is the in-process render's, errors,
 // partiality and empty renders included.
 func TestTheSandboxRendersWhatTheRenderDoes(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := fixture.WriteTree(t, map[string]string{
 		"fleet/kustomization.yaml": "resources: [a.yaml, b.yaml, broken.yaml]\nnamespace: team\n",
 		"fleet/a.yaml":             md("a"),
 		"fleet/b.yaml":             md("b"),
@@ -141,7 +101,7 @@ func TestTheSandboxRendersWhatTheRenderDoes(t *testing.T) {
 // TestARenderThatNeverReturnsIsStoppedAtItsDeadline and one that takes memory without end is
 // stopped at its budget; each error says why and where the render was, and the next render works.
 func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
-	root := writeTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
+	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
 	for _, tt := range []struct {
 		hook, reason, want string
 		limits             render.Limits
@@ -168,14 +128,7 @@ func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
 // TestAnAliasBombIsRefusedInTheChild: the child refuses the file (render's alias budget) and the
 // daemon's process never holds the expansion.
 func TestAnAliasBombIsRefusedInTheChild(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
-	prev := "a"
-	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
-		fmt.Fprintf(&b, "  %s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", n, n, prev, prev, prev, prev, prev, prev, prev, prev, prev)
-		prev = n
-	}
-	root := writeTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml, bomb.yaml]\n", "fleet/a.yaml": md("a"), "fleet/bomb.yaml": b.String()})
+	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml, bomb.yaml]\n", "fleet/a.yaml": md("a"), "fleet/bomb.yaml": fixture.AliasBomb()})
 	res, err := Renderer{}.Render(context.Background(), root, "fleet")
 	if err != nil {
 		t.Fatal(err)

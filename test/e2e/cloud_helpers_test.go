@@ -1,7 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
 )
 
 var (
@@ -104,4 +111,28 @@ func deleteMachine(tb testing.TB, ns, name string) {
 	if err := env.Client.Delete(context.Background(), m); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// motoProxy puts a proxy in front of moto and points the SDK's standard variable at it: seen is
+// called with each request's body after moto answered and before the answer is passed on (it may
+// count, or wait to make the cloud slow).
+func motoProxy(t *testing.T, cloud *awsCloud, seen func(body []byte)) {
+	t.Helper()
+	moto, _ := url.Parse(cloud.moto.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(moto)
+	rp.Transport = testenv.HTTP.Transport
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		seen(body)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
 }

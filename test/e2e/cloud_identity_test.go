@@ -4,11 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,24 +52,15 @@ spec:
 `, controllerAllowed, roleInB, roleAllowed)
 }
 
-// countAssumeRole puts a proxy in front of moto that counts STS AssumeRole calls, and points the
-// SDK's standard variable at it.
+// countAssumeRole puts a proxy in front of moto that counts STS AssumeRole calls.
 func countAssumeRole(t *testing.T, cloud *awsCloud) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
-	moto, _ := url.Parse(cloud.moto.Endpoint)
-	rp := httputil.NewSingleHostReverseProxy(moto)
-	rp.Transport = testenv.HTTP.Transport
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	motoProxy(t, cloud, func(body []byte) {
 		if bytes.Contains(body, []byte("Action=AssumeRole")) {
 			n.Add(1)
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	})
 	return &n
 }
 

@@ -4,11 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -178,31 +173,16 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 
 	// A slow cloud: DescribeInstances is answered 3 s after moto read it.
 	read := make(chan struct{}, 1)
-	moto, _ := url.Parse(cloud.moto.Endpoint)
-	rp := httputil.NewSingleHostReverseProxy(moto)
-	rp.Transport = testenv.HTTP.Transport
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	motoProxy(t, cloud, func(body []byte) {
 		if !bytes.Contains(body, []byte("Action=DescribeInstances")) {
-			rp.ServeHTTP(w, r)
 			return
 		}
-		rec := httptest.NewRecorder()
-		rp.ServeHTTP(rec, r)
 		select {
 		case read <- struct{}{}:
 		default:
 		}
 		time.Sleep(3 * time.Second)
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
-	}))
-	defer slow.Close()
-	t.Setenv("AWS_ENDPOINT_URL", slow.URL)
+	})
 
 	var wg sync.WaitGroup
 	var doc planDoc

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,28 +16,8 @@ import (
 
 	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
-
-// metadataEndpoint is a listener that answers like a cloud's instance metadata service and counts
-// the connections it accepts: a render must never make one.
-func metadataEndpoint(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hits atomic.Int64
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte("AccessKeyId=LEAKME-metadata\n"))
-	}), ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			hits.Add(1)
-		}
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String() + "/latest/meta-data/iam/security-credentials/node", &hits
-}
 
 // objectsHolding lists the ConfigMaps and Secrets of ns whose content holds any of secrets.
 func objectsHolding(tb testing.TB, ns string, secrets ...string) []string {
@@ -76,7 +54,8 @@ func objectsHolding(tb testing.TB, ns string, secrets ...string) []string {
 // cluster, each attempt is named with its file and field, and the rest of the fleet is applied.
 func TestTheRenderReachesNothingOutsideTheCheckout(t *testing.T) {
 	const token = "glpat-LEAKME-render-token"
-	url, hits := metadataEndpoint(t)
+	metadata := fixture.Listen(t)
+	url := metadata.URL
 	ns := "render-ssrf"
 	files := fleetFiles(ns)
 	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "leak") + `ConfigMapGenerator:
@@ -104,7 +83,7 @@ generators:
 	if code != 1 {
 		t.Errorf("run --once exited %d, want 1 (parts refused)", code)
 	}
-	if n := hits.Load(); n != 0 {
+	if n := metadata.Connections(); n != 0 {
 		t.Errorf("the metadata endpoint saw %d connections", n)
 	}
 	all := out + errOut
@@ -159,20 +138,14 @@ func peakRSS(tb testing.TB) int64 {
 // were wrong), and neither driftd's process nor its render child takes the memory the expansion
 // would.
 func TestAYAMLAliasBombIsRefusedNamingTheFile(t *testing.T) {
-	var bomb strings.Builder
-	bomb.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
-	prev := "a"
-	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
-		fmt.Fprintf(&bomb, "  %s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", n, n, prev, prev, prev, prev, prev, prev, prev, prev, prev)
-		prev = n
-	}
-	if bomb.Len() >= 1024 {
-		t.Fatalf("the bomb is %d bytes", bomb.Len())
+	bomb := fixture.AliasBomb()
+	if len(bomb) >= 1024 {
+		t.Fatalf("the bomb is %d bytes", len(bomb))
 	}
 	ns := "render-bomb"
 	files := fleetFiles(ns)
 	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "bomb.yaml")
-	files["fleet/bomb.yaml"] = bomb.String()
+	files["fleet/bomb.yaml"] = bomb
 	repo := testenv.NewGitRepo(t, files)
 
 	before := peakRSS(t)
@@ -235,7 +208,8 @@ func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 // TestInsideTheDaemonTheDefaultHTTPClientSendsNothing: while driftd runs, Go's default HTTP client
 // of its process refuses every request, naming it; nothing reaches the listener.
 func TestInsideTheDaemonTheDefaultHTTPClientSendsNothing(t *testing.T) {
-	url, hits := metadataEndpoint(t)
+	metadata := fixture.Listen(t)
+	url := metadata.URL
 	ns := "default-client"
 	repo := testenv.NewGitRepo(t, fleetFiles(ns))
 	installNamespace(t, ns)
@@ -245,7 +219,7 @@ func TestInsideTheDaemonTheDefaultHTTPClientSendsNothing(t *testing.T) {
 	if !errors.Is(err, egress.ErrDefaultTransport) || !strings.Contains(err.Error(), url) {
 		t.Errorf("http.Get in the daemon's process = %v, want a refusal naming %s", err, url)
 	}
-	if n := hits.Load(); n != 0 {
+	if n := metadata.Connections(); n != 0 {
 		t.Errorf("the listener saw %d connections", n)
 	}
 }
