@@ -9,6 +9,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	// Mozilla's CA roots, used when the system has none: the image carries no certificate bundle.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/driftd/driftd/internal/cli"
 	"github.com/driftd/driftd/internal/sandbox"
 )
