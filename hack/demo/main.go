@@ -156,7 +156,7 @@ func run(ctx context.Context) error {
 
 	say("%s from an empty management cluster", time.Since(began).Round(time.Second))
 	if os.Getenv("DEMO_KEEP") == "1" {
-		say("Everything keeps running (Ctrl-C ends it):\n    export KUBECONFIG=%s\n    kubectl get clusters,machinedeployments,machines -n %s\n    kubectl get events -n %s --field-selector reportingComponent=driftd\n    kubectl get configmap driftd-status -n driftd-system -o yaml", kubeconfig, ns, ns)
+		say("Everything keeps running (Ctrl-C ends it):\n    export KUBECONFIG=%s\n    kubectl get clusters,machinedeployments,machines -n %s\n    kubectl get events -n %s --field-selector reportingComponent=driftd\n    kubectl get configmap driftd-status-driftd -n driftd-system -o yaml", kubeconfig, ns, ns)
 		<-ctx.Done()
 	}
 	say("Done")

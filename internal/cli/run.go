@@ -76,7 +76,7 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: --namespace)")
-	fs.StringVar(&o.namespace, "namespace", podNamespace(), "namespace of the status ConfigMap driftd-status and its Events")
+	fs.StringVar(&o.namespace, "namespace", podNamespace(), "driftd's namespace: its status ConfigMap driftd-status-<owner> and its Events, its lease, memo, inventory and last verified commit")
 	fs.BoolVar(&o.once, "once", false, "run one full cycle against the API, print its findings and exit (with --provider in correct mode it takes the daemon's lease, or refuses while a daemon holds it)")
 	fs.BoolVar(&o.development, "log-development", false, "human-readable logs instead of JSON")
 	return cmd
@@ -128,7 +128,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 			return err
 		}
 	}
-	status := report.NewStatus(p.client, o.namespace)
+	status := report.NewStatus(p.client, o.namespace, p.opts.Owner)
 	recorder := report.NewAsyncRecorder(p.client, p.scheme, 1024)
 	if err := mgr.Add(recorder); err != nil {
 		return err
@@ -142,7 +142,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		Memo:      engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
 		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
 		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
-		Metrics:   report.NewMetrics(registry),
+		Metrics:   report.NewMetrics(registry, p.opts.Owner),
 		Log:       logger.WithName("engine"),
 	})
 	cloudInterval := o.cloudInterval
@@ -243,7 +243,7 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
 		Events:    report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
-		Status:    report.NewStatus(p.client, o.namespace),
+		Status:    report.NewStatus(p.client, o.namespace, p.opts.Owner),
 		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
 		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
 		Log:       logger.WithName("engine"),

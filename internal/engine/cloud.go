@@ -203,12 +203,14 @@ func (e *Engine) evaluateCloud(ctx context.Context, s *snapshot, res *Result) {
 			}
 		}
 		if err != nil || snap == nil {
+			e.deps.Metrics.CloudErrors.WithLabelValues(inv.Provider()).Inc()
 			err = fmt.Errorf("%s inventory unavailable; none of its machines is judged this cycle: %w", inv.Provider(), err)
 			res.Errors = append(res.Errors, err)
 			e.warn(report.ReasonInventoryUnavailable, err)
 			continue
 		}
 		for _, key := range slices.Sorted(maps.Keys(snap.Unavailable)) {
+			e.deps.Metrics.CloudErrors.WithLabelValues(inv.Provider()).Inc()
 			err := fmt.Errorf("%s inventory of cluster %s unavailable; none of its machines is judged this cycle: %w", inv.Provider(), key, snap.Unavailable[key])
 			res.Errors = append(res.Errors, err)
 			e.warn(report.ReasonInventoryUnavailable, err)
@@ -727,6 +729,9 @@ func cloudKey(k diff.Key, f diff.Finding) diff.Key {
 func (e *Engine) cloudCorrected(res *Result, target runtime.Object, key diff.Key, f diff.Finding, err error) {
 	if err != nil {
 		res.Errors = append(res.Errors, err)
+		if f.Class == diff.ClassNodePoolMismatch && f.Pool != nil {
+			e.deps.Metrics.CloudErrors.WithLabelValues(f.Pool.Provider).Inc() // a cloud write that failed
+		}
 		if e.deps.Events.Failed(target, cloudKey(key, f), f, err, "") {
 			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
 		}

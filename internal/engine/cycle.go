@@ -82,10 +82,7 @@ func (e *Engine) Cycle(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	e.deps.Metrics.CycleDuration.Observe(time.Since(start).Seconds())
-	e.deps.Metrics.LastCycle.SetToCurrentTime()
-	if res.Complete {
-		e.deps.Metrics.LastSuccessfulCycle.SetToCurrentTime()
-	}
+	e.deps.Metrics.CycleEnded(res.Complete)
 	return res, nil
 }
 

@@ -227,7 +227,7 @@ func New(opts Options, deps Deps) *Engine {
 		deps.Events = report.NewEvents(nil)
 	}
 	if deps.Metrics == nil {
-		deps.Metrics = report.NewMetrics(nil)
+		deps.Metrics = report.NewMetrics(nil, opts.Owner)
 	}
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client),

@@ -16,8 +16,9 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 )
 
-// StatusName is the name of the status ConfigMap.
-const StatusName = "driftd-status"
+// StatusName is the name of owner's status ConfigMap: each driftd instance (shard) of a
+// namespace keeps its own.
+func StatusName(owner string) string { return "driftd-status-" + owner }
 
 // Summary is what the status ConfigMap holds about the last cycle.
 type Summary struct {
@@ -64,17 +65,18 @@ func Summarize(revision string, findings []diff.Finding, errs []string) Summary 
 // Events recorded on it) cannot be written; driftd runs on and reports the rest.
 var ErrNoNamespace = errors.New("driftd's namespace does not exist")
 
-// Status keeps the status ConfigMap driftd-status.
+// Status keeps the status ConfigMap driftd-status-<owner>.
 type Status struct {
 	client    client.Client
 	namespace string
+	name      string
 	last      string
 	uid       types.UID
 }
 
-// NewStatus returns the status writer for namespace.
-func NewStatus(c client.Client, namespace string) *Status {
-	return &Status{client: c, namespace: namespace}
+// NewStatus returns the status writer of owner in namespace.
+func NewStatus(c client.Client, namespace, owner string) *Status {
+	return &Status{client: c, namespace: namespace, name: StatusName(owner)}
 }
 
 // Namespace is the namespace of the status ConfigMap.
@@ -82,7 +84,7 @@ func (s *Status) Namespace() string { return s.namespace }
 
 // Object is the status ConfigMap, as a target for Events (with its UID once it was read or written).
 func (s *Status) Object() *corev1.ConfigMap {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: StatusName, Namespace: s.namespace, UID: s.uid}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, UID: s.uid}}
 	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	return cm
 }
@@ -111,7 +113,7 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 	}
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: StatusName, Namespace: s.namespace, Labels: map[string]string{"app.kubernetes.io/name": "driftd"}},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: map[string]string{"app.kubernetes.io/name": "driftd"}},
 		Data: map[string]string{
 			"revision":     sum.Revision,
 			"time":         sum.Time.UTC().Format(time.RFC3339),
@@ -120,7 +122,7 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 	}
 	if err := s.client.Patch(ctx, cm, client.Apply, client.FieldOwner("driftd"), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("%w: writing ConfigMap %s/%s: %v", ErrNoNamespace, s.namespace, StatusName, err)
+			return fmt.Errorf("%w: writing ConfigMap %s/%s: %v", ErrNoNamespace, s.namespace, s.name, err)
 		}
 		return err
 	}
@@ -133,7 +135,7 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 // does not rewrite an unchanged summary.
 func (s *Status) stored(ctx context.Context) string {
 	cm := &corev1.ConfigMap{}
-	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: StatusName}, cm); err != nil {
+	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: s.name}, cm); err != nil {
 		return ""
 	}
 	s.uid = cm.UID

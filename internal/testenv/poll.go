@@ -26,25 +26,64 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() b
 }
 
 // MetricValue reads one sample from a Prometheus text endpoint at addr (host:port): the first
-// line whose name (and labels, if given in name) match. A missing metric or an unreachable
-// endpoint reads as -1, so callers can poll until the value moves.
+// series of the metric whose labels include those given in name (`name{a="b"}`; the series may
+// have more). A missing metric or an unreachable endpoint reads as -1, so callers can poll until
+// the value moves.
 func MetricValue(addr, name string) float64 {
+	v, n := metricSamples(addr, name, true)
+	if n == 0 {
+		return -1
+	}
+	return v
+}
+
+// MetricSum adds up every series of the metric whose labels include those given in name; -1 when
+// the endpoint cannot be reached, 0 when no series matches.
+func MetricSum(addr, name string) float64 {
+	v, n := metricSamples(addr, name, false)
+	if n < 0 {
+		return -1
+	}
+	return v
+}
+
+func metricSamples(addr, name string, first bool) (float64, int) {
+	base, labels, _ := strings.Cut(name, "{")
+	var want []string
+	for _, l := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
+		if l != "" {
+			want = append(want, l)
+		}
+	}
 	resp, err := HTTP.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return -1
+		return 0, -1
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	sum, n := 0.0, 0
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
-				return v
-			}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || (series != base && !strings.HasPrefix(series, base+"{")) {
+			continue
 		}
+		match := true
+		for _, l := range want {
+			match = match && strings.Contains(series, l)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if !match || err != nil {
+			continue
+		}
+		if first {
+			return v, 1
+		}
+		sum += v
+		n++
 	}
-	return -1
+	return sum, n
 }
 
 // WaitForCycles waits until the driftd serving metrics on addr has finished n more full cycles

@@ -46,7 +46,7 @@ func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Eng
 	return engine.New(
 		engine.Options{Path: "fleet", Policy: diff.Policy{Mode: diff.ModeCorrect}, Owner: f.owner, LiveFromCache: true},
 		engine.Deps{Source: src, Reader: informers, Client: c, Mapper: c.RESTMapper(),
-			Kinds: engine.NewWatches(informers, c, c.RESTMapper()), Status: report.NewStatus(c, f.ns),
+			Kinds: engine.NewWatches(informers, c, c.RESTMapper()), Status: report.NewStatus(c, f.ns, f.owner),
 			Memo: engine.NewMemoStore(c, f.ns, f.owner)},
 	), informers
 }
@@ -71,7 +71,7 @@ func TestNoChangeCycleCostsNoRequest(t *testing.T) {
 		t.Fatalf("a fleet applied as driftd would has findings: %+v", res.Findings)
 	}
 
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: report.StatusName}, &corev1.ConfigMap{}); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: report.StatusName(f.owner)}, &corev1.ConfigMap{}); err != nil {
 		t.Fatalf("the first cycle wrote no status ConfigMap: %v", err)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
@@ -31,7 +32,7 @@ func runArgs(tb testing.TB, f *fleet) []string {
 
 // waitForFirstCycle waits until driftd wrote its status, i.e. finished its first cycle, failing
 // with driftd's output if it exits or takes more than 10 minutes.
-func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *testenv.SyncBuffer) {
+func waitForFirstCycle(tb testing.TB, f *fleet, exited chan error, out *testenv.SyncBuffer) {
 	tb.Helper()
 	testenv.Eventually(tb, 10*time.Minute, "driftd's first cycle", func() bool {
 		select {
@@ -39,7 +40,7 @@ func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *testenv
 			tb.Fatalf("driftd exited (%v) before its first cycle:\n%s", err, out.String())
 		default:
 		}
-		return env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, &corev1.ConfigMap{}) == nil
+		return env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: report.StatusName(f.owner)}, &corev1.ConfigMap{}) == nil
 	})
 }
 
@@ -47,13 +48,13 @@ func waitForFirstCycle(tb testing.TB, ns string, exited chan error, out *testenv
 // another field manager to driftd's DriftDetected Event on it: "detected" is the Event's own time
 // (when driftd decided), "visible" is when a watcher of Events sees it. 50 edits, p50 and p95.
 func benchDetectionLatency(b *testing.B, f *fleet) {
-	_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
+	_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testenv.SyncBuffer
 	exited := make(chan error, 1)
 	go func() { exited <- fmt.Errorf("exit %d", cli.Execute(ctx, runArgs(b, f), &out, &out)) }()
 	defer func() { cancel(); <-exited }()
-	waitForFirstCycle(b, f.ns, exited, &out)
+	waitForFirstCycle(b, f, exited, &out)
 	// The watches start right after the first cycle: an unmeasured edit, corrected, shows they run.
 	scale(ctx, b, f.ns, "c0000-md-0", 99)
 	testenv.Eventually(b, time.Minute, "the warm-up edit corrected", func() bool { return replicasOf(ctx, f.ns, "c0000-md-0") == 3 })
@@ -110,7 +111,7 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 	}
 	var peak float64
 	for range b.N {
-		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "driftd-status"}})
+		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
 		args := runArgs(b, f)[1:]
 		metrics := testenv.FreeAddr(b)
 		args = append([]string{"run"}, append(args, "--interval", "5s", "--metrics-bind-address", metrics)...)
@@ -122,7 +123,7 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
-		waitForFirstCycle(b, f.ns, exited, &out)
+		waitForFirstCycle(b, f, exited, &out)
 		testenv.Eventually(b, 5*time.Minute, "a second, unchanged cycle", func() bool {
 			return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 2
 		})

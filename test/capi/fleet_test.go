@@ -228,8 +228,8 @@ inventories:
 		if !eventWith(t, "Cluster", "dev1", "InventorySuspect") {
 			t.Errorf("no InventorySuspect on Cluster dev1 for an answer with none of its instances: %q", events(t, "Cluster", "dev1"))
 		}
-		if !hasEvent(eventsIn(t, system, "ConfigMap", "driftd-status"), "InventoryUnavailable", "does not say it is complete") {
-			t.Errorf("no InventoryUnavailable for an answer that is not complete: %q", eventsIn(t, system, "ConfigMap", "driftd-status"))
+		if !hasEvent(eventsIn(t, system, "ConfigMap", "driftd-status-driftd"), "InventoryUnavailable", "does not say it is complete") {
+			t.Errorf("no InventoryUnavailable for an answer that is not complete: %q", eventsIn(t, system, "ConfigMap", "driftd-status-driftd"))
 		}
 	})
 
@@ -317,7 +317,7 @@ inventories:
 			t.Errorf("Machine %s was not held by the budget while %s's replacement provisioned: %q", b.GetName(), a.GetName(), events(t, "Machine", b.GetName()))
 		}
 		testenv.Eventually(t, time.Minute, "driftd to report dev1's machines clean again", func() bool {
-			return metricSum(metrics, "driftd_drifted_objects", `cluster="dev1"`, `layer="cloud"`) == 0
+			return testenv.MetricSum(metrics, `driftd_drifted_objects{cluster_name="dev1",layer="cloud"}`) == 0
 		})
 	})
 
@@ -378,7 +378,7 @@ spec:
 			t.Errorf("Machine %s: Events %q; want MachineReplacementRequested through dev1-control-plane", victim.GetName(), events(t, "Machine", victim.GetName()))
 		}
 		testenv.Eventually(t, time.Minute, "driftd to report dev1's machines clean again", func() bool {
-			return metricSum(metrics, "driftd_drifted_objects", `cluster="dev1"`, `layer="cloud"`) == 0
+			return testenv.MetricSum(metrics, `driftd_drifted_objects{cluster_name="dev1",layer="cloud"}`) == 0
 		})
 	})
 

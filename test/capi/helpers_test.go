@@ -3,12 +3,10 @@ package capi
 import (
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,34 +163,6 @@ func driftdEvents(tb testing.TB) []string {
 		}
 	}
 	return out
-}
-
-// metricSum adds up the samples of a metric on driftd's metrics endpoint whose labels contain
-// every one of labels (`cluster="dev1"`); -1 when the endpoint does not answer.
-func metricSum(addr, name string, labels ...string) float64 {
-	resp, err := testenv.HTTP.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	sum := 0.0
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			match = match && strings.Contains(line, l)
-		}
-		if !match {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // cloudLooks counts the inventory snapshots driftd has asked for (first pages).

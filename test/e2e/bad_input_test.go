@@ -93,7 +93,7 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 
 			tc.breakIt(t, repo)
 			testenv.Eventually(t, 20*time.Second, tc.reason+" on the status ConfigMap", func() bool {
-				return hasReason(events(t, ns, "ConfigMap", "driftd-status"), tc.reason)
+				return hasReason(statusEvents(t, ns), tc.reason)
 			})
 			before := resourceVersions(t, ns, fleetKinds[:7]...)
 			scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)

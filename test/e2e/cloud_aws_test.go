@@ -295,7 +295,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		if after := machineResourceVersions(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Errorf("Machines changed while the inventory was unavailable: %v -> %v", before, after)
 		}
-		if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "InventoryUnavailable") {
+		if !hasReason(statusEvents(t, ns), "InventoryUnavailable") {
 			t.Error("no InventoryUnavailable Event on the status ConfigMap")
 		}
 	})

@@ -33,9 +33,9 @@ func TestRunComparesWithTheCloudOnItsOwnInterval(t *testing.T) {
 		s := machineState(t, ns, "aws1-md-0-a")
 		return s == "gone" || s == "deleting"
 	})
-	_, body := httpGet(t, "http://"+metrics+"/metrics")
-	if !strings.Contains(body, `driftd_cloud_api_calls_total{operation="DescribeInstances",provider="aws"}`) {
-		t.Errorf("/metrics lacks the cloud calls:\n%s", grepLines(body, "driftd_cloud"))
+	if v := testenv.MetricValue(metrics, `driftd_cloud_api_calls_total{operation="DescribeInstances",owner="`+ns+`",provider="aws"}`); v <= 0 {
+		_, body := httpGet(t, "http://"+metrics+"/metrics")
+		t.Errorf("/metrics lacks the cloud calls (%v):\n%s", v, grepLines(body, "driftd_cloud"))
 	}
 }
 

@@ -142,8 +142,8 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 			}
 		})
 	}
-	if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "InventoryUnavailable") {
-		t.Error("no InventoryUnavailable Event on driftd-status")
+	if !hasReason(statusEvents(t, ns), "InventoryUnavailable") {
+		t.Error("no InventoryUnavailable Event on the status ConfigMap")
 	}
 }
 

@@ -35,7 +35,7 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 		}
 	}
 	_, body := httpGet(t, "http://"+metrics+"/metrics")
-	for _, metric := range []string{"driftd_cycle_duration_seconds", "driftd_source_revision_info{revision=\"main@sha1:", "driftd_corrections_total{result=\"succeeded\"}", "driftd_last_cycle_timestamp_seconds"} {
+	for _, metric := range []string{"driftd_cycle_duration_seconds", "driftd_source_revision_info{owner=\"endpoints\",revision=\"main@sha1:", "driftd_corrections_total{owner=\"endpoints\",result=\"succeeded\"}", "driftd_last_cycle_timestamp_seconds"} {
 		if !strings.Contains(body, metric) {
 			t.Errorf("/metrics lacks %s", metric)
 		}

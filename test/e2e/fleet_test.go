@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -259,6 +261,51 @@ var fleetKinds = []schema.GroupVersionKind{
 	{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineHealthCheck"},
 	{Group: "", Version: "v1", Kind: "Secret"},
 	{Group: "", Version: "v1", Kind: "ConfigMap"},
+}
+
+// statusName is the name of the status ConfigMap of the one driftd of a test's namespace (whatever
+// its --owner), or "".
+func statusName(tb testing.TB, ns string) string {
+	tb.Helper()
+	list := &corev1.ConfigMapList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, cm := range list.Items {
+		if strings.HasPrefix(cm.Name, "driftd-status-") {
+			return cm.Name
+		}
+	}
+	return ""
+}
+
+func statusExists(ns string) bool {
+	list := &corev1.ConfigMapList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		return false
+	}
+	for _, cm := range list.Items {
+		if strings.HasPrefix(cm.Name, "driftd-status-") {
+			return true
+		}
+	}
+	return false
+}
+
+// statusEvents are the Events on the status ConfigMap of the driftd of namespace ns.
+func statusEvents(tb testing.TB, ns string) []string {
+	tb.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		if ev.Regarding.Kind == "ConfigMap" && strings.HasPrefix(ev.Regarding.Name, "driftd-status-") && ev.ReportingController == "driftd" {
+			out = append(out, ev.Reason+": "+ev.Note)
+		}
+	}
+	return out
 }
 
 // events returns "Reason: note" of the Events recorded on an object, oldest first.

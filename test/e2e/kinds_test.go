@@ -39,7 +39,7 @@ func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
 
 	testenv.Eventually(t, 60*time.Second, "the rest of the fleet created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
 	testenv.Eventually(t, 30*time.Second, "a KindNotWatched Event naming the missing rule", func() bool {
-		for _, e := range events(t, ns, "ConfigMap", "driftd-status") {
+		for _, e := range statusEvents(t, ns) {
 			if strings.HasPrefix(e, "KindNotWatched:") && strings.Contains(e, "clusterresourcesets") && strings.Contains(e, "addons.cluster.x-k8s.io") {
 				return true
 			}
@@ -57,7 +57,7 @@ func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
 		t.Errorf("driftd_last_successful_cycle_timestamp_seconds = %v", v)
 	}
 	n := 0
-	for _, e := range events(t, ns, "ConfigMap", "driftd-status") {
+	for _, e := range statusEvents(t, ns) {
 		if strings.HasPrefix(e, "KindNotWatched:") {
 			n++
 		}

@@ -47,7 +47,7 @@ func everythingDriftdSaid(tb testing.TB, namespaces ...string) map[string]string
 		b, _ := json.Marshal(evs)
 		out["Events in "+ns] = string(b)
 		cm := &corev1.ConfigMap{}
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "driftd-status"}, cm); err == nil {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: statusName(tb, ns)}, cm); err == nil {
 			b, _ := json.Marshal(cm)
 			out["status ConfigMap in "+ns] = string(b)
 		}
@@ -112,8 +112,8 @@ func TestNoSecretReachesAReport(t *testing.T) {
 	// The repository now also tries to read the metadata endpoint through a generator.
 	files["fleet/kustomization.yaml"] += "configMapGenerator:\n- name: creds\n  files:\n  - creds=" + metadata.URL + "/latest/meta-data/iam/security-credentials/\n"
 	repo.Commit(t, "steal the node's credentials", map[string]string{"fleet/kustomization.yaml": files["fleet/kustomization.yaml"]})
-	testenv.Eventually(t, 30*time.Second, "the refused location named on driftd-status", func() bool {
-		return strings.Contains(strings.Join(events(t, ns, "ConfigMap", "driftd-status"), "\n"), "fleet/kustomization.yaml: configMapGenerator[0].files[0]: remote location")
+	testenv.Eventually(t, 30*time.Second, "the refused location named on the status ConfigMap", func() bool {
+		return strings.Contains(strings.Join(statusEvents(t, ns), "\n"), "fleet/kustomization.yaml: configMapGenerator[0].files[0]: remote location")
 	})
 	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 	if code != 1 || !strings.Contains(errOut, "fleet/kustomization.yaml") {
@@ -128,8 +128,8 @@ func TestNoSecretReachesAReport(t *testing.T) {
 
 	// And the remote fails.
 	breakRepo(t, repo)
-	testenv.Eventually(t, 30*time.Second, "SourceFetchFailed on driftd-status", func() bool {
-		return hasReason(events(t, ns, "ConfigMap", "driftd-status"), "SourceFetchFailed")
+	testenv.Eventually(t, 30*time.Second, "SourceFetchFailed on the status ConfigMap", func() bool {
+		return hasReason(statusEvents(t, ns), "SourceFetchFailed")
 	})
 	_, out, errOut = driftd(context.Background(), append([]string{"plan"}, args...)...)
 	said["plan after the fetch failed"] = out + errOut

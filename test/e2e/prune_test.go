@@ -87,8 +87,8 @@ func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 				t.Errorf("run --once --prune over a typo: exit %d, want 1 with the file and %q named\nstdout: %s\nstderr: %s", code, tc.reason, out, errOut)
 			}
 			sameUIDs(t, ns, before)
-			if evs := events(t, ns, "ConfigMap", "driftd-status"); !hasReason(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
-				t.Errorf("no RenderFailed Event naming the file on driftd-status: %q", evs)
+			if evs := statusEvents(t, ns); !hasReason(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
+				t.Errorf("no RenderFailed Event naming the file on the status ConfigMap: %q", evs)
 			}
 			if code, doc, _ := plan(t, append(args, "--namespace", ns)...); code != 1 || len(doc.Errors) == 0 {
 				t.Errorf("plan: exit %d, errors %q; want 1 and the typo named", code, doc.Errors)
@@ -122,9 +122,9 @@ func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
 	repo.Commit(t, "drop the settings", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
 	runOnce(t, ns, args...)
 	sameUIDs(t, ns, before)
-	evs := events(t, ns, "ConfigMap", "driftd-status")
+	evs := statusEvents(t, ns)
 	if !hasReason(evs, "PruneBlocked") || !strings.Contains(strings.Join(evs, "\n"), "6 deletions") {
-		t.Errorf("no PruneBlocked Event naming the 6 deletions on driftd-status: %q", evs)
+		t.Errorf("no PruneBlocked Event naming the 6 deletions on the status ConfigMap: %q", evs)
 	}
 	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
 	blocked := 0
@@ -382,7 +382,7 @@ func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 	if _, gone := uids(t, ns)["MachineHealthCheck/prod-md-0"]; gone {
 		t.Error("the MachineHealthCheck that left Git was not pruned")
 	}
-	if evs := events(t, ns, "ConfigMap", "driftd-status"); hasReason(evs, "PruneBlocked") {
+	if evs := statusEvents(t, ns); hasReason(evs, "PruneBlocked") {
 		t.Errorf("the prune was held back: %v", evs)
 	}
 }

@@ -84,7 +84,7 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 		return false
 	})
 	testenv.WaitForCycles(t, metrics, 2, 30*time.Second)
-	if v := testenv.MetricValue(metrics, `driftd_drifted_objects{class="Modified",cluster="prod",layer="spec"}`); v != 1 {
+	if v := testenv.MetricValue(metrics, `driftd_drifted_objects{class="Modified",cluster_name="prod",layer="spec"}`); v != 1 {
 		t.Errorf("driftd_drifted_objects for the rejected template = %v, want 1", v)
 	}
 	calls := hook.Calls()
@@ -93,7 +93,7 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 		t.Errorf("the rejected object was dry-run again %d times in 3 unchanged cycles; the verdict stands until Git or the object changes", hook.Calls()-calls)
 	}
 	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: report.StatusName}, cm); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: statusName(t, ns)}, cm); err != nil {
 		t.Fatal(err)
 	}
 	var sum report.Summary

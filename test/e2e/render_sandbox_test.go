@@ -183,7 +183,7 @@ func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 		"fleet/workers.yaml": replaceOnce(t, files["fleet/workers.yaml"], "replicas: 3", "replicas: 4"),
 	})
 	testenv.Eventually(t, 60*time.Second, "RenderFailed for the stopped render", func() bool {
-		for _, e := range events(t, ns, "ConfigMap", "driftd-status") {
+		for _, e := range statusEvents(t, ns) {
 			if strings.HasPrefix(e, "RenderFailed:") && strings.Contains(e, "stopped at its deadline of 3s (--render-timeout)") {
 				return true
 			}

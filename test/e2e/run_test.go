@@ -100,7 +100,7 @@ func TestRunInDetectModeOnlyReports(t *testing.T) {
 // watching reports whether the status ConfigMap was written, i.e. the first cycle finished and
 // the loop has started its watches.
 func watching(ns string) bool {
-	return configMapExists(ns, "driftd-status")
+	return statusExists(ns)
 }
 
 // replicasOrZero is the MachineDeployment's replicas, or 0 while it does not exist.

@@ -60,8 +60,8 @@ func TestOnlySignedCommitsAreApplied(t *testing.T) {
 					}
 				}
 			}
-			if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "SourceVerificationFailed") {
-				t.Error("no SourceVerificationFailed Event on driftd-status")
+			if !hasReason(statusEvents(t, ns), "SourceVerificationFailed") {
+				t.Error("no SourceVerificationFailed Event on the status ConfigMap")
 			}
 			if code, _, stderr := driftd(context.Background(), append([]string{"plan"}, args...)...); code != 1 || !strings.Contains(stderr, tc.reason) {
 				t.Errorf("plan: exit %d, want 1 with %q\n%s", code, tc.reason, stderr)
@@ -135,8 +135,8 @@ func TestASignedRollbackIsRefused(t *testing.T) {
 			}
 		})
 	}
-	if !hasReason(events(t, ns, "ConfigMap", "driftd-status"), "SourceVerificationFailed") {
-		t.Error("no SourceVerificationFailed Event on driftd-status")
+	if !hasReason(statusEvents(t, ns), "SourceVerificationFailed") {
+		t.Error("no SourceVerificationFailed Event on the status ConfigMap")
 	}
 	runOnce(t, ns, append(args, "--allow-history-rewrite")...)
 	if got := replicas(t, ns, "prod-md-0"); got != 7 {

@@ -23,7 +23,7 @@ func TestRunWithoutItsNamespaceSaysSoOnceAndBacksOff(t *testing.T) {
 	testenv.WaitForCycles(t, metrics, 10, time.Minute)
 
 	statusWrites := proxy.Requests(func(r testenv.Request) bool {
-		return r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/namespaces/outside-system/configmaps/driftd-status")
+		return r.Method == http.MethodPatch && strings.Contains(r.Path, "/namespaces/outside-system/configmaps/driftd-status-")
 	})
 	if len(statusWrites) != 1 {
 		t.Errorf("%d attempts to write the status ConfigMap over 10 cycles without its namespace, want 1 (then a growing wait)", len(statusWrites))
