@@ -35,6 +35,8 @@ type Request struct {
 	Method, Path string
 	// DryRun: the request had dryRun=All.
 	DryRun bool
+	// Watch: the request had watch=true (a GET that is a watch).
+	Watch bool
 	// FieldManager is the request's fieldManager parameter.
 	FieldManager string
 	// Status is the status code the client got.
@@ -66,7 +68,7 @@ func (e *Env) NewAPIProxy(tb testing.TB) *APIProxy {
 	rp.Transport = transport
 	rp.FlushInterval = -1 // watches stream
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := Request{Method: r.Method, Path: r.URL.Path, DryRun: r.URL.Query().Get("dryRun") == "All",
+		rec := Request{Method: r.Method, Path: r.URL.Path, DryRun: r.URL.Query().Get("dryRun") == "All", Watch: r.URL.Query().Get("watch") == "true",
 			FieldManager: r.URL.Query().Get("fieldManager")}
 		if f := p.fault(r); f != nil {
 			rec.Status = f.Status

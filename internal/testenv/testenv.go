@@ -123,6 +123,12 @@ func Main(m *testing.M, use func(*Env)) {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)
 	}
+	// A real cluster fills aggregated ClusterRoles (config/'s driftd role is one).
+	if err := env.StartControllers("clusterrole-aggregation-controller"); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {

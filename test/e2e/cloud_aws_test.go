@@ -128,7 +128,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		name := fmt.Sprintf("aws1-md-0-m%d", i)
 		id, pid := cloud.launch(t, "aws1", ns+"/"+name)
 		ids[name] = id
-		provisioned(t, ns, "aws1", "md-0", name, pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
+		env.ProvisionMachine(t, ns, "aws1", "md-0", name, pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 	}
 	// The MachinePool's Auto Scaling group, as CAPA created it.
 	cloud.do(t, "CreateLaunchTemplate", func() error {
@@ -158,7 +158,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 			t.Fatalf("finding = %+v, want InstanceMissing to replace with the instance named", f)
 		}
 		runOnce(t, ns, args...)
-		if s := machineState(t, ns, "aws1-md-0-m1"); s != "gone" && s != "deleting" {
+		if s := env.MachineState(t, ns, "aws1-md-0-m1"); s != "gone" && s != "deleting" {
 			t.Errorf("Machine state %q: without a MachineHealthCheck a MachineSet-owned Machine is deleted", s)
 		}
 		if !hasReason(events(t, ns, "Machine", "aws1-md-0-m1"), "MachineReplacementRequested") {
@@ -172,13 +172,13 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m2"]}})
 		cloud.do(t, "TerminateInstances", err)
 		runOnce(t, ns, args...)
-		if s := machineState(t, ns, "aws1-md-0-m2"); s != "remediate" {
+		if s := env.MachineState(t, ns, "aws1-md-0-m2"); s != "remediate" {
 			t.Fatalf("m2 state %q, want annotated with %s", s, diff.AnnotationRemediateMachine)
 		}
 		_, err = cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m3"]}})
 		cloud.do(t, "TerminateInstances", err)
 		runOnce(t, ns, args...)
-		if s := machineState(t, ns, "aws1-md-0-m3"); s != "ok" {
+		if s := env.MachineState(t, ns, "aws1-md-0-m3"); s != "ok" {
 			t.Fatalf("m3 state %q: a second replacement in the same MachineDeployment must wait", s)
 		}
 		blocked := false
@@ -190,7 +190,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		}
 		deleteMachine(t, ns, "aws1-md-0-m2") // the MachineHealthCheck remediated it
 		runOnce(t, ns, args...)
-		if s := machineState(t, ns, "aws1-md-0-m3"); s != "remediate" {
+		if s := env.MachineState(t, ns, "aws1-md-0-m3"); s != "remediate" {
 			t.Errorf("m3 state %q once m2 is gone, want annotated", s)
 		}
 		deleteMachine(t, ns, "aws1-md-0-m3")
@@ -272,7 +272,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		if !strings.Contains(out, "InstanceMissing") {
 			t.Errorf("detect mode did not report the missing instance:\n%s", out)
 		}
-		if s := machineState(t, ns, "aws1-md-0-m6"); s != "ok" {
+		if s := env.MachineState(t, ns, "aws1-md-0-m6"); s != "ok" {
 			t.Errorf("m6 state %q in detect mode", s)
 		}
 		groups, err := cloud.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"pool-0"}})

@@ -24,13 +24,13 @@ func TestRunComparesWithTheCloudOnItsOwnInterval(t *testing.T) {
 	startRun(t, ns, append(commonArgs(t, repo.Dir, "cloud-daemon"), "--provider", "aws", "--interval", "1h",
 		"--cloud-interval", "1s", "--metrics-bind-address", metrics)...)
 	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
-	provisioned(t, ns, "aws1", "md-0", "aws1-md-0-a", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
+	env.ProvisionMachine(t, ns, "aws1", "md-0", "aws1-md-0-a", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 
 	if _, err := cloud.ec2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, "the Machine of the terminated instance replaced", func() bool {
-		s := machineState(t, ns, "aws1-md-0-a")
+		s := env.MachineState(t, ns, "aws1-md-0-a")
 		return s == "gone" || s == "deleting"
 	})
 	if v := testenv.MetricValue(metrics, `driftd_cloud_api_calls_total{operation="DescribeInstances",owner="`+ns+`",provider="aws"}`); v <= 0 {

@@ -10,11 +10,8 @@ import (
 	"net/url"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
@@ -25,42 +22,6 @@ var (
 	gvkAWSMachine = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "AWSMachine"}
 	gvkVSMachine  = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereMachine"}
 )
-
-// provisioned creates what Cluster API would have created for a running Machine of a
-// MachineDeployment: the Machine (owned by a MachineSet, phase Running with a Node, providerID set)
-// and its infrastructure machine with spec. No Cluster API controller runs in the test bed.
-func provisioned(tb testing.TB, ns, cluster, deployment, name, providerID string, infraGVK schema.GroupVersionKind, infraSpec map[string]any) {
-	tb.Helper()
-	ctx := context.Background()
-	infraObj := &unstructured.Unstructured{Object: map[string]any{"spec": infraSpec}}
-	infraObj.SetGroupVersionKind(infraGVK)
-	infraObj.SetNamespace(ns)
-	infraObj.SetName(name)
-	infraObj.SetLabels(map[string]string{diff.LabelClusterName: cluster})
-	unstructured.SetNestedField(infraObj.Object, providerID, "spec", "providerID")
-	if err := env.Client.Create(ctx, infraObj); err != nil {
-		tb.Fatalf("creating %s %s: %v", infraGVK.Kind, name, err)
-	}
-	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
-	m.SetNamespace(ns)
-	m.SetName(name)
-	m.SetLabels(map[string]string{diff.LabelClusterName: cluster, diff.LabelDeploymentName: deployment, "pool": deployment})
-	m.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "cluster.x-k8s.io/v1beta2", Kind: "MachineSet", Name: deployment + "-ms", UID: types.UID("00000000-0000-0000-0000-000000000001")}})
-	m.Object["spec"] = map[string]any{
-		"clusterName": cluster, "providerID": providerID,
-		"bootstrap":         map[string]any{"dataSecretName": name},
-		"infrastructureRef": map[string]any{"apiGroup": infraGVK.Group, "kind": infraGVK.Kind, "name": name},
-	}
-	if err := env.Client.Create(ctx, m); err != nil {
-		tb.Fatalf("creating Machine %s: %v", name, err)
-	}
-	unstructured.SetNestedField(m.Object, "Running", "status", "phase")
-	unstructured.SetNestedField(m.Object, name, "status", "nodeRef", "name")
-	if err := env.Client.Status().Update(ctx, m); err != nil {
-		tb.Fatalf("setting Machine %s Running: %v", name, err)
-	}
-}
 
 // healthCheck creates a MachineHealthCheck selecting the Machines of a deployment.
 func healthCheck(tb testing.TB, ns, cluster, deployment string) {
@@ -73,23 +34,6 @@ func healthCheck(tb testing.TB, ns, cluster, deployment string) {
 	if err := env.Client.Create(context.Background(), mhc); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-// machineState is "gone", "deleting", "remediate" (annotated for its MachineHealthCheck) or "ok".
-func machineState(tb testing.TB, ns, name string) string {
-	tb.Helper()
-	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
-		return "gone"
-	}
-	if m.GetDeletionTimestamp() != nil {
-		return "deleting"
-	}
-	if _, ok := m.GetAnnotations()[diff.AnnotationRemediateMachine]; ok {
-		return "remediate"
-	}
-	return "ok"
 }
 
 // findingOf returns the finding about an object of kind and name, or nil.

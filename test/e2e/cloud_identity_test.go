@@ -96,7 +96,7 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 		t.Fatalf("finding %+v, want InstanceMissing to replace", f)
 	}
 	runOnce(t, ns, args...)
-	if s := machineState(t, ns, "tenant-md-0-m1"); s != "remediate" {
+	if s := env.MachineState(t, ns, "tenant-md-0-m1"); s != "remediate" {
 		t.Errorf("tenant-md-0-m1 %q, want annotated", s)
 	}
 
@@ -403,7 +403,7 @@ func TestVMsAnIdentityCannotSeeAreNeverMissing(t *testing.T) {
 	}
 	for i, folder := range []string{"/DC0/vm/restricted", "/DC0/vm"} {
 		name := fmt.Sprintf("edge-md-0-m%d", i)
-		provisioned(t, ns, "edge", "edge-md-0", name, "vsphere://"+strings.ToLower(vms[i].Config.Uuid), gvkVSMachine, map[string]any{
+		env.ProvisionMachine(t, ns, "edge", "edge-md-0", name, "vsphere://"+strings.ToLower(vms[i].Config.Uuid), gvkVSMachine, map[string]any{
 			"server": sim.URL.Host, "template": "ubuntu-2204", "folder": folder, "numCPUs": int64(vms[i].Config.Hardware.NumCPU),
 			"memoryMiB": int64(vms[i].Config.Hardware.MemoryMB), "network": map[string]any{"devices": []any{map[string]any{"networkName": "VM Network", "dhcp4": true}}},
 		})

@@ -82,7 +82,7 @@ func provisionPool(t *testing.T, cloud *awsCloud, ns, cluster string, n int, as 
 			id, pid = cloud.launch(t, cluster, ns+"/"+name)
 		}
 		ids[name] = id
-		provisioned(t, ns, cluster, cluster+"-md-0", name, pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
+		env.ProvisionMachine(t, ns, cluster, cluster+"-md-0", name, pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 	}
 	return ids
 }
@@ -199,7 +199,7 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 	// While the answer is on its way: a Machine gets its providerID (its instance launched after
 	// the snapshot was read), and a Machine still provisioning names an instance not listed yet.
 	_, pid := cloud.launch(t, "young", ns+"/young-md-0-late")
-	provisioned(t, ns, "young", "young-md-0", "young-md-0-late", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
+	env.ProvisionMachine(t, ns, "young", "young-md-0", "young-md-0-late", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 	m := &unstructured.Unstructured{}
 	m.SetGroupVersionKind(gvkMachine)
 	m.SetNamespace(ns)
@@ -257,17 +257,17 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 	uid2 := get(t, gvkMachine, ns, "pool-md-0-m2").GetUID()
 
 	runOnce(t, ns, args...)
-	if s := machineState(t, ns, "pool-md-0-m1"); s != "remediate" {
+	if s := env.MachineState(t, ns, "pool-md-0-m1"); s != "remediate" {
 		t.Fatalf("m1 %q, want annotated for its MachineHealthCheck", s)
 	}
-	if s := machineState(t, ns, "pool-md-0-m2"); s != "ok" {
+	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "ok" {
 		t.Fatalf("m2 %q while m1's replacement is in flight", s)
 	}
 
 	// The MachineHealthCheck deleted m1; its successor provisions; 7 of 8 are available.
 	deleteMachine(t, ns, "pool-md-0-m1")
 	_, pid := cloud.launch(t, "pool", ns+"/pool-md-0-m9")
-	provisioned(t, ns, "pool", "pool-md-0", "pool-md-0-m9", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
+	env.ProvisionMachine(t, ns, "pool", "pool-md-0", "pool-md-0-m9", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 	m9 := get(t, gvkMachine, ns, "pool-md-0-m9")
 	_ = unstructured.SetNestedField(m9.Object, "Provisioning", "status", "phase")
 	unstructured.RemoveNestedField(m9.Object, "status", "nodeRef")
@@ -276,7 +276,7 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 	}
 	setAvailable(t, ns, "pool-md-0", 7)
 	runOnce(t, ns, args...)
-	if s := machineState(t, ns, "pool-md-0-m2"); s != "ok" || get(t, gvkMachine, ns, "pool-md-0-m2").GetUID() != uid2 {
+	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "ok" || get(t, gvkMachine, ns, "pool-md-0-m2").GetUID() != uid2 {
 		t.Fatalf("m2 %q while m1's successor still provisions; the budget must hold", s)
 	}
 	blocked := false
@@ -295,7 +295,7 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 	}
 	setAvailable(t, ns, "pool-md-0", 8)
 	runOnce(t, ns, args...)
-	if s := machineState(t, ns, "pool-md-0-m2"); s != "remediate" {
+	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "remediate" {
 		t.Errorf("m2 %q once the pool is available again, want annotated", s)
 	}
 }

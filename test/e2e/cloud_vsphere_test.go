@@ -60,7 +60,7 @@ spec:
 	for i, vm := range vms {
 		name := fmt.Sprintf("vs1-md-0-m%d", i)
 		byName[name] = vm
-		provisioned(t, ns, "vs1", "md-0", name, "vsphere://"+strings.ToLower(vm.Config.Uuid), gvkVSMachine, map[string]any{
+		env.ProvisionMachine(t, ns, "vs1", "md-0", name, "vsphere://"+strings.ToLower(vm.Config.Uuid), gvkVSMachine, map[string]any{
 			"server": sim.URL.Host, "template": "ubuntu-2204", "folder": "/DC0/vm",
 			"numCPUs": int64(vm.Config.Hardware.NumCPU), "memoryMiB": int64(vm.Config.Hardware.MemoryMB),
 			"network": map[string]any{"devices": []any{map[string]any{"networkName": "VM Network", "dhcp4": true}}},

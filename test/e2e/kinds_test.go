@@ -25,15 +25,17 @@ spec:
 // TestAKindDriftdMayNotWatchIsReportedAndSkipped: the fleet holds a ClusterResourceSet, a kind
 // config/'s ClusterRole does not grant. driftd, as its ServiceAccount, says once which RBAC rule
 // it lacks, and the rest of the fleet is created and corrected; cycles complete, so it is ready.
+const serviceAccount = "system:serviceaccount:driftd-system:driftd"
+
 func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
-	installRBAC(t)
+	env.InstallRBAC(t)
 	ns := "kinds"
 	files := fleetFiles(ns)
 	files["fleet/addons.yaml"] = clusterResourceSet
 	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "addons.yaml")
 	repo := testenv.NewGitRepo(t, files)
 	metrics, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	d := startRun(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", impersonating(t, serviceAccount),
+	d := startRun(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", env.ImpersonatingKubeconfig(t, serviceAccount, ""),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "500ms",
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes)
 
