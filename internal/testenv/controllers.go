@@ -27,14 +27,10 @@ func (e *Env) StartControllers(controllers ...string) error {
 	if err != nil {
 		return err
 	}
-	prev := e.cleanup
-	e.cleanup = func() {
+	e.before = append(e.before, func() {
 		stopProcess(cmd, exited)
 		_ = os.RemoveAll(work)
-		if prev != nil {
-			prev()
-		}
-	}
+	})
 	select {
 	case <-exited:
 		return fmt.Errorf("kube-controller-manager exited; its log: %s", tail(logFile))

@@ -38,9 +38,11 @@ type Env struct {
 	// objects are handled as unstructured.
 	Scheme *runtime.Scheme
 
-	env      *envtest.Environment
-	assets   string // the folder of the control plane's binaries
-	cleanup  func()
+	env     *envtest.Environment
+	assets  string // the folder of the control plane's binaries
+	cleanup func()
+	// before are stopped before the control plane (processes that hold watches on it).
+	before   []func()
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -106,6 +108,9 @@ func start(crds envtest.CRDInstallOptions) (*Env, error) {
 // Stop stops the control plane and removes its data. It is safe to call more than once.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
+		for _, stop := range e.before {
+			stop()
+		}
 		e.stopErr = e.env.Stop()
 		e.cleanup()
 	})

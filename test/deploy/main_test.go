@@ -1,0 +1,17 @@
+// Package deploy runs driftd the way a platform team runs it: the binary out of the image `make
+// image` builds, with config/'s RBAC, ServiceAccount, configuration and Deployment arguments,
+// against an empty management cluster; and it checks what config/ ships (every overlay and
+// component renders, the alert rules and the dashboard use only metrics driftd serves).
+package deploy
+
+import (
+	"testing"
+
+	"github.com/driftd/driftd/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(e *testenv.Env) { env = e })
+}
