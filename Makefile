@@ -49,8 +49,10 @@ testbin: ## Build the test bed's kube-apiserver, etcd, kube-controller-manager a
 	@hack/testbin.sh capi >/dev/null
 
 .PHONY: test
-test: testbin ## Run every test against the test bed (real API server, CRDs, moto, vcsim)
-	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DRIFTD_CAPI="$$(hack/testbin.sh capi)" $(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(PKGS)
+test: testbin ## Run every test against the test bed (real API server, CRDs, moto, vcsim) and the image of this machine's platform
+	$(MAKE) --no-print-directory image IMAGE_PLATFORMS=$(HOST_PLATFORM)
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" DRIFTD_CAPI="$$(hack/testbin.sh capi)" DRIFTD_IMAGE="$(CURDIR)/$(BIN)/image" \
+		$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(PKGS)
 
 .PHONY: bench
 bench: testbin ## Benchmarks on a generated fleet (BENCH_CLUSTERS, default 1000): no-change cycle vs ssa.Diff, detection latency, peak RSS

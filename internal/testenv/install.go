@@ -54,11 +54,15 @@ func Kustomize(tb testing.TB, dir string) []*unstructured.Unstructured {
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range rm.Resources() {
-		m, err := r.Map()
+		js, err := r.MarshalJSON()
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, u)
 	}
 	return out
 }
