@@ -367,6 +367,16 @@ func (e *Engine) decidePool(f *diff.Finding, rin diff.ReplaceInput) (diff.Action
 	return diff.ActionApply, "UpdateAutoScalingGroup restores the group's sizes"
 }
 
+// reads reports whether an inventory of provider is configured.
+func (e *Engine) reads(provider string) bool {
+	for _, inv := range e.opts.Cloud.Inventories {
+		if inv.Provider() == provider {
+			return true
+		}
+	}
+	return false
+}
+
 // restorable reports whether the provider's inventory can restore a node pool's sizes.
 func (e *Engine) restorable(provider string) bool {
 	for _, inv := range e.opts.Cloud.Inventories {
@@ -401,10 +411,16 @@ func (e *Engine) cloudScope(ctx context.Context, s *snapshot) ([]scopeCluster, m
 		switch infraCluster.GetKind() {
 		case "AWSCluster":
 			sc.provider = infra.ProviderAWS
+			if !e.reads(sc.provider) {
+				continue // no identity is resolved (no Secret read) for a cloud driftd does not read
+			}
 			sc.target.Region, _, _ = unstructured.NestedString(infraCluster.Object, "spec", "region")
 			sc.target.AWS, idErr = e.awsIdentity(ctx, infraCluster)
 		case "VSphereCluster":
 			sc.provider = infra.ProviderVSphere
+			if !e.reads(sc.provider) {
+				continue
+			}
 			idErr = e.vsphereTarget(ctx, s, s.desired[key].obj, infraCluster, &sc.target)
 		default:
 			provider, ok := e.opts.Cloud.InfrastructureKinds[infraCluster.GetKind()]
