@@ -516,4 +516,3 @@ func checkLeastPrivilege(t *testing.T, requests []testenv.Request) {
 	sort.Strings(names)
 	t.Logf("driftd used: %s", strings.Join(names, "; "))
 }
-
