@@ -6,7 +6,7 @@
 // loopback port and govmomi's vSphere simulator in-process.
 //
 // Each integration test package starts one Env from its TestMain with Main. A server that cannot
-// start fails the test run when CI=true and skips the test otherwise (see Unavailable); no process
+// start fails the test, saying what the machine must have (see Unavailable): never a skip; no process
 // outlives the test binary, even when it is killed or times out.
 //
 // testenv owns starting and stopping servers; it holds no driftd logic and is imported by tests only.

@@ -127,7 +127,7 @@ func (m *Moto) AWSConfigAs(ctx context.Context, region, roleARN string) (aws.Con
 }
 
 // RequireMoto starts a moto server for the test and stops it when the test ends. A moto that cannot
-// start fails the test in CI and skips it elsewhere.
+// start fails the test, with what to install.
 func RequireMoto(tb testing.TB) *Moto {
 	tb.Helper()
 	m, err := StartMoto()
