@@ -1,12 +1,20 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
@@ -50,4 +58,55 @@ func TestShardsReportOnlyTheirClusters(t *testing.T) {
 	if code, _, stderr := driftd(t.Context(), append([]string{"plan"}, append(commonArgs(t, repo.Dir, "x"), "--shard", "a in (")...)...); code != 1 || !strings.Contains(stderr, "--shard") {
 		t.Errorf("a bad --shard: exit %d, stderr %q", code, stderr)
 	}
+}
+
+// TestTwoShardsInOneNamespaceKeepTheirOwnState: two driftd daemons in one namespace, each its own
+// --owner and --shard, with leader election: each holds its own lease, writes its own status
+// ConfigMap with its own cluster's drift, keeps its own inventory, and labels its metrics with its
+// owner. Neither overwrites the other's.
+func TestTwoShardsInOneNamespaceKeepTheirOwnState(t *testing.T) {
+	ns := "two-shards"
+	system := installNamespace(t, "two-shards-system")
+	a := fleetFiles(ns)
+	files := map[string]string{"fleet/kustomization.yaml": kustomization(ns, "a.yaml", "b.yaml"), "fleet/namespace.yaml": namespaceYAML(ns)}
+	files["fleet/a.yaml"] = strings.Replace(a["fleet/cluster.yaml"]+"---\n"+a["fleet/workers.yaml"], "  name: prod\nspec:", "  name: prod\n  labels:\n    fleet.example.com/shard: a\nspec:", 1)
+	b := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").Replace(files["fleet/a.yaml"])
+	files["fleet/b.yaml"] = strings.Replace(b, "fleet.example.com/shard: a", "fleet.example.com/shard: b", 1)
+	repo := testenv.NewGitRepo(t, files)
+	metrics := map[string]string{}
+	for _, shard := range []string{"a", "b"} {
+		metrics[shard] = testenv.FreeAddr(t)
+		startRun(t, system, append(commonArgs(t, repo.Dir, "shard-"+shard), "--shard", "fleet.example.com/shard="+shard,
+			"--leader-elect", "--interval", "1s", "--mode", "detect", "--metrics-bind-address", metrics[shard])...)
+	}
+	testenv.Eventually(t, time.Minute, "both shards' first cycles", func() bool {
+		return testenv.MetricValue(metrics["a"], "driftd_cycle_duration_seconds_count") > 0 && testenv.MetricValue(metrics["b"], "driftd_cycle_duration_seconds_count") > 0
+	})
+	for _, shard := range []string{"a", "b"} {
+		lease := &coordinationv1.Lease{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: system, Name: "driftd-shard-" + shard}, lease); err != nil || lease.Spec.HolderIdentity == nil {
+			t.Errorf("shard %s holds no lease of its own: %v", shard, err)
+		}
+		if v := testenv.MetricValue(metrics[shard], `driftd_cycle_duration_seconds_count{owner="shard-`+shard+`"}`); v <= 0 {
+			t.Errorf("shard %s's metrics are not labelled with its owner", shard)
+		}
+	}
+	// Detect mode: each reports its own cluster as missing, in its own status ConfigMap.
+	testenv.Eventually(t, 30*time.Second, "each status ConfigMap counting its own cluster", func() bool {
+		for shard, cluster := range map[string]string{"a": "prod", "b": "edge"} {
+			cm := &corev1.ConfigMap{}
+			if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: system, Name: "driftd-status-shard-" + shard}, cm); err != nil {
+				return false
+			}
+			var sum report.Summary
+			if err := json.Unmarshal([]byte(cm.Data["summary.json"]), &sum); err != nil {
+				return false
+			}
+			other := map[string]string{"prod": "edge", "edge": "prod"}[cluster]
+			if sum.Counts[cluster][diff.ClassMissing] == 0 || sum.Counts[other] != nil {
+				return false
+			}
+		}
+		return true
+	})
 }
