@@ -23,7 +23,7 @@ export GOTOOLCHAIN := local
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/driftd
@@ -38,6 +38,12 @@ image: ## Build driftd's image without a container engine or base image: an OCI 
 			-o $(BIN)/image-build/driftd-$$os-$$arch ./cmd/driftd || exit 1; done
 	cd hack/image && $(GO) run . -out ../../$(BIN)/image -version $(VERSION) -revision "$(REVISION)" -epoch $(EPOCH) \
 		$(foreach p,$(IMAGE_PLATFORMS),$(p)=../../$(BIN)/image-build/driftd-$(subst /,-,$(p)))
+
+.PHONY: install.yaml
+install.yaml: ## Render config/default with the image pinned by digest into bin/install.yaml (IMAGE=repo@sha256:..., default: bin/image's digest)
+	@mkdir -p $(BIN)
+	$(GO) run ./hack/manifests -image "$${IMAGE:-ghcr.io/driftd/driftd@$$(cat $(BIN)/image/digest)}" > $(BIN)/install.yaml
+	@echo "$(BIN)/install.yaml"
 
 .PHONY: demo
 demo: testbin ## Watch driftd with Cluster API's controllers: a cluster from Git, a kubectl scale undone, a machine lost in the cloud replaced, a denied template edit (DEMO_KEEP=1 keeps it running)
