@@ -101,10 +101,16 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 	}
 	res := &Result{Revision: s.revision, Errors: errs}
 	found := map[diff.Key]diff.Finding{}
+	unusable := map[diff.Key]bool{} // objects the API server refuses outright
 	var mu sync.Mutex
 	record := func(key diff.Key, out outcome) {
 		mu.Lock()
 		defer mu.Unlock()
+		if out.unusable {
+			unusable[key] = true
+		} else {
+			delete(unusable, key)
+		}
 		if out.finding != nil {
 			found[key] = *out.finding
 		} else {
@@ -164,7 +170,7 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 	}
 
 	// Orphans last: everything rendered was applied before anything is deleted.
-	orphans, orphanErrs := e.prune(ctx, s, act, len(failed) > 0 || anyRejected(found))
+	orphans, orphanErrs := e.prune(ctx, s, act, len(failed) > 0 || len(unusable) > 0)
 	res.Errors = append(res.Errors, orphanErrs...)
 	for _, f := range orphans.findings {
 		found[keyOfRef(f.Object)] = f
@@ -186,17 +192,6 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 		e.saveClean(parent, s)
 	}
 	return res, nil
-}
-
-// anyRejected reports whether the API server rejected a rendered object: an object that cannot be
-// used makes the render partial.
-func anyRejected(found map[diff.Key]diff.Finding) bool {
-	for _, f := range found {
-		if f.Layer == diff.LayerSpec && f.Class == diff.ClassMissing && f.Action == diff.ActionBlocked {
-			return true
-		}
-	}
-	return false
 }
 
 // each runs fn for every key on the engine's workers and returns the errors by key.

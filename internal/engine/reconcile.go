@@ -85,6 +85,9 @@ type outcome struct {
 	err error
 	// after asks for another look after this long (a held correction, a cluster being deleted).
 	after time.Duration
+	// unusable: the API server refuses the object as Git has it and it does not exist, so what is
+	// live of it cannot be known: the render counts as partial (no orphan is looked for).
+	unusable bool
 }
 
 // Reconcile re-checks one object of the current snapshot and corrects it as a cycle would: the
@@ -125,10 +128,13 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 		e.setFinding(key, nil)
 		return outcome{}
 	}
+	unusable := ev.memo.rejected != nil && ev.live == nil
 	if !act {
-		return outcome{finding: ev.finding}
+		return outcome{finding: ev.finding, unusable: unusable}
 	}
-	return e.act(ctx, s, key, d, ev)
+	out := e.act(ctx, s, key, d, ev)
+	out.unusable = out.unusable || unusable
+	return out
 }
 
 // evaluate compares one desired object with its live object and decides the action.

@@ -386,3 +386,30 @@ func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 		t.Errorf("the prune was held back: %v", evs)
 	}
 }
+
+// TestAPausedClusterHoldsBackNoOtherPrune: a cluster paused in Git is detect-only, so its parts are
+// never created (reported blocked). That is no rejected object and says nothing about the render:
+// another cluster's template renamed the Cluster API way is pruned as it would be without the
+// paused cluster.
+func TestAPausedClusterHoldsBackNoOtherPrune(t *testing.T) {
+	ns := "prune-beside-paused"
+	files := twoClusters(t, ns)
+	files["fleet/edge.yaml"] = replaceOnce(t, files["fleet/edge.yaml"], "  name: edge\n  annotations:\n    driftd.io/prune: enabled\nspec:\n", "  name: edge\n  annotations:\n    driftd.io/prune: enabled\nspec:\n  paused: true\n")
+	repo := testenv.NewGitRepo(t, files)
+	args := append(commonArgs(t, repo.Dir, ns), "--prune")
+	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--log-development", "--namespace", ns}, args...)...)
+	if code != 0 || !strings.Contains(out, "edge-md-0") || !strings.Contains(out, "blocked") {
+		t.Fatalf("run --once: exit %d; want the paused cluster's parts reported blocked\n%s%s", code, out, errOut)
+	}
+
+	workers := strings.ReplaceAll(files["fleet/workers.yaml"], "kind: AWSMachineTemplate\n        name: prod-md-0", "kind: AWSMachineTemplate\n        name: prod-md-0-v2")
+	workers = replaceOnce(t, workers, "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0\n", "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0-v2\n")
+	repo.Commit(t, "larger workers, the CAPI way", map[string]string{"fleet/workers.yaml": replaceOnce(t, workers, "instanceType: m6i.large", "instanceType: m6i.xlarge")})
+	runOnce(t, ns, args...)
+	if !exists(t, gvkAMT, ns, "prod-md-0-v2") {
+		t.Error("the successor template does not exist")
+	}
+	if exists(t, gvkAMT, ns, "prod-md-0") {
+		t.Error("the renamed template was not pruned beside the paused cluster")
+	}
+}
