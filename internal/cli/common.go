@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
@@ -12,8 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
+	"github.com/driftd/driftd/internal/cloud"
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
 )
 
@@ -67,6 +70,12 @@ type parts struct {
 	client client.Client
 	src    *source.Source
 	opts   engine.Options
+	cloud  cloud.Options
+}
+
+// cloudReconciler is the cloud reconciler of e's fleet, announcing through ledger.
+func (p *parts) cloudReconciler(e *engine.Engine, ledger *report.Ledger, log logr.Logger) *cloud.Reconciler {
+	return cloud.New(p.cloud, cloud.Deps{Fleet: e, Client: p.client, Mapper: p.client.RESTMapper(), Ledger: ledger, Log: log})
 }
 
 func (o *commonOptions) parts() (*parts, error) {
@@ -100,14 +109,14 @@ func (o *commonOptions) parts() (*parts, error) {
 		shard, _ = labels.Parse(o.drift.shard)
 	}
 	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
-		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Shard: shard, Cloud: o.cloud.engineOptions(),
+		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Shard: shard,
 		PruneLimit: &diff.PruneLimit{Max: o.drift.maxPrune, Percent: o.drift.maxPrunePercent}, CycleTimeout: o.drift.cycleTimeout,
-	}}, nil
+	}, cloud: o.cloud.reconcilerOptions(policy, o.drift.cycleTimeout)}, nil
 }
 
 // withCloud runs the cloud comparison after a spec pass when providers are configured, and merges
 // its findings and errors into res.
-func withCloud(res *engine.Result, cloud func() (*engine.Result, error), providers []string) (*engine.Result, error) {
+func withCloud(res *report.Result, cloud func() (*report.Result, error), providers []string) (*report.Result, error) {
 	if len(providers) == 0 {
 		return res, nil
 	}

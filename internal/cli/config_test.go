@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -113,7 +114,7 @@ func TestInventoryEndpointsConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := o.cloud.engineOptions()
+			c := o.cloud.reconcilerOptions(diff.Policy{}, 0)
 			on := strings.Contains(tt.yaml, "provider: [in-house]")
 			if got := len(c.Inventories) == 1 && c.Inventories[0].Provider() == "in-house"; got != on {
 				t.Errorf("inventories %v; want the endpoint only when --provider names it", c.Inventories)

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
+	"github.com/driftd/driftd/internal/cloud"
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/engine"
 	"github.com/driftd/driftd/internal/infra"
@@ -29,9 +30,9 @@ import (
 
 // The providers are inventories the engine can read.
 var (
-	_ engine.Inventory = (*aws.Provider)(nil)
-	_ engine.Inventory = (*vsphere.Provider)(nil)
-	_ engine.Inventory = (*endpoint.Provider)(nil)
+	_ cloud.Inventory = (*aws.Provider)(nil)
+	_ cloud.Inventory = (*vsphere.Provider)(nil)
+	_ cloud.Inventory = (*endpoint.Provider)(nil)
 )
 
 // sourceOptions say where the fleet repository is and how to render it.
@@ -248,9 +249,10 @@ func (o *cloudOptions) validate() error {
 	return nil
 }
 
-// engineOptions turns the flags into the engine's cloud options with the providers they name.
-func (o *cloudOptions) engineOptions() engine.CloudOptions {
-	c := engine.CloudOptions{Writes: o.writes, Budget: o.budget, TotalBudget: o.totalBudget, Grace: o.grace,
+// reconcilerOptions turns the flags into the cloud reconciler's options with the providers they
+// name.
+func (o *cloudOptions) reconcilerOptions(policy diff.Policy, timeout time.Duration) cloud.Options {
+	c := cloud.Options{Policy: policy, Timeout: timeout, Writes: o.writes, Budget: o.budget, TotalBudget: o.totalBudget, Grace: o.grace,
 		IdentityNamespace: o.identityNamespace, AWSIdentityNamespace: o.awsIdentityNamespace,
 		Breaker: &diff.Breaker{MaxCount: o.unhealthyCount, MaxPercent: o.unhealthyPercent}}
 	if c.Grace == 0 {

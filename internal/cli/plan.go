@@ -59,7 +59,8 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if res, err = withCloud(res, func() (*engine.Result, error) { return e.PlanCloud(cmd.Context()) }, o.cloud.providers); err != nil {
+	recon := p.cloudReconciler(e, nil, logr.Discard())
+	if res, err = withCloud(res, func() (*report.Result, error) { return recon.Plan(cmd.Context()) }, o.cloud.providers); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -90,7 +91,7 @@ type planDocument struct {
 	Errors   []string       `json:"errors,omitempty"`
 }
 
-func writeJSON(w io.Writer, res *engine.Result) error {
+func writeJSON(w io.Writer, res *report.Result) error {
 	doc := planDocument{Revision: res.Revision, Findings: res.Findings}
 	if doc.Findings == nil {
 		doc.Findings = []diff.Finding{}
@@ -103,7 +104,7 @@ func writeJSON(w io.Writer, res *engine.Result) error {
 	return enc.Encode(doc)
 }
 
-func writeTable(w io.Writer, res *engine.Result) error {
+func writeTable(w io.Writer, res *report.Result) error {
 	fmt.Fprintf(w, "Revision %s: ", res.Revision)
 	if len(res.Findings) == 0 {
 		fmt.Fprintln(w, "no drift")

@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"github.com/driftd/driftd/internal/diff"
-	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
 )
 
 // A webhook's denial can carry a multi-line diff of the object: the table keeps one line per
 // finding and says where the rest is.
 func TestPlanTableKeepsOneLinePerFinding(t *testing.T) {
-	res := &engine.Result{Revision: "main@sha1:abc", Findings: []diff.Finding{
+	res := &report.Result{Revision: "main@sha1:abc", Findings: []diff.Finding{
 		{Class: diff.ClassModified, Cluster: "dev1", Action: diff.ActionBlocked, File: "fleet/dev1.yaml",
 			Object: diff.ObjectRef{Kind: "DevMachineTemplate", Namespace: "fleet-dev", Name: "dev1-md-0"},
 			Reason: "the API server rejects it: spec.template.spec field is immutable. Diff: v1beta2.DevMachineSpec{\n  ProviderID: \"\",\n-  StartupDuration: 3s\n+  StartupDuration: 4s\n}"},

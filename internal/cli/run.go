@@ -135,21 +135,21 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	}
 	p.opts.LiveFromCache = true
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
+	ledger := report.NewLedger(report.NewEvents(recorder), report.NewMetrics(registry, p.opts.Owner), status)
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
-		Events:    report.NewEvents(recorder),
+		Ledger:    ledger,
 		Status:    status,
 		Memo:      engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),
 		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
 		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
-		Metrics:   report.NewMetrics(registry, p.opts.Owner),
 		Log:       logger.WithName("engine"),
 	})
-	cloudInterval := o.cloudInterval
-	if len(o.cloud.providers) == 0 {
-		cloudInterval = 0
+	loopOpts := engine.LoopOptions{Interval: o.interval}
+	if len(o.cloud.providers) > 0 {
+		loopOpts.CloudInterval, loopOpts.Cloud = o.cloudInterval, p.cloudReconciler(e, ledger, logger.WithName("cloud"))
 	}
-	loop, err := engine.NewLoop(mgr, e, watches, engine.LoopOptions{Interval: o.interval, CloudInterval: cloudInterval}, logger.WithName("loop"))
+	loop, err := engine.NewLoop(mgr, e, watches, loopOpts, logger.WithName("loop"))
 	if err != nil {
 		return err
 	}
@@ -240,10 +240,12 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 		}
 		defer release()
 	}
+	status := report.NewStatus(p.client, o.namespace, p.opts.Owner)
+	ledger := report.NewLedger(report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)), nil, status)
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
-		Events:    report.NewEvents(report.NewSyncRecorder(p.client, p.scheme)),
-		Status:    report.NewStatus(p.client, o.namespace, p.opts.Owner),
+		Ledger:    ledger,
+		Status:    status,
 		Verified:  o.source.verifiedStore(p.client, o.namespace, p.opts.Owner),
 		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner),
 		Log:       logger.WithName("engine"),
@@ -252,7 +254,8 @@ func (o *runOptions) runOnce(ctx context.Context, p *parts, out io.Writer, logge
 	if err != nil {
 		return err
 	}
-	if res, err = withCloud(res, func() (*engine.Result, error) { return e.CloudCycle(ctx) }, o.cloud.providers); err != nil {
+	recon := p.cloudReconciler(e, ledger, logger.WithName("cloud"))
+	if res, err = withCloud(res, func() (*report.Result, error) { return recon.Cycle(ctx) }, o.cloud.providers); err != nil {
 		return err
 	}
 	if err := writeTable(out, res); err != nil {

@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"github.com/driftd/driftd/internal/diff"
-	"github.com/driftd/driftd/internal/engine"
+	"github.com/driftd/driftd/internal/report"
 )
 
 // TestThePlanTableEscapesControlCharacters: a file name or a server's message is the repository's
 // or a webhook's text; in the table it cannot clear the screen, move the cursor or forge a row.
 func TestThePlanTableEscapesControlCharacters(t *testing.T) {
-	res := &engine.Result{Revision: "main@sha1:abc", Findings: []diff.Finding{{
+	res := &report.Result{Revision: "main@sha1:abc", Findings: []diff.Finding{{
 		Layer: diff.LayerSpec, Class: diff.ClassModified, Cluster: "prod\x1b[2J",
 		Object: diff.ObjectRef{APIVersion: "v1", Kind: "ConfigMap", Namespace: "fleet", Name: "x"},
 		File:   "fleet/\x1b[31mred\r.yaml", Action: diff.ActionBlocked, Reason: "denied\u202e by a webhook\x07",

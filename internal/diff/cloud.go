@@ -277,9 +277,21 @@ func poolFindings(in CloudInput) []Finding {
 		if len(fields) == 0 {
 			continue
 		}
+		restore := &PoolSizes{Min: group.Min, Max: group.Max}
+		for _, f := range fields {
+			n := int32(f.Desired.(int64))
+			switch f.Path {
+			case "/spec/replicas":
+				restore.Desired = &n
+			case "/spec/minSize":
+				restore.Min = n
+			case "/spec/maxSize":
+				restore.Max = n
+			}
+		}
 		out = append(out, Finding{
 			Layer: LayerCloud, Class: ClassNodePoolMismatch, Cluster: cluster, Object: RefOf(p.MachinePool),
-			Fields: fields, Pool: group,
+			Fields: fields, Pool: group, Restore: restore,
 		})
 	}
 	return out

@@ -101,6 +101,12 @@ type ReplaceInput struct {
 	// Breaker is the breaker; nil is DefaultBreaker.
 	Breaker *Breaker
 	Policy  Policy
+	// Degraded says why corrections are off (the source or the render failed), or "".
+	Degraded string
+	// Restorable are the providers whose inventory can restore a node pool's sizes; Writes says
+	// driftd may (--cloud-writes).
+	Restorable map[string]bool
+	Writes     bool
 }
 
 // ReplacePlan is what PlanReplacements decided.
@@ -114,8 +120,9 @@ type ReplacePlan struct {
 	Suspect map[string]string
 }
 
-// PlanReplacements sets the action of every Machine finding (InstanceMissing, InstanceStopped,
-// InstanceMismatch) and returns the replacements to make now: none in a cluster or pool whose
+// PlanReplacements sets the action of every cloud finding and returns the replacements to make
+// now. For a node pool: whether its sizes are restored (DecidePool). For a Machine
+// (InstanceMissing, InstanceStopped, InstanceMismatch): none in a cluster or pool whose
 // inventory looks wrong (Breaker, Suspect), never more than Budget in flight per group — counting
 // a replacement until its group has its replicas available again — nor TotalBudget across the
 // fleet, never in a paused cluster, of a paused Machine or one with skip-remediation, and a control
@@ -193,7 +200,33 @@ func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 		total++
 		plan.Replacements = append(plan.Replacements, Replacement{Machine: m, Method: method})
 	}
+	for i := range plan.Findings {
+		f := &plan.Findings[i]
+		if f.Class == ClassNodePoolMismatch && f.Pool != nil {
+			f.Action, f.Reason = DecidePool(f.Pool.Provider, f.Cluster, in.Paused[ClusterKey(f.Object.Namespace, f.Cluster)], in)
+		}
+		if in.Degraded != "" && f.Action.Corrects() {
+			f.Action, f.Reason = ActionReport, "no corrections while "+in.Degraded
+		}
+	}
 	return plan
+}
+
+// DecidePool decides whether a node pool of provider, whose cluster may be paused, gets its sizes
+// restored: only in correct mode, by an inventory that can restore them, with --cloud-writes, and
+// never in a paused cluster.
+func DecidePool(provider, cluster string, paused bool, in ReplaceInput) (Action, string) {
+	switch {
+	case in.Policy.Mode == ModeDetect:
+		return ActionReport, "detect mode"
+	case !in.Restorable[provider]:
+		return ActionReport, fmt.Sprintf("the %s inventory cannot restore node pools", provider)
+	case !in.Writes:
+		return ActionReport, "cloud writes are off (--cloud-writes restores the group)"
+	case paused:
+		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+	}
+	return ActionApply, "UpdateAutoScalingGroup restores the group's sizes"
 }
 
 // breaker finds the clusters and pools with too many Machines that look missing or stopped at once,

@@ -18,7 +18,7 @@ const (
 // compared: versions roll out gradually by design. Such drift is corrected through the Cluster,
 // never by editing the MachineDeployment, so the action is a report; Cluster API's topology
 // controller restores the MachineDeployment from the Cluster, which driftd keeps equal to Git.
-func TopologyFindings(cluster *unstructured.Unstructured, generated []*unstructured.Unstructured) []Finding {
+func TopologyFindings(cluster *unstructured.Unstructured, generated []*unstructured.Unstructured, sit Situation) []Finding {
 	entries, _, _ := unstructured.NestedSlice(cluster.Object, "spec", "topology", "workers", "machineDeployments")
 	want := map[string]int64{}
 	for _, e := range entries {
@@ -56,10 +56,16 @@ func TopologyFindings(cluster *unstructured.Unstructured, generated []*unstructu
 		if len(fields) == 0 {
 			continue
 		}
+		reason := fmt.Sprintf("generated from the topology of Cluster %s: corrected through the Cluster by Cluster API's topology controller, not edited by driftd", cluster.GetName())
+		switch {
+		case sit.Deleting:
+			reason += fmt.Sprintf("; cluster %s is being deleted", cluster.GetName())
+		case sit.Paused:
+			reason += fmt.Sprintf("; cluster %s is paused", cluster.GetName())
+		}
 		out = append(out, Finding{
 			Layer: LayerSpec, Class: ClassModified, Cluster: cluster.GetName(), Object: RefOf(md), Fields: fields,
-			Action: ActionReport,
-			Reason: fmt.Sprintf("generated from the topology of Cluster %s: corrected through the Cluster by Cluster API's topology controller, not edited by driftd", cluster.GetName()),
+			Action: ActionReport, Reason: reason,
 		})
 	}
 	return out

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,7 +27,7 @@ func TestTopologyFindings(t *testing.T) {
 		generated("edge-md-0-abcde", "md-0", 5),     // scaled by hand: drift
 		generated("edge-md-auto-xyz", "md-auto", 4), // autoscaled: no drift
 		generated("edge-md-free-xyz", "md-free", 7), // no replicas in the topology: no drift
-	})
+	}, Situation{})
 	if len(got) != 1 {
 		t.Fatalf("findings = %+v, want one for edge-md-0-abcde", got)
 	}
@@ -34,5 +35,12 @@ func TestTopologyFindings(t *testing.T) {
 	if f.Object.Name != "edge-md-0-abcde" || f.Action != ActionReport || f.Cluster != "edge" ||
 		len(f.Fields) != 1 || f.Fields[0].Path != "/spec/replicas" || f.Fields[0].Desired != int64(3) || f.Fields[0].Live != int64(5) {
 		t.Errorf("finding = %+v", f)
+	}
+	if strings.Contains(f.Reason, "paused") {
+		t.Errorf("reason of a running cluster says paused: %q", f.Reason)
+	}
+	paused := TopologyFindings(cluster, []*unstructured.Unstructured{generated("edge-md-0-abcde", "md-0", 5)}, Situation{Paused: true})
+	if len(paused) != 1 || paused[0].Action != ActionReport || !strings.HasSuffix(paused[0].Reason, "; cluster edge is paused") {
+		t.Errorf("paused cluster's finding = %+v, want a report saying the cluster is paused", paused)
 	}
 }

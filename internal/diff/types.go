@@ -72,6 +72,16 @@ func RefOf(obj *unstructured.Unstructured) ObjectRef {
 // String names the object as Key.String does: "Kind/namespace/name".
 func (r ObjectRef) String() string { return keyOfRef(r).String() }
 
+// Key is the key of the object r names.
+func (r ObjectRef) Key() Key { return keyOfRef(r) }
+
+// PoolSizes are the sizes a node pool is restored to: Git's desired count (nil to leave it, when
+// another writer owns it), its minimum and maximum.
+type PoolSizes struct {
+	Desired  *int32
+	Min, Max int32
+}
+
 // Field is one differing field of a Modified object.
 type Field struct {
 	// Path is the field's RFC 6901 JSON pointer, e.g. /spec/replicas.
@@ -103,6 +113,8 @@ type Finding struct {
 	Instance *infra.Instance `json:"instance,omitempty"`
 	// Pool is the node pool of a NodePoolMismatch.
 	Pool *infra.NodePool `json:"pool,omitempty"`
+	// Restore are the sizes a NodePoolMismatch restores the pool to.
+	Restore *PoolSizes `json:"-"`
 	// Action is what driftd does about it.
 	Action Action `json:"action"`
 	// Reason explains a report, ignored or blocked action.

@@ -12,62 +12,8 @@ import (
 	"github.com/driftd/driftd/internal/report"
 )
 
-// Result is the outcome of a cycle.
-type Result struct {
-	// Revision is the revision compared with, "<ref>@sha1:<sha>".
-	Revision string `json:"revision"`
-	// Findings are every drifted object, ordered by cluster, kind, namespace and name.
-	Findings []diff.Finding `json:"findings"`
-	// Errors are what went wrong without stopping the cycle: source and render trouble, objects
-	// that could not be checked or corrected. Each names its file or object.
-	Errors []error `json:"-"`
-	// Complete: the cycle went through the whole fleet within its deadline (objects it could not
-	// check are in Errors).
-	Complete bool `json:"-"`
-
-	corrected map[diff.Key]bool
-}
-
-// Remaining are the findings the cycle did not correct.
-func (r *Result) Remaining() []diff.Finding {
-	var out []diff.Finding
-	for _, f := range r.Findings {
-		if !r.corrected[keyOfRef(f.Object)] {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// Merge appends other's findings and errors to r and returns r.
-func (r *Result) Merge(other *Result) *Result {
-	r.Findings = append(r.Findings, other.Findings...)
-	r.Errors = append(r.Errors, other.Errors...)
-	for k := range other.corrected {
-		r.markCorrected(k)
-	}
-	return r
-}
-
-func (r *Result) markCorrected(k diff.Key) {
-	if r.corrected == nil {
-		r.corrected = map[diff.Key]bool{}
-	}
-	r.corrected[k] = true
-}
-
-// Drifted reports whether any finding calls for attention (ignored ones do not).
-func (r *Result) Drifted() bool {
-	for _, f := range r.Findings {
-		if f.Action != diff.ActionIgnored {
-			return true
-		}
-	}
-	return false
-}
-
 // Plan fetches, renders and compares, and returns what a cycle would do, writing nothing.
-func (e *Engine) Plan(ctx context.Context) (*Result, error) {
+func (e *Engine) Plan(ctx context.Context) (*report.Result, error) {
 	return e.run(ctx, false)
 }
 
@@ -75,14 +21,14 @@ func (e *Engine) Plan(ctx context.Context) (*Result, error) {
 // (unless a source or render failure, detect mode or the per-object opt-outs forbid it), then look
 // for orphans and prune them last, and report. Objects that failed transiently are retried within
 // the cycle and then handed to the workqueue (SetRequeue). Every cycle has a deadline.
-func (e *Engine) Cycle(ctx context.Context) (*Result, error) {
+func (e *Engine) Cycle(ctx context.Context) (*report.Result, error) {
 	start := time.Now()
 	res, err := e.run(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	e.deps.Metrics.CycleDuration.Observe(time.Since(start).Seconds())
-	e.deps.Metrics.CycleEnded(res.Complete)
+	e.ledger.Metrics().CycleDuration.Observe(time.Since(start).Seconds())
+	e.ledger.Metrics().CycleEnded(res.Complete)
 	return res, nil
 }
 
@@ -92,14 +38,14 @@ const (
 	transientWait    = 500 * time.Millisecond
 )
 
-func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
+func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	ctx, cancel := context.WithTimeout(parent, e.opts.CycleTimeout)
 	defer cancel()
 	s, errs, err := e.refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Revision: s.revision, Errors: errs}
+	res := &report.Result{Revision: s.revision, Errors: errs}
 	found := map[diff.Key]diff.Finding{}
 	unusable := map[diff.Key]bool{} // objects the API server refuses outright
 	var mu sync.Mutex
@@ -117,7 +63,7 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 			delete(found, key)
 		}
 		if out.corrected {
-			res.markCorrected(key)
+			res.MarkCorrected(key)
 		}
 	}
 
@@ -173,10 +119,10 @@ func (e *Engine) run(parent context.Context, act bool) (*Result, error) {
 	orphans, orphanErrs := e.prune(ctx, s, act, len(failed) > 0 || len(unusable) > 0)
 	res.Errors = append(res.Errors, orphanErrs...)
 	for _, f := range orphans.findings {
-		found[keyOfRef(f.Object)] = f
+		found[f.Object.Key()] = f
 	}
 	for k := range orphans.deleted {
-		res.markCorrected(k)
+		res.MarkCorrected(k)
 	}
 
 	res.Findings = sortedFindings(found)
@@ -259,96 +205,28 @@ func sortedFindings(m map[diff.Key]diff.Finding) []diff.Finding {
 	for _, f := range m {
 		out = append(out, f)
 	}
-	sortFindings(out)
+	report.SortFindings(out)
 	return out
 }
 
-func sortFindings(out []diff.Finding) {
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Cluster != b.Cluster {
-			return a.Cluster < b.Cluster
-		}
-		if a.Object.Kind != b.Object.Kind {
-			return a.Object.Kind < b.Object.Kind
-		}
-		if a.Object.Namespace != b.Object.Namespace {
-			return a.Object.Namespace < b.Object.Namespace
-		}
-		return a.Object.Name < b.Object.Name
-	})
-}
-
-// remaining is every finding driftd holds now: spec findings (from cycles and watch re-checks),
-// generated MachineDeployments, orphans and the cloud.
-func (e *Engine) remaining() []diff.Finding {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]diff.Finding, 0, len(e.findings)+len(e.topology)+len(e.orphaned)+len(e.cloudRemaining))
-	for _, f := range e.findings {
-		out = append(out, f)
-	}
-	for _, f := range e.topology {
-		out = append(out, f)
-	}
-	out = append(out, e.orphaned...)
-	out = append(out, e.cloudRemaining...)
-	sortFindings(out)
-	return out
-}
-
-// publishDrift sets the drift metrics to what remains.
-func (e *Engine) publishDrift() { e.deps.Metrics.SetDrift(e.remaining()) }
-
-// report writes the summary and the metrics of the cycle: the drift that remains after it. The
-// status ConfigMap is written only when the summary changed.
-func (e *Engine) report(ctx context.Context, res *Result) {
-	e.publishDrift()
+// report writes the summary and the metrics of the cycle: the drift that remains after it (of
+// every set: objects, generated MachineDeployments, orphans, the cloud). The status ConfigMap is
+// written only when the summary changed.
+func (e *Engine) report(ctx context.Context, res *report.Result) {
+	e.ledger.Publish()
 	if e.deps.Status == nil {
-		return
-	}
-	e.mu.Lock()
-	wait := e.statusWait
-	e.mu.Unlock()
-	if e.opts.Now().Before(wait) {
 		return
 	}
 	errs := make([]string, 0, len(res.Errors))
 	for _, err := range res.Errors {
 		errs = append(errs, err.Error())
 	}
-	err := e.deps.Status.Write(ctx, report.Summarize(res.Revision, e.remaining(), errs))
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case errors.Is(err, report.ErrNoNamespace):
-		// Said once, then retried with a growing wait: a driftd run from outside the cluster, where
-		// config/ was never applied, must not fail the same write every cycle.
-		if e.statusBackoff == 0 {
-			e.deps.Log.Error(err, "The status ConfigMap cannot be written: its namespace does not exist. Apply config/ (it creates the namespace) or pass --namespace; drift is still reported as Events on the objects, in the log and the metrics",
-				"namespace", e.deps.Status.Namespace())
-			e.statusBackoff = time.Minute
-		} else {
-			e.statusBackoff = min(2*e.statusBackoff, 30*time.Minute)
-		}
-		e.statusWait = e.opts.Now().Add(e.statusBackoff)
-	case err != nil:
+	if err := e.deps.Status.Write(ctx, report.Summarize(res.Revision, e.ledger.Remaining(), errs)); err != nil {
 		res.Errors = append(res.Errors, fmt.Errorf("writing the status ConfigMap: %w", err))
-	default:
-		if e.statusBackoff > 0 {
-			e.deps.Log.Info("The status ConfigMap is written again", "namespace", e.deps.Status.Namespace())
-		}
-		e.statusBackoff, e.statusWait = 0, time.Time{}
 	}
 }
 
-// statusWritable reports whether Events on the status ConfigMap can be recorded: there is one, and
-// its namespace was not found missing.
+// statusWritable reports whether the status ConfigMap, and Events on it, can be written.
 func (e *Engine) statusWritable() bool {
-	if e.deps.Status == nil {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.statusBackoff == 0
+	return e.deps.Status != nil && e.deps.Status.Writable()
 }

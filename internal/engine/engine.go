@@ -55,8 +55,6 @@ type Options struct {
 	// objects of no cluster (a ClusterClass, a namespace) are handled by every instance. Nil
 	// selects every Cluster.
 	Shard labels.Selector
-	// Cloud configures the cloud layer; its zero value leaves the cloud out.
-	Cloud CloudOptions
 	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
 	// with a direct GET through Client before it is reported Missing.
 	LiveFromCache bool
@@ -103,8 +101,9 @@ type Deps struct {
 	Mapper meta.RESTMapper
 	// Kinds says whether Reader can read a kind (the daemon's watches); nil reads every kind.
 	Kinds KindGate
-	// Events announces findings; nil announces nothing.
-	Events *report.Events
+	// Ledger records the drift that remains and announces each outcome once (Events and metrics);
+	// nil announces nothing (plan). The cloud reconciler shares it.
+	Ledger *report.Ledger
 	// Status keeps the status ConfigMap; nil keeps none.
 	Status *report.Status
 	// Memo keeps the clean verdicts across restarts; nil keeps them in memory only.
@@ -116,8 +115,6 @@ type Deps struct {
 	// keeps it in memory only. ReadOnly reads it and never writes it (plan).
 	Verified         *VerifiedStore
 	VerifiedReadOnly bool
-	// Metrics records metrics; nil records into an unregistered set.
-	Metrics *report.Metrics
 	// Log logs; the zero logger discards.
 	Log logr.Logger
 }
@@ -156,16 +153,13 @@ type Engine struct {
 	// requeue hands an object whose reconcile failed transiently to the workqueue (the daemon).
 	requeue atomic.Pointer[func(diff.Key)]
 
+	// ledger is Deps.Ledger: the drift that remains and what was announced of it.
+	ledger *report.Ledger
+
 	// mu guards the fields below; it is never held across a request.
 	mu sync.Mutex
 	// memo is the last evaluation of each desired object.
 	memo map[diff.Key]memo
-	// findings are the spec findings that remain, by object.
-	findings map[diff.Key]diff.Finding
-	// topology and orphaned are the findings of generated MachineDeployments and of orphans,
-	// replaced by each cycle.
-	topology map[diff.Key]diff.Finding
-	orphaned []diff.Finding
 	// contests are the correction histories of objects another writer set back.
 	contests map[diff.Key]*diff.Contest
 	// known is the cluster of every object rendered since driftd started, and gvks their kinds:
@@ -177,30 +171,12 @@ type Engine struct {
 	topologyMDs map[diff.Key]diff.Key
 	// replacements are the Machine replacements the last cloud evaluation decided.
 	replacements map[diff.Key]diff.Replacement
-	// cloudRemaining are the cloud findings the last cloud cycle did not correct.
-	cloudRemaining []diff.Finding
-	// cloudAnnounced are the keys (cloudKey) of the last cloud cycle's findings.
-	cloudAnnounced map[diff.Key]bool
-	// suspect are the clusters whose inventory the last cloud evaluation distrusted, with why;
 	// lastSeen counts what each location held of each cluster at the last look;
 	// cloudScopeByKey are the clusters of the last cloud evaluation, with their identities.
-	suspect          map[string]string
-	announcedSuspect map[string]string
-	lastSeen         map[string]int
-	cloudScopeByKey  map[string]infra.Cluster
-	// statusWait is when the status ConfigMap may be written again after its namespace was
-	// missing, statusBackoff the current wait.
-	statusWait    time.Time
-	statusBackoff time.Duration
-	// kindsReported are the kinds driftd may not read, already reported.
-	kindsReported map[schema.GroupVersionKind]bool
+	lastSeen        map[string]int
+	cloudScopeByKey map[string]infra.Cluster
 	// inventory is driftd's inventory, nil until read from Deps.Inventory.
 	inventory Owned
-	// restored are the clean verdicts an earlier driftd stored (Deps.Memo), read once; salt ties
-	// them to this configuration.
-	restored    map[uint64]bool
-	restoreOnce sync.Once
-	salt        string
 }
 
 // New returns an Engine.
@@ -223,19 +199,19 @@ func New(opts Options, deps Deps) *Engine {
 	if deps.Render == nil {
 		deps.Render = inProcess{}
 	}
-	if deps.Events == nil {
-		deps.Events = report.NewEvents(nil)
+	if deps.Ledger == nil {
+		deps.Ledger = report.NewLedger(nil, report.NewMetrics(nil, opts.Owner), deps.Status)
 	}
-	if deps.Metrics == nil {
-		deps.Metrics = report.NewMetrics(nil, opts.Owner)
+	if deps.Status != nil {
+		deps.Status.Log = deps.Log
+	}
+	if deps.Memo != nil {
+		deps.Memo.salt = version.Get() + "\x00" + opts.Owner + "\x00" + opts.Rules.Fingerprint()
 	}
 	return &Engine{
-		opts: opts, deps: deps, app: apply.New(deps.Client),
-		salt: version.Get() + "\x00" + opts.Owner + "\x00" + opts.Rules.Fingerprint(),
-		memo: map[diff.Key]memo{}, findings: map[diff.Key]diff.Finding{}, topology: map[diff.Key]diff.Finding{},
-		contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{}, gvks: map[schema.GroupVersionKind]bool{},
-		topologyMDs: map[diff.Key]diff.Key{}, kindsReported: map[schema.GroupVersionKind]bool{},
-		lastSeen: map[string]int{}, announcedSuspect: map[string]string{},
+		opts: opts, deps: deps, app: apply.New(deps.Client), ledger: deps.Ledger,
+		memo: map[diff.Key]memo{}, contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{},
+		gvks: map[schema.GroupVersionKind]bool{}, topologyMDs: map[diff.Key]diff.Key{}, lastSeen: map[string]int{},
 	}
 }
 

@@ -130,16 +130,8 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 // reportKind says once, as a Warning Event on the status ConfigMap and in the log, that a kind
 // cannot be watched and which RBAC rule is missing.
 func (e *Engine) reportKind(err *KindError) {
-	e.mu.Lock()
-	seen := e.kindsReported[err.GVK]
-	e.kindsReported[err.GVK] = true
-	e.mu.Unlock()
-	if seen {
-		return
-	}
-	e.deps.Log.Error(err, "Kind not watched", "kind", err.GVK.String())
-	if e.statusWritable() {
-		e.deps.Events.Once(e.deps.Status.Object(), "kind/"+err.GVK.String(), report.ReasonKindNotWatched, err.Error())
+	if e.ledger.Announce(nil, "kind/"+err.GVK.String(), "forbidden", report.ReasonKindNotWatched, err.Error()) {
+		e.deps.Log.Error(err, "Kind not watched", "kind", err.GVK.String())
 	}
 }
 

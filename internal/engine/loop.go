@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
 )
 
 // LoopOptions configure the daemon.
@@ -28,11 +29,19 @@ type LoopOptions struct {
 	Interval time.Duration
 	// CloudInterval is the time between comparisons with the cloud; 0 leaves the cloud out.
 	CloudInterval time.Duration
+	// Cloud is the cloud reconciler (internal/cloud) run every CloudInterval; nil leaves the cloud
+	// out.
+	Cloud Cycler
 	// Concurrency is how many objects are reconciled at once after watch events; 2 when zero.
 	Concurrency int
 	// RetryBase and RetryMax bound the backoff of an object whose reconcile failed transiently
 	// (doubling from RetryBase); one second and five minutes when zero.
 	RetryBase, RetryMax time.Duration
+}
+
+// Cycler is a reconciler run on an interval: the cloud reconciler.
+type Cycler interface {
+	Cycle(ctx context.Context) (*report.Result, error)
 }
 
 // Loop runs an Engine inside a controller-runtime manager: a controller whose reconciler is the
@@ -104,7 +113,7 @@ func NewLoop(mgr manager.Manager, e *Engine, w *Watches, o LoopOptions, log logr
 	if err := mgr.Add(leaderRunnable(l.cycles)); err != nil {
 		return nil, err
 	}
-	if o.CloudInterval > 0 {
+	if o.CloudInterval > 0 && o.Cloud != nil {
 		if err := mgr.Add(leaderRunnable(l.cloudCycles)); err != nil {
 			return nil, err
 		}
@@ -159,7 +168,7 @@ func (l *Loop) cloudCycles(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		}
-		res, err := l.engine.CloudCycle(ctx)
+		res, err := l.opts.Cloud.Cycle(ctx)
 		if err != nil {
 			l.log.Error(err, "Cloud cycle failed")
 			continue

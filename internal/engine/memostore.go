@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
+
+	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +31,13 @@ type MemoStore struct {
 	namespace string
 	name      string
 
-	last uint64 // fingerprint of the set last read or written
+	// salt makes a stored verdict stand only for this driftd version, owner and ignore rules.
+	salt string
+
+	restoreOnce sync.Once
+	mu          sync.Mutex
+	restored    map[uint64]bool // the set an earlier driftd stored, read once
+	last        uint64          // fingerprint of the set last read or written
 }
 
 // memoLimit is the most bytes of hashes stored (a ConfigMap holds at most 1 MiB): 110,000 objects.
@@ -97,24 +106,29 @@ func cleanHash(salt string, key diff.Key, mk memoKey) uint64 {
 }
 
 // restoredClean reports whether a verdict stored by an earlier driftd says key at mk is clean. The
-// store is read once, on first use.
-func (e *Engine) restoredClean(ctx context.Context, key diff.Key, mk memoKey) bool {
-	if e.deps.Memo == nil || mk.uid == "" {
+// store is read once, on first use; a store that cannot be read restores nothing.
+func (s *MemoStore) restoredClean(ctx context.Context, log logr.Logger, key diff.Key, mk memoKey) bool {
+	if s == nil || mk.uid == "" {
 		return false
 	}
-	e.restoreOnce.Do(func() {
-		set, err := e.deps.Memo.load(ctx)
+	s.restoreOnce.Do(func() {
+		set, err := s.load(ctx)
 		if err != nil {
-			e.deps.Log.Info("Cannot read the remembered verdicts; every object is dry-run once", "error", err.Error())
+			log.Info("Cannot read the remembered verdicts; every object is dry-run once", "error", err.Error())
 			return
 		}
-		e.mu.Lock()
-		e.restored = set
-		e.mu.Unlock()
+		s.mu.Lock()
+		s.restored = set
+		s.mu.Unlock()
 	})
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.restored[cleanHash(e.salt, key, mk)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restored[cleanHash(s.salt, key, mk)]
+}
+
+// restoredClean reports whether an earlier driftd stored key at mk as clean.
+func (e *Engine) restoredClean(ctx context.Context, key diff.Key, mk memoKey) bool {
+	return e.deps.Memo.restoredClean(ctx, e.deps.Log, key, mk)
 }
 
 // saveClean stores the clean verdicts of the objects of s, when they changed.
@@ -122,11 +136,12 @@ func (e *Engine) saveClean(ctx context.Context, s *snapshot) {
 	if e.deps.Memo == nil || !e.statusWritable() {
 		return
 	}
+	salt := e.deps.Memo.salt
 	e.mu.Lock()
 	hashes := make([]uint64, 0, len(e.memo))
 	for key, m := range e.memo {
 		if _, ok := s.desired[key]; ok && m.key.uid != "" && len(m.fields) == 0 && m.rejected == nil {
-			hashes = append(hashes, cleanHash(e.salt, key, m.key))
+			hashes = append(hashes, cleanHash(salt, key, m.key))
 		}
 	}
 	e.mu.Unlock()

@@ -33,9 +33,8 @@ type pruned struct {
 func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pruned, []error) {
 	out := pruned{deleted: map[diff.Key]bool{}}
 	if s.partial || unusable {
-		e.mu.Lock()
-		e.orphaned = nil
-		e.mu.Unlock()
+		// No orphan is known now; what was announced of them stays announced.
+		e.ledger.SettleAll(report.SetOrphans)
 		return out, nil
 	}
 	orphans, gone, errs := e.orphans(ctx, s)
@@ -47,58 +46,48 @@ func (e *Engine) prune(ctx context.Context, s *snapshot, act, unusable bool) (pr
 	}
 	plan := diff.DecidePrune(in)
 	out.findings = plan.Findings
-	if plan.Held > 0 && act && e.statusWritable() {
-		note := fmt.Sprintf("Revision %s: %d deletions held back: %s. Nothing was deleted; raise the limit (--max-prune, --max-prune-percent) to let them go.",
-			s.revision, plan.Held, plan.HeldReason)
-		if e.deps.Events.Once(e.deps.Status.Object(), fmt.Sprintf("prune/%s/%d", s.revision, plan.Held), report.ReasonPruneBlocked, note) {
-			e.deps.Log.Info("Prune held back", "revision", s.revision, "deletions", plan.Held, "reason", plan.HeldReason)
+	if act {
+		if plan.Held == 0 {
+			e.ledger.Withdraw("prune")
+		} else {
+			note := fmt.Sprintf("Revision %s: %d deletions held back: %s. Nothing was deleted; raise the limit (--max-prune, --max-prune-percent) to let them go.",
+				s.revision, plan.Held, plan.HeldReason)
+			if e.ledger.Announce(nil, "prune", fmt.Sprintf("%s/%d", s.revision, plan.Held), report.ReasonPruneBlocked, note) {
+				e.deps.Log.Info("Prune held back", "revision", s.revision, "deletions", plan.Held, "reason", plan.HeldReason)
+			}
 		}
 	}
 	byKey := map[diff.Key]*unstructured.Unstructured{}
 	for _, o := range orphans {
 		byKey[diff.KeyOf(o.Object)] = o.Object
 	}
-	var remaining []diff.Finding
+	still := map[diff.Key]bool{}
 	for _, f := range plan.Findings {
-		key := keyOfRef(f.Object)
+		key := f.Object.Key()
+		entry := report.Entry{Set: report.SetOrphans, Key: key}
 		live := byKey[key]
 		if !act {
-			remaining = append(remaining, f)
 			continue
 		}
-		if e.deps.Events.Detected(live, key, f) && f.Action == diff.ActionBlocked {
-			e.deps.Events.Blocked(live, f)
-			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
+		if e.ledger.Drift(live, entry, f) && f.Action == diff.ActionBlocked {
+			e.ledger.Blocked(live, f)
 		}
+		still[key] = true
 		if f.Action != diff.ActionDelete {
-			remaining = append(remaining, f)
 			continue
 		}
 		if r := e.app.Delete(ctx, live); r.Err != nil {
 			errs = append(errs, r.Err)
-			if e.deps.Events.Failed(live, key, f, r.Err, "") {
-				e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
-			}
-			remaining = append(remaining, f)
+			e.ledger.Failed(live, entry, f, r.Err, "")
 			continue
 		}
 		out.deleted[key] = true
-		e.deps.Events.Corrected(live, key, f)
-		e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
+		delete(still, key)
+		e.ledger.Corrected(live, entry, f)
 		e.deps.Log.Info("Orphan deleted", "object", key.String())
 	}
-	e.mu.Lock()
-	previous := e.orphaned
-	e.orphaned = remaining
-	e.mu.Unlock()
-	still := map[diff.Key]bool{}
-	for _, f := range remaining {
-		still[keyOfRef(f.Object)] = true
-	}
-	for _, f := range previous {
-		if k := keyOfRef(f.Object); !still[k] {
-			e.deps.Events.Forget(k)
-		}
+	if act {
+		e.ledger.Replace(report.SetOrphans, still)
 	}
 	return out, errs
 }
@@ -346,13 +335,4 @@ func (e *Engine) clusterStates(ctx context.Context, s *snapshot, orphans []diff.
 		out[id] = st
 	}
 	return out
-}
-
-func keyOfRef(r diff.ObjectRef) diff.Key {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(r.APIVersion)
-	u.SetKind(r.Kind)
-	u.SetNamespace(r.Namespace)
-	u.SetName(r.Name)
-	return diff.KeyOf(u)
 }

@@ -100,7 +100,7 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 	}
 	out := e.reconcileKey(ctx, s, key, true)
 	if _, ok := s.desired[key]; ok && out.err == nil {
-		e.publishDrift()
+		e.ledger.Publish()
 	}
 	var kindErr *KindError
 	if errors.As(out.err, &kindErr) {
@@ -125,7 +125,7 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 		return outcome{err: err}
 	}
 	if ev.finding == nil {
-		e.setFinding(key, nil)
+		e.ledger.Clear(specEntry(key))
 		return outcome{}
 	}
 	unusable := ev.memo.rejected != nil && ev.live == nil
@@ -250,6 +250,7 @@ func (e *Engine) situation(ctx context.Context, s *snapshot, key diff.Key, live 
 func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, ev evaluation) outcome {
 	now := e.opts.Now()
 	f, live := ev.finding, ev.live
+	entry := specEntry(key)
 	var target runtime.Object = d.obj
 	if live != nil {
 		target = live
@@ -267,26 +268,19 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		if hold {
 			// Held: one Warning for the whole episode, however often the field flips meanwhile.
 			f.Action, f.Reason = diff.ActionBlocked, reason
-			e.setFinding(key, f)
-			if e.deps.Events.Held(target, key, *f, episode) {
-				e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
-			}
+			e.ledger.Held(target, entry, *f, episode)
 			return outcome{finding: f, after: until.Sub(now)}
 		}
 	}
-	e.setFinding(key, f)
-	announced := e.deps.Events.Detected(target, key, *f)
+	announced := e.ledger.Drift(target, entry, *f)
 	m := ev.memo
 	switch {
 	case m.rejected != nil && f.Action == diff.ActionBlocked:
-		if e.deps.Events.Failed(target, key, *f, m.rejected, apply.Hint(key.Kind, m.rejected)) {
-			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
-		}
+		e.ledger.Failed(target, entry, *f, m.rejected, apply.Hint(key.Kind, m.rejected))
 		return outcome{finding: f}
 	case f.Action == diff.ActionBlocked:
 		if announced {
-			e.deps.Events.Blocked(target, *f)
-			e.deps.Metrics.Corrections.WithLabelValues("blocked").Inc()
+			e.ledger.Blocked(target, *f)
 		}
 		return outcome{finding: f}
 	case f.Action == diff.ActionReport && ev.sit.Deleting:
@@ -308,10 +302,8 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			}
 			e.mu.Unlock()
 			f.Action, f.Reason = diff.ActionBlocked, "the API server rejects it: "+r.Err.Error()
-			e.setFinding(key, f)
 		}
-		if e.deps.Events.Failed(target, key, *f, r.Err, apply.Hint(key.Kind, r.Err)) {
-			e.deps.Metrics.Corrections.WithLabelValues("failed").Inc()
+		if e.ledger.Failed(target, entry, *f, r.Err, apply.Hint(key.Kind, r.Err)) {
 			e.deps.Log.Error(r.Err, "Correction failed", "object", key.String(), "class", f.Class)
 		}
 		if apply.Rejected(r.Err) {
@@ -341,10 +333,8 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		e.memo[key] = memo{key: memoKeyOf(d, fresh)}
 		e.mu.Unlock()
 	}
-	e.deps.Events.Corrected(target, key, *f)
-	e.deps.Metrics.Corrections.WithLabelValues("succeeded").Inc()
+	e.ledger.Corrected(target, entry, *f)
 	e.deps.Log.Info("Drift corrected", "object", key.String(), "class", f.Class, "action", f.Action)
-	e.setFinding(key, nil)
 	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 		// A Cluster created anew (after a deletion finished): its parts may be waiting for it.
 		for _, part := range s.parts[key.Namespace+"/"+key.Name] {
@@ -397,19 +387,8 @@ func managers(fields []diff.Field) []string {
 	return out
 }
 
-// setFinding records key's remaining finding (nil: it no longer drifts).
-func (e *Engine) setFinding(key diff.Key, f *diff.Finding) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if f == nil {
-		if _, had := e.findings[key]; had {
-			delete(e.findings, key)
-			e.deps.Events.Forget(key)
-		}
-		return
-	}
-	e.findings[key] = *f
-}
+// specEntry is the Ledger's entry of a rendered object.
+func specEntry(key diff.Key) report.Entry { return report.Entry{Set: report.SetSpec, Key: key} }
 
 func (e *Engine) requeueKey(key diff.Key) {
 	if r := e.requeue.Load(); r != nil {

@@ -119,10 +119,8 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 			if got := liveReplicas(t, ns); got != tt.wantReplicas {
 				t.Errorf("live replicas %d, want %d", got, tt.wantReplicas)
 			}
-			e.mu.Lock()
-			f, found := e.findings[mdKey(ns)]
-			e.mu.Unlock()
-			if tt.wantAction != "" && (!found || f.Action != tt.wantAction) {
+			f := e.ledger.Current(specEntry(mdKey(ns)))
+			if tt.wantAction != "" && (f == nil || f.Action != tt.wantAction) {
 				t.Errorf("finding %+v, want action %s", f, tt.wantAction)
 			}
 			proxy.Reset()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/driftd/driftd/internal/apply"
+	"github.com/driftd/driftd/internal/cloud"
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/report"
@@ -57,6 +59,14 @@ type snapshot struct {
 	errs    []error
 	// degraded says why corrections are off (the last fetch or render failed), or "".
 	degraded string
+	// view is the snapshot as the cloud reconciler sees it, made on first use (shared by the
+	// copies degrade makes: they render the same objects).
+	view *renderedView
+}
+
+type renderedView struct {
+	once sync.Once
+	r    *cloud.Rendered
 }
 
 // desiredObject is one rendered object, ready to dry-run and apply.
@@ -122,7 +132,7 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 			if len(next.errs) > 0 {
 				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that cannot be used: %w", next.revision, errors.Join(next.errs...)))
 			}
-			e.deps.Metrics.SetRevision(next.revision)
+			e.ledger.Metrics().SetRevision(next.revision)
 			e.deps.Log.Info("Rendered the fleet", "revision", next.revision, "objects", len(next.desired), "partial", next.partial)
 		}
 	case len(cur.pending) > 0:
@@ -208,17 +218,16 @@ func degrade(s *snapshot, reason string) *snapshot {
 // publish makes s the desired state and forgets what is known of objects no longer in it.
 func (e *Engine) publish(s *snapshot) {
 	e.snap.Store(s)
+	keep := make(map[diff.Key]bool, len(s.desired))
+	for key := range s.desired {
+		keep[key] = true
+	}
+	e.ledger.Replace(report.SetSpec, keep)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for key := range e.memo {
 		if _, ok := s.desired[key]; !ok {
 			delete(e.memo, key)
-		}
-	}
-	for key := range e.findings {
-		if _, ok := s.desired[key]; !ok {
-			delete(e.findings, key)
-			e.deps.Events.Forget(key)
 		}
 	}
 	for key := range e.contests {
@@ -247,9 +256,7 @@ func (e *Engine) sourceTrouble(reason string, err error) error {
 // warn logs source-level trouble and records it as a Warning Event on the status ConfigMap.
 func (e *Engine) warn(reason string, err error) {
 	e.deps.Log.Error(err, "Source trouble", "reason", reason)
-	if e.statusWritable() {
-		e.deps.Events.Warning(e.deps.Status.Object(), reason, err.Error())
-	}
+	e.ledger.Warn(reason, err.Error())
 }
 
 // resolve turns a render into a snapshot: it defaults namespaces, tracks, hashes and stages each
@@ -261,7 +268,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 		commit: commit, revision: revision, renderErrs: renderErrs, renderPartial: partial,
 		desired: make(map[diff.Key]*desiredObject, len(objs)), rendered: make(map[diff.Key]bool, len(objs)),
 		gitClusters: map[string]bool{}, namespaces: map[string]bool{}, parts: map[string][]diff.Key{},
-		partial: partial, errs: slices.Clone(renderErrs),
+		partial: partial, errs: slices.Clone(renderErrs), view: &renderedView{},
 	}
 	defined := crdKinds(objs)
 	plain := make([]*unstructured.Unstructured, 0, len(objs))

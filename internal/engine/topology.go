@@ -9,9 +9,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/report"
 )
 
-var gvkMachineDeployment = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
+var (
+	gvkMachineDeployment = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
+	gvkClusterLive       = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+)
 
 // topologyFindings judges the MachineDeployments generated from the topology of every rendered
 // Cluster that has one.
@@ -35,39 +39,31 @@ func (e *Engine) topologyFindings(ctx context.Context, s *snapshot, act bool) (m
 		for _, md := range mds {
 			generated[diff.KeyOf(md)] = key
 		}
-		for _, f := range e.judgeTopology(ctx, s, key, cluster, mds) {
-			k := keyOfRef(f.Object)
+		for _, f := range diff.TopologyFindings(cluster, mds, e.situation(ctx, s, key, nil)) {
+			k := f.Object.Key()
 			out[k] = f
-			if live := findByKey(mds, k); act && live != nil {
-				e.deps.Events.Detected(live, k, f)
-			}
+			e.noteTopology(k, f, findByKey(mds, k), act)
 		}
 	}
 	e.mu.Lock()
 	e.topologyMDs = generated
-	previous := e.topology
-	e.topology = out
 	e.mu.Unlock()
-	for k := range previous {
-		if _, still := out[k]; !still {
-			e.deps.Events.Forget(k)
-		}
+	keep := make(map[diff.Key]bool, len(out))
+	for k := range out {
+		keep[k] = true
 	}
+	e.ledger.Replace(report.SetTopology, keep)
 	return out, errs
 }
 
-func (e *Engine) judgeTopology(ctx context.Context, s *snapshot, key diff.Key, cluster *unstructured.Unstructured, mds []*unstructured.Unstructured) []diff.Finding {
-	sit := e.situation(ctx, s, key, nil)
-	findings := diff.TopologyFindings(cluster, mds)
-	for i := range findings {
-		switch {
-		case sit.Deleting:
-			findings[i].Reason += fmt.Sprintf("; cluster %s is being deleted", cluster.GetName())
-		case sit.Paused:
-			findings[i].Reason += fmt.Sprintf("; cluster %s is paused", cluster.GetName())
-		}
+// noteTopology records the drift of a generated MachineDeployment, and announces it when act is set.
+func (e *Engine) noteTopology(key diff.Key, f diff.Finding, live *unstructured.Unstructured, act bool) {
+	entry := report.Entry{Set: report.SetTopology, Key: key}
+	if act && live != nil {
+		e.ledger.Drift(live, entry, f)
+		return
 	}
-	return findings
+	e.ledger.Keep(entry, f)
 }
 
 func (e *Engine) generatedMachineDeployments(ctx context.Context, cluster *unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
@@ -106,29 +102,14 @@ func (e *Engine) reconcileTopology(ctx context.Context, s *snapshot, key diff.Ke
 	if err != nil {
 		return outcome{err: fmt.Errorf("%s: listing the MachineDeployments of its topology: %w", clusterKey, err)}
 	}
-	var found *diff.Finding
-	for _, f := range e.judgeTopology(ctx, s, clusterKey, d.obj, mds) {
-		if keyOfRef(f.Object) == key {
-			found = &f
+	for _, f := range diff.TopologyFindings(d.obj, mds, e.situation(ctx, s, clusterKey, nil)) {
+		if f.Object.Key() == key {
+			e.noteTopology(key, f, findByKey(mds, key), act)
+			return outcome{finding: &f}
 		}
 	}
-	e.mu.Lock()
-	if found == nil {
-		delete(e.topology, key)
-	} else {
-		e.topology[key] = *found
-	}
-	e.mu.Unlock()
-	if found == nil {
-		e.deps.Events.Forget(key)
-		return outcome{}
-	}
-	if act {
-		if live := findByKey(mds, key); live != nil {
-			e.deps.Events.Detected(live, key, *found)
-		}
-	}
-	return outcome{finding: found}
+	e.ledger.Clear(report.Entry{Set: report.SetTopology, Key: key})
+	return outcome{}
 }
 
 func findByKey(objs []*unstructured.Unstructured, key diff.Key) *unstructured.Unstructured {

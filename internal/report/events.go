@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -37,48 +36,21 @@ const (
 // maxNote is the longest note events.k8s.io/v1 accepts.
 const maxNote = 1024
 
-// Events announces findings as Events, each drift once per occurrence.
+// Events writes driftd's Events. It decides nothing: what to announce, and when, is the Ledger's.
 type Events struct {
 	recorder events.EventRecorder
-
-	mu        sync.Mutex
-	announced map[diff.Key]uint64 // fingerprint of the drift last announced per object
-	failed    map[diff.Key]uint64 // fingerprint of the failure last announced per object
-	held      map[diff.Key]int    // contest episode last announced per object
-	once      map[string]bool     // keys of one-off warnings already recorded
 }
 
 // NewEvents returns an Events writing through recorder; a nil recorder records nothing (plan).
 func NewEvents(recorder events.EventRecorder) *Events {
-	return &Events{recorder: recorder, announced: map[diff.Key]uint64{}, failed: map[diff.Key]uint64{},
-		held: map[diff.Key]int{}, once: map[string]bool{}}
+	return &Events{recorder: recorder}
 }
 
-// Detected announces f on obj unless the same drift was already announced. It reports whether
-// this is a new occurrence.
-func (e *Events) Detected(obj runtime.Object, key diff.Key, f diff.Finding) bool {
-	fp := fingerprint(f)
-	e.mu.Lock()
-	seen := e.announced[key] == fp
-	e.announced[key] = fp
-	e.mu.Unlock()
-	if seen || f.Action == diff.ActionIgnored {
-		return false
-	}
+func (e *Events) detected(obj runtime.Object, f diff.Finding) {
 	e.emit(obj, "Warning", ReasonDriftDetected, "Detect", Describe(f))
-	return true
 }
 
-// Blocked announces that a correction is held back (a paused cluster, a budget, a limit), with
-// the reason. Call it when Detected announced a new occurrence.
-func (e *Events) Blocked(obj runtime.Object, f diff.Finding) {
-	e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", f.Reason)
-}
-
-// Corrected announces a correction. The drift is forgotten, so that if it comes back, that is a
-// new occurrence.
-func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
-	e.Forget(key)
+func (e *Events) corrected(obj runtime.Object, f diff.Finding) {
 	note := fmt.Sprintf("%s corrected by %s", f.Class, f.Action)
 	if len(f.Fields) > 0 {
 		note += ": " + FieldList(f.Fields)
@@ -86,66 +58,13 @@ func (e *Events) Corrected(obj runtime.Object, key diff.Key, f diff.Finding) {
 	e.emit(obj, "Normal", ReasonDriftCorrected, "Correct", note)
 }
 
-// Replaced announces that a Machine's replacement was requested (annotated for its
-// MachineHealthCheck, or deleted for its MachineSet).
-func (e *Events) Replaced(obj runtime.Object, f diff.Finding, method string) {
-	e.emit(obj, "Normal", ReasonMachineReplacementRequested, "Replace", Describe(f)+": replacement by "+method)
-}
-
-// Failed announces a correction the API server refused or that could not be made, with the
-// error (and a hint where there is one), once for each distinct failure of the same drift: a
-// transient failure retried with backoff is not announced again on every retry.
-func (e *Events) Failed(obj runtime.Object, key diff.Key, f diff.Finding, err error, hint string) bool {
-	fp := fingerprint(f) ^ hashString(err.Error())
-	e.mu.Lock()
-	seen := e.failed[key] == fp
-	e.failed[key] = fp
-	e.mu.Unlock()
-	if seen {
-		return false
-	}
+func (e *Events) failed(obj runtime.Object, f diff.Finding, err error, hint string) {
 	// The hint before the error, which may be long: a note holds 1 KiB.
 	note := fmt.Sprintf("%s %s failed: %s", f.Class, correctionOf(f), Brief(err.Error()))
 	if hint != "" {
 		note = fmt.Sprintf("%s %s failed (hint: %s): %s", f.Class, correctionOf(f), hint, Brief(err.Error()))
 	}
 	e.emit(obj, "Warning", ReasonCorrectionFailed, "Correct", note)
-	return true
-}
-
-// Held announces, once per contest episode, that driftd holds its correction of a field another
-// writer keeps setting back. The drift itself is not announced again while it is held.
-func (e *Events) Held(obj runtime.Object, key diff.Key, f diff.Finding, episode int) bool {
-	e.mu.Lock()
-	seen := e.held[key] == episode
-	e.held[key] = episode
-	e.mu.Unlock()
-	if seen {
-		return false
-	}
-	e.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", Describe(f))
-	return true
-}
-
-// Forget drops what was announced for key: the object no longer drifts.
-func (e *Events) Forget(key diff.Key) {
-	e.mu.Lock()
-	delete(e.announced, key)
-	delete(e.failed, key)
-	e.mu.Unlock()
-}
-
-// Once records a Warning Event with reason on obj the first time it is called with onceKey, and
-// reports whether it did.
-func (e *Events) Once(obj runtime.Object, onceKey, reason, note string) bool {
-	e.mu.Lock()
-	seen := e.once[onceKey]
-	e.once[onceKey] = true
-	e.mu.Unlock()
-	if !seen {
-		e.emit(obj, "Warning", reason, "Reconcile", note)
-	}
-	return !seen
 }
 
 // correctionOf names the correction a finding called for, also when it was blocked.

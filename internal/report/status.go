@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/go-logr/logr"
 )
 
 // StatusName is the name of owner's status ConfigMap: each driftd instance (shard) of a
@@ -65,13 +67,23 @@ func Summarize(revision string, findings []diff.Finding, errs []string) Summary 
 // Events recorded on it) cannot be written; driftd runs on and reports the rest.
 var ErrNoNamespace = errors.New("driftd's namespace does not exist")
 
-// Status keeps the status ConfigMap driftd-status-<owner>.
+// Status keeps the status ConfigMap driftd-status-<owner>. Without its namespace (driftd run from a
+// laptop, config/ never applied) it says so once and then tries again after a growing wait — one
+// minute doubling to 30 — rather than failing the same write every cycle; Events on it wait too.
 type Status struct {
 	client    client.Client
 	namespace string
 	name      string
-	last      string
-	uid       types.UID
+	// Log hears, once, that the namespace is missing and, once, that it is back.
+	Log logr.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	last    string
+	uid     types.UID
+	wait    time.Time     // no write before then
+	backoff time.Duration // the current wait; 0 while writable
 }
 
 // NewStatus returns the status writer of owner in namespace.
@@ -84,14 +96,64 @@ func (s *Status) Namespace() string { return s.namespace }
 
 // Object is the status ConfigMap, as a target for Events (with its UID once it was read or written).
 func (s *Status) Object() *corev1.ConfigMap {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, UID: s.uid}}
+	s.mu.Lock()
+	uid := s.uid
+	s.mu.Unlock()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, UID: uid}}
 	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	return cm
 }
 
+// Writable reports whether the status ConfigMap, and Events on it, can be written: its namespace
+// was not found missing.
+func (s *Status) Writable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backoff == 0
+}
+
+func (s *Status) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
 // Write stores sum when it differs from what was last written (the time aside), so that an
-// unchanged fleet costs no write.
+// unchanged fleet costs no write. While its namespace is missing it writes only once the wait
+// passed, and returns nil: the missing namespace was said once.
 func (s *Status) Write(ctx context.Context, sum Summary) error {
+	s.mu.Lock()
+	wait := s.wait
+	s.mu.Unlock()
+	if s.now().Before(wait) {
+		return nil
+	}
+	err := s.write(ctx, sum)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrNoNamespace):
+		if s.backoff == 0 {
+			s.Log.Error(err, "The status ConfigMap cannot be written: its namespace does not exist. Apply config/ (it creates the namespace) or pass --namespace; drift is still reported as Events on the objects, in the log and the metrics",
+				"namespace", s.namespace)
+			s.backoff = time.Minute
+		} else {
+			s.backoff = min(2*s.backoff, 30*time.Minute)
+		}
+		s.wait = s.now().Add(s.backoff)
+		return nil
+	case err != nil:
+		return err
+	}
+	if s.backoff > 0 {
+		s.Log.Info("The status ConfigMap is written again", "namespace", s.namespace)
+	}
+	s.backoff, s.wait = 0, time.Time{}
+	return nil
+}
+
+func (s *Status) write(ctx context.Context, sum Summary) error {
 	key := sum
 	key.Time = time.Time{}
 	fp, err := json.Marshal(key)
@@ -126,7 +188,9 @@ func (s *Status) Write(ctx context.Context, sum Summary) error {
 		}
 		return err
 	}
+	s.mu.Lock()
 	s.uid = cm.UID
+	s.mu.Unlock()
 	s.last = string(fp)
 	return nil
 }
@@ -138,7 +202,9 @@ func (s *Status) stored(ctx context.Context) string {
 	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: s.name}, cm); err != nil {
 		return ""
 	}
+	s.mu.Lock()
 	s.uid = cm.UID
+	s.mu.Unlock()
 	var sum Summary
 	if err := json.Unmarshal([]byte(cm.Data["summary.json"]), &sum); err != nil {
 		return ""

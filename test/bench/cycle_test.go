@@ -51,7 +51,7 @@ func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Eng
 	), informers
 }
 
-func cycle(tb testing.TB, e *engine.Engine) *engine.Result {
+func cycle(tb testing.TB, e *engine.Engine) *report.Result {
 	tb.Helper()
 	res, err := e.Cycle(context.Background())
 	if err != nil {

@@ -1,4 +1,4 @@
-package engine
+package cloud
 
 import (
 	"context"
@@ -25,22 +25,22 @@ const capaGroup, capvGroup = "infrastructure.cluster.x-k8s.io", "infrastructure.
 // AWSClusterStaticIdentity is the keys of its Secret (in CAPA's namespace); AWSClusterRoleIdentity
 // is its role assumed from its sourceIdentityRef, chained. The identity the cluster names must allow
 // the cluster's namespace.
-func (e *Engine) awsIdentity(ctx context.Context, awsCluster *unstructured.Unstructured) (*infra.AWSIdentity, error) {
+func (r *Reconciler) awsIdentity(ctx context.Context, awsCluster *unstructured.Unstructured) (*infra.AWSIdentity, error) {
 	kind, _, _ := unstructured.NestedString(awsCluster.Object, "spec", "identityRef", "kind")
 	name, _, _ := unstructured.NestedString(awsCluster.Object, "spec", "identityRef", "name")
 	if kind == "" {
 		return nil, nil
 	}
-	return e.resolveAWS(ctx, kind, name, awsCluster.GetNamespace(), 0)
+	return r.resolveAWS(ctx, kind, name, awsCluster.GetNamespace(), 0)
 }
 
 // resolveAWS resolves one identity of a chain. Every identity of the chain must allow the
 // cluster's namespace, as CAPA checks every link (pkg/cloud/scope/session.go:265, 342, 369).
-func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, depth int) (*infra.AWSIdentity, error) {
+func (r *Reconciler) resolveAWS(ctx context.Context, kind, name, namespace string, depth int) (*infra.AWSIdentity, error) {
 	if depth > 4 {
 		return nil, fmt.Errorf("%s %s: sourceIdentityRef chains more than 4 roles (a loop?)", kind, name)
 	}
-	obj, err := e.identityObject(ctx, schema.GroupVersionKind{Group: capaGroup, Version: "v1beta2", Kind: kind}, name)
+	obj, err := r.identityObject(ctx, schema.GroupVersionKind{Group: capaGroup, Version: "v1beta2", Kind: kind}, name)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, d
 		// CAPA's singleton (session.go:353): any other name is refused.
 		return nil, fmt.Errorf("%s %s: CAPA uses only the AWSClusterControllerIdentity named default", kind, name)
 	}
-	if err := e.allowed(ctx, obj, namespace, diff.CAPAAllows); err != nil {
+	if err := r.allowed(ctx, obj, namespace, diff.CAPAAllows); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	id := &infra.AWSIdentity{Key: kind + "/" + name}
@@ -58,13 +58,13 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, d
 	case "AWSClusterStaticIdentity":
 		secretName, _, _ := unstructured.NestedString(obj.Object, "spec", "secretRef")
 		secret := &corev1.Secret{}
-		if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: e.opts.Cloud.AWSIdentityNamespace, Name: secretName}, secret); err != nil {
-			return nil, fmt.Errorf("%s %s: reading its Secret %s/%s: %w", kind, name, e.opts.Cloud.AWSIdentityNamespace, secretName, err)
+		if err := r.deps.Client.Get(ctx, client.ObjectKey{Namespace: r.opts.AWSIdentityNamespace, Name: secretName}, secret); err != nil {
+			return nil, fmt.Errorf("%s %s: reading its Secret %s/%s: %w", kind, name, r.opts.AWSIdentityNamespace, secretName, err)
 		}
 		id.Static = &infra.StaticCredentials{AccessKeyID: string(secret.Data["AccessKeyID"]),
 			SecretAccessKey: string(secret.Data["SecretAccessKey"]), SessionToken: string(secret.Data["SessionToken"])}
 		if id.Static.AccessKeyID == "" || id.Static.SecretAccessKey == "" {
-			return nil, fmt.Errorf("%s %s: its Secret %s/%s lacks AccessKeyID or SecretAccessKey", kind, name, e.opts.Cloud.AWSIdentityNamespace, secretName)
+			return nil, fmt.Errorf("%s %s: its Secret %s/%s lacks AccessKeyID or SecretAccessKey", kind, name, r.opts.AWSIdentityNamespace, secretName)
 		}
 		return id, nil
 	case "AWSClusterRoleIdentity":
@@ -75,7 +75,7 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, d
 		srcKind, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "kind")
 		srcName, _, _ := unstructured.NestedString(obj.Object, "spec", "sourceIdentityRef", "name")
 		if srcKind != "" {
-			src, err := e.resolveAWS(ctx, srcKind, srcName, namespace, depth+1)
+			src, err := r.resolveAWS(ctx, srcKind, srcName, namespace, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: its sourceIdentityRef: %w", kind, name, err)
 			}
@@ -90,7 +90,7 @@ func (e *Engine) resolveAWS(ctx context.Context, kind, name, namespace string, d
 // vsphereIdentity resolves the credentials a VSphereCluster names (spec.identityRef): a Secret in
 // the cluster's own namespace, or a VSphereClusterIdentity — whose Secret lives in CAPV's namespace
 // and which the cluster's namespace must be allowed to use.
-func (e *Engine) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructured) (*infra.VSphereIdentity, error) {
+func (r *Reconciler) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructured) (*infra.VSphereIdentity, error) {
 	kind, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "kind")
 	name, _, _ := unstructured.NestedString(vc.Object, "spec", "identityRef", "name")
 	secretNS, secretName := vc.GetNamespace(), name
@@ -98,7 +98,7 @@ func (e *Engine) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructu
 	switch kind {
 	case "Secret":
 	case "VSphereClusterIdentity":
-		id, err := e.identityObject(ctx, schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: kind}, name)
+		id, err := r.identityObject(ctx, schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: kind}, name)
 		if err != nil {
 			return nil, err
 		}
@@ -106,37 +106,37 @@ func (e *Engine) vsphereIdentity(ctx context.Context, vc *unstructured.Unstructu
 		capv := func(allowed any, _ string, nsLabels map[string]string) (bool, error) {
 			return diff.CAPVAllows(allowed, ready, nsLabels)
 		}
-		if err := e.allowed(ctx, id, vc.GetNamespace(), capv); err != nil {
+		if err := r.allowed(ctx, id, vc.GetNamespace(), capv); err != nil {
 			return nil, fmt.Errorf("VSphereClusterIdentity %s: %w", name, err)
 		}
 		secretName, _, _ = unstructured.NestedString(id.Object, "spec", "secretName")
-		secretNS = e.opts.Cloud.IdentityNamespace
+		secretNS = r.opts.IdentityNamespace
 		key = "VSphereClusterIdentity/" + name
 	default:
 		return nil, errors.New("spec.identityRef names no Secret or VSphereClusterIdentity; driftd cannot log in to its vCenter")
 	}
 	secret := &corev1.Secret{}
-	if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: secretNS, Name: secretName}, secret); err != nil {
+	if err := r.deps.Client.Get(ctx, client.ObjectKey{Namespace: secretNS, Name: secretName}, secret); err != nil {
 		return nil, fmt.Errorf("reading the identity Secret %s/%s: %w", secretNS, secretName, err)
 	}
 	return &infra.VSphereIdentity{Key: key, Username: string(secret.Data["username"]), Password: string(secret.Data["password"])}, nil
 }
 
-func (e *Engine) identityObject(ctx context.Context, gvk schema.GroupVersionKind, name string) (*unstructured.Unstructured, error) {
+func (r *Reconciler) identityObject(ctx context.Context, gvk schema.GroupVersionKind, name string) (*unstructured.Unstructured, error) {
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(gvk)
-	if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
+	if err := r.deps.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, name, err)
 	}
 	return obj, nil
 }
 
 // allowed checks an identity's spec.allowedNamespaces for namespace with its provider's rule.
-func (e *Engine) allowed(ctx context.Context, identity *unstructured.Unstructured, namespace string,
+func (r *Reconciler) allowed(ctx context.Context, identity *unstructured.Unstructured, namespace string,
 	rule func(allowed any, namespace string, nsLabels map[string]string) (bool, error)) error {
 	allowed, _, _ := unstructured.NestedFieldNoCopy(identity.Object, "spec", "allowedNamespaces")
 	ns := &corev1.Namespace{}
-	if err := e.deps.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+	if err := r.deps.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
 		return fmt.Errorf("reading namespace %s: %w", namespace, err)
 	}
 	ok, err := rule(allowed, namespace, ns.Labels)
