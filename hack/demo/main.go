@@ -30,22 +30,18 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	ktypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/driftd/driftd/internal/cli"
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/sandbox"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const ns = "fleet-dev"
-
-var (
-	gvkMD      = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
-	gvkMachine = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Machine"}
-)
 
 func main() {
 	sandbox.RunChildIfAsked() // driftd renders in a child process of this binary
@@ -67,7 +63,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
-	c := env.Client
+	c := driver.New(env.Env)
 
 	work, err := os.MkdirTemp("", "driftd-demo-")
 	if err != nil {
@@ -99,9 +95,9 @@ func run(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Execute(runCtx, append([]string{"run", "--namespace", "driftd-system", "--interval", "5s", "--cloud-interval", "2s",
+		done <- driver.Exec(runCtx, &logs, &logs, append([]string{"run", "--namespace", "driftd-system", "--interval", "5s", "--cloud-interval", "2s",
 			"--prune", "--provider", "in-memory", "--config", config, "--git-cache-dir", filepath.Join(work, "cache"),
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, source...), &logs, &logs)
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, source...)...)
 	}()
 	defer func() { stopRun(); <-done }()
 	go printEvents(runCtx, env.Env)
@@ -114,13 +110,15 @@ func run(ctx context.Context) error {
 
 	say("Out of band #1: `kubectl scale machinedeployment dev1-md-0 --replicas=5`")
 	scale := &unstructured.Unstructured{}
-	scale.SetGroupVersionKind(gvkMD)
+	scale.SetGroupVersionKind(diff.GVKMachineDeployment)
 	scale.SetNamespace(ns)
 	scale.SetName("dev1-md-0")
-	if err := c.SubResource("scale").Patch(ctx, scale, client.RawPatch(ktypes.MergePatchType, []byte(`{"spec":{"replicas":5}}`)), client.FieldOwner("kubectl-scale")); err != nil {
+	if err := c.Client.SubResource("scale").Patch(ctx, scale, client.RawPatch(ktypes.MergePatchType, []byte(`{"spec":{"replicas":5}}`)), client.FieldOwner("kubectl-scale")); err != nil {
 		return err
 	}
-	if err := until(ctx, time.Minute, func() bool { return replicas(ctx, c) == 2 && len(pool(ctx, c)) == 2 && running(ctx, c, "dev1") == 3 }); err != nil {
+	if err := until(ctx, time.Minute, func() bool {
+		return c.Replicas(ns, "dev1-md-0") == 2 && len(pool(ctx, c)) == 2 && running(ctx, c, "dev1") == 3
+	}); err != nil {
 		return err
 	}
 	say("driftd put Git's 2 replicas back, Cluster API kept (or brought back) 2 workers: %s", describe(ctx, c))
@@ -152,7 +150,7 @@ func run(ctx context.Context) error {
 	say("The webhook said no, driftd said why and how, and nothing else changed: %s", describe(ctx, c))
 
 	say("driftd plan --provider in-memory --config driftd.yaml: what Git, the cluster and the cloud still disagree on")
-	_ = cli.Execute(ctx, append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache"), "--provider", "in-memory", "--config", config}, source...), os.Stdout, os.Stderr)
+	_ = driver.Exec(ctx, os.Stdout, os.Stderr, append([]string{"plan", "--git-cache-dir", filepath.Join(work, "plan-cache"), "--provider", "in-memory", "--config", config}, source...)...)
 
 	say("%s from an empty management cluster", time.Since(began).Round(time.Second))
 	if os.Getenv("DEMO_KEEP") == "1" {
@@ -163,8 +161,8 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// fleet is the demo's git repository.
-type fleet struct {
+// gitRepo is the demo's git repository.
+type gitRepo struct {
 	dir  string
 	repo *git.Repository
 }
@@ -172,7 +170,7 @@ type fleet struct {
 // fleetRepo makes a git repository of the test bed's development cluster dev1 — one control plane
 // machine, quick workers — its commit signed by a new OpenPGP key, and returns it with the keyring
 // file that trusts that key.
-func fleetRepo(work string) (*fleet, *openpgp.Entity, string, error) {
+func fleetRepo(work string) (*gitRepo, *openpgp.Entity, string, error) {
 	key, err := openpgp.NewEntity("Platform Team", "demo", "platform@example.com", nil)
 	if err != nil {
 		return nil, nil, "", err
@@ -195,30 +193,18 @@ func fleetRepo(work string) (*fleet, *openpgp.Entity, string, error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	dev1, err := os.ReadFile(filepath.Join(root, "test/capi/testdata/fleet/dev1.yaml"))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	cluster := strings.NewReplacer("replicas: 3", "replicas: 1", `startupDuration: "10s"`, `startupDuration: "3s"`).Replace(string(dev1))
+	cluster := strings.NewReplacer("replicas: 3", "replicas: 1", `startupDuration: "10s"`, `startupDuration: "3s"`).Replace(fleet.Read("capi/dev1.yaml"))
 	dir := filepath.Join(work, "fleet")
 	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}})
 	if err != nil {
 		return nil, nil, "", err
 	}
-	r := &fleet{dir: dir, repo: repo}
-	return r, key, keyring, r.write(key, "the fleet", map[string]string{
-		"fleet/kustomization.yaml": "namespace: " + ns + "\nresources:\n- namespace.yaml\n- dev1.yaml\n",
-		"fleet/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
-		"fleet/dev1.yaml":          cluster,
-	})
+	r := &gitRepo{dir: dir, repo: repo}
+	return r, key, keyring, r.write(key, "the fleet", fleet.New(ns).Add("dev1.yaml", cluster).Files())
 }
 
 // commit changes fleet/dev1.yaml with edit and commits it, signed.
-func (r *fleet) commit(key *openpgp.Entity, message string, edit func(string) string) error {
+func (r *gitRepo) commit(key *openpgp.Entity, message string, edit func(string) string) error {
 	b, err := os.ReadFile(filepath.Join(r.dir, "fleet/dev1.yaml"))
 	if err != nil {
 		return err
@@ -226,7 +212,7 @@ func (r *fleet) commit(key *openpgp.Entity, message string, edit func(string) st
 	return r.write(key, message, map[string]string{"fleet/dev1.yaml": edit(string(b))})
 }
 
-func (r *fleet) write(key *openpgp.Entity, message string, files map[string]string) error {
+func (r *gitRepo) write(key *openpgp.Entity, message string, files map[string]string) error {
 	wt, err := r.repo.Worktree()
 	if err != nil {
 		return err
@@ -271,56 +257,29 @@ func printEvents(ctx context.Context, env *testenv.Env) {
 	}
 }
 
-// pool returns dev1-md-0's Machines, by name.
-func pool(ctx context.Context, c client.Client) []*unstructured.Unstructured {
-	return machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/deployment-name": "dev1-md-0"})
+// pool returns dev1-md-0's Machines, ordered by name.
+func pool(ctx context.Context, c *driver.Driver) []*unstructured.Unstructured {
+	return machines(ctx, c, map[string]string{"cluster.x-k8s.io/deployment-name": "dev1-md-0"})
 }
 
-func machines(ctx context.Context, c client.Client, sel client.MatchingLabels) []*unstructured.Unstructured {
-	l := &unstructured.UnstructuredList{}
-	l.SetGroupVersionKind(gvkMachine.GroupVersion().WithKind("MachineList"))
-	if err := c.List(ctx, l, client.InNamespace(ns), sel); err != nil {
-		return nil
-	}
-	var out []*unstructured.Unstructured
-	for i := range l.Items {
-		out = append(out, &l.Items[i])
-	}
-	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int { return strings.Compare(a.GetName(), b.GetName()) })
-	return out
+func machines(ctx context.Context, c *driver.Driver, labels map[string]string) []*unstructured.Unstructured {
+	ms, _ := c.List(ctx, diff.GVKMachine, ns, labels)
+	return ms
 }
 
 // running counts a cluster's Machines that are Running with a Node.
-func running(ctx context.Context, c client.Client, cluster string) int {
-	n := 0
-	for _, m := range machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/cluster-name": cluster}) {
-		phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
-		node, _, _ := unstructured.NestedString(m.Object, "status", "nodeRef", "name")
-		if phase == "Running" && node != "" && m.GetDeletionTimestamp() == nil {
-			n++
-		}
-	}
-	return n
+func running(ctx context.Context, c *driver.Driver, cluster string) int {
+	return driver.Running(machines(ctx, c, map[string]string{"cluster.x-k8s.io/cluster-name": cluster}))
 }
 
 // describe lists dev1's Machines with their phases.
-func describe(ctx context.Context, c client.Client) string {
+func describe(ctx context.Context, c *driver.Driver) string {
 	var parts []string
-	for _, m := range machines(ctx, c, client.MatchingLabels{"cluster.x-k8s.io/cluster-name": "dev1"}) {
+	for _, m := range machines(ctx, c, map[string]string{"cluster.x-k8s.io/cluster-name": "dev1"}) {
 		phase, _, _ := unstructured.NestedString(m.Object, "status", "phase")
 		parts = append(parts, m.GetName()+" "+phase)
 	}
 	return "\n      " + strings.Join(parts, "\n      ")
-}
-
-func replicas(ctx context.Context, c client.Client) int64 {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvkMD)
-	if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev1-md-0"}, u) != nil {
-		return -1
-	}
-	r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
-	return r
 }
 
 // failed reports whether driftd recorded CorrectionFailed on the DevMachineTemplate.

@@ -14,15 +14,6 @@ import (
 	"github.com/driftd/driftd/internal/report"
 )
 
-var (
-	gvkMachine           = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Machine"}
-	gvkMHC               = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineHealthCheck"}
-	gvkMachinePool       = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachinePool"}
-	gvkMachineSet        = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineSet"}
-	gvkMachineDeployment = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
-	gvkKCP               = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
-)
-
 // target is a rendered cluster in scope: its live Cluster, the provider that reads it and how.
 type target struct {
 	cluster  *unstructured.Unstructured
@@ -76,7 +67,7 @@ func (r *Reconciler) scope(ctx context.Context, rendered *Rendered, res *report.
 		namespaces[t.cluster.GetNamespace()] = true
 	}
 	for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
-		machines, err := r.deps.Fleet.List(ctx, gvkMachine, ns, nil)
+		machines, err := r.deps.Fleet.List(ctx, diff.GVKMachine, ns, nil)
 		if err != nil {
 			res.Errors = append(res.Errors, err)
 			continue
@@ -94,12 +85,12 @@ func (r *Reconciler) scope(ctx context.Context, rendered *Rendered, res *report.
 				}
 			}
 		}
-		mhcs, err := r.deps.Fleet.List(ctx, gvkMHC, ns, nil)
+		mhcs, err := r.deps.Fleet.List(ctx, diff.GVKMachineHealthCheck, ns, nil)
 		if err != nil {
 			res.Errors = append(res.Errors, err)
 		}
 		sc.mhcs = append(sc.mhcs, mhcs...)
-		pools, err := r.deps.Fleet.List(ctx, gvkMachinePool, ns, nil)
+		pools, err := r.deps.Fleet.List(ctx, diff.GVKMachinePool, ns, nil)
 		if err != nil {
 			res.Errors = append(res.Errors, err)
 		}
@@ -230,11 +221,11 @@ func (r *Reconciler) replicasOf(ctx context.Context, g diff.Group) (diff.Replica
 	var gvk schema.GroupVersionKind
 	switch g.Kind {
 	case "MachineDeployment":
-		gvk = gvkMachineDeployment
+		gvk = diff.GVKMachineDeployment
 	case "MachineSet":
-		gvk = gvkMachineSet
+		gvk = diff.GVKMachineSet
 	case "KubeadmControlPlane":
-		gvk = gvkKCP
+		gvk = diff.GVKKubeadmControlPlane
 	default:
 		return diff.Replicas{}, false
 	}

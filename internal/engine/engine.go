@@ -248,7 +248,7 @@ func (e *Engine) GVKs() []schema.GroupVersionKind {
 	}
 	out := append([]schema.GroupVersionKind(nil), s.gvks...)
 	if s.topology {
-		out = append(out, gvkMachineDeployment)
+		out = append(out, diff.GVKMachineDeployment)
 	}
 	return out
 }

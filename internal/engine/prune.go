@@ -317,7 +317,7 @@ func (e *Engine) clusterStates(ctx context.Context, s *snapshot, orphans []diff.
 		}
 		st := diff.ClusterState{InGit: s.gitClusters[id]}
 		ref := &unstructured.Unstructured{}
-		ref.SetGroupVersionKind(gvkClusterLive)
+		ref.SetGroupVersionKind(diff.GVKCluster)
 		ref.SetNamespace(o.Object.GetNamespace())
 		ref.SetName(o.Cluster)
 		if d, ok := s.desired[diff.KeyOf(ref)]; ok {

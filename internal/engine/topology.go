@@ -5,16 +5,10 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
-)
-
-var (
-	gvkMachineDeployment = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
-	gvkClusterLive       = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
 )
 
 // topologyFindings judges the MachineDeployments generated from the topology of every rendered
@@ -68,12 +62,12 @@ func (e *Engine) noteTopology(key diff.Key, f diff.Finding, live *unstructured.U
 
 func (e *Engine) generatedMachineDeployments(ctx context.Context, cluster *unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
 	if e.deps.Kinds != nil {
-		if err := e.deps.Kinds.Ready(ctx, gvkMachineDeployment); err != nil {
+		if err := e.deps.Kinds.Ready(ctx, diff.GVKMachineDeployment); err != nil {
 			return nil, err
 		}
 	}
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvkMachineDeployment.GroupVersion().WithKind("MachineDeploymentList"))
+	list.SetGroupVersionKind(diff.GVKMachineDeployment.GroupVersion().WithKind("MachineDeploymentList"))
 	if err := e.deps.Reader.List(ctx, list, client.InNamespace(cluster.GetNamespace()),
 		client.MatchingLabels{diff.LabelClusterName: cluster.GetName()}, client.HasLabels{diff.LabelTopologyOwned}); err != nil {
 		return nil, err

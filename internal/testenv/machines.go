@@ -20,8 +20,6 @@ const (
 	machineSetOwnerUIDStub = "00000000-0000-0000-0000-000000000001"
 )
 
-var gvkMachine = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Machine"}
-
 // ProvisionMachine creates what Cluster API would have created for a running Machine of a
 // MachineDeployment (no Cluster API controller runs in the plain test bed): the Machine, owned by a
 // MachineSet, labelled with its cluster, deployment and "pool: <deployment>", phase Running with a
@@ -39,7 +37,7 @@ func (e *Env) ProvisionMachine(tb testing.TB, ns, cluster, deployment, name, pro
 		tb.Fatalf("creating %s %s: %v", infraGVK.Kind, name, err)
 	}
 	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
+	m.SetGroupVersionKind(clusterv1.GroupVersion.WithKind("Machine"))
 	m.SetNamespace(ns)
 	m.SetName(name)
 	m.SetLabels(map[string]string{labelClusterName: cluster, labelDeploymentName: deployment, "pool": deployment})
@@ -63,7 +61,7 @@ func (e *Env) ProvisionMachine(tb testing.TB, ns, cluster, deployment, name, pro
 func (e *Env) MachineState(tb testing.TB, ns, name string) string {
 	tb.Helper()
 	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
+	m.SetGroupVersionKind(clusterv1.GroupVersion.WithKind("Machine"))
 	if err := e.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
 		return "gone"
 	}

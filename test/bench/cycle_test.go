@@ -23,7 +23,7 @@ import (
 // daemonEngine builds an Engine as `driftd run` does: live objects from an informer cache behind
 // the kind gate, dry-runs and writes through a client, the status ConfigMap kept. Every request
 // goes through the counter.
-func daemonEngine(tb testing.TB, f *fleet, counter *requestCounter) (*engine.Engine, client.Reader) {
+func daemonEngine(tb testing.TB, f *benchFleet, counter *requestCounter) (*engine.Engine, client.Reader) {
 	tb.Helper()
 	cfg := counter.config(env.Config)
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
@@ -151,7 +151,7 @@ func BenchmarkFleet(b *testing.B) {
 // benchNoChangeCycle compares driftd's cycle over an unchanged fleet with what Flux's
 // kustomize-controller does every interval: ssa.ResourceManager.Diff (a GET and a server-side
 // dry-run) of every object, over the same objects on the same API server.
-func benchNoChangeCycle(b *testing.B, f *fleet) {
+func benchNoChangeCycle(b *testing.B, f *benchFleet) {
 	b.Run("driftd", func(b *testing.B) {
 		counter := &requestCounter{}
 		e, _ := daemonEngine(b, f, counter)
@@ -196,7 +196,7 @@ func benchNoChangeCycle(b *testing.B, f *fleet) {
 // benchRestart measures what starting costs over a fleet in sync, from a new engine (its watches
 // listed and synced) to its first complete report: the very first start, when no driftd stored its
 // verdicts yet, and a restart after one did.
-func benchRestart(b *testing.B, f *fleet) {
+func benchRestart(b *testing.B, f *benchFleet) {
 	start := func() (int64, time.Duration) {
 		counter := &requestCounter{}
 		t0 := time.Now()
@@ -222,7 +222,7 @@ func benchRestart(b *testing.B, f *fleet) {
 }
 
 // prepared returns the fleet's objects as driftd applies them: namespaced and tracked.
-func prepared(f *fleet) []*unstructured.Unstructured {
+func prepared(f *benchFleet) []*unstructured.Unstructured {
 	out := make([]*unstructured.Unstructured, 0, len(f.objects))
 	for _, o := range f.objects {
 		c := o.DeepCopy()

@@ -15,30 +15,25 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/driftd/driftd/internal/cli"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
-func runArgs(tb testing.TB, f *fleet) []string {
-	return []string{"run", "--repo", f.repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", env.KubeconfigFile(tb),
-		"--owner", f.owner, "--namespace", f.ns, "--interval", "1h", "--git-cache-dir", tb.TempDir(),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+// runArgs are the flags of the benchmarks' `driftd run` (its namespace aside): one cycle an hour.
+func runArgs(tb testing.TB, f *benchFleet) []string {
+	return append(drv.Args(tb, f.repo.Dir, f.owner), "--interval", "1h")
 }
 
 // waitForFirstCycle waits until driftd wrote its status, i.e. finished its first cycle, failing
-// with driftd's output if it exits or takes more than 10 minutes.
-func waitForFirstCycle(tb testing.TB, f *fleet, exited chan error, out *testenv.SyncBuffer) {
+// with driftd's output if it exits (exited returns why) or takes more than 10 minutes.
+func waitForFirstCycle(tb testing.TB, f *benchFleet, exited func() error, out *testenv.SyncBuffer) {
 	tb.Helper()
 	testenv.Eventually(tb, 10*time.Minute, "driftd's first cycle", func() bool {
-		select {
-		case err := <-exited:
+		if err := exited(); err != nil {
 			tb.Fatalf("driftd exited (%v) before its first cycle:\n%s", err, out.String())
-		default:
 		}
 		return env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: report.StatusName(f.owner)}, &corev1.ConfigMap{}) == nil
 	})
@@ -47,17 +42,21 @@ func waitForFirstCycle(tb testing.TB, f *fleet, exited chan error, out *testenv.
 // benchDetectionLatency measures the time from an out-of-band patch of a MachineDeployment by
 // another field manager to driftd's DriftDetected Event on it: "detected" is the Event's own time
 // (when driftd decided), "visible" is when a watcher of Events sees it. 50 edits, p50 and p95.
-func benchDetectionLatency(b *testing.B, f *fleet) {
+func benchDetectionLatency(b *testing.B, f *benchFleet) {
 	_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
 	ctx, cancel := context.WithCancel(context.Background())
-	var out testenv.SyncBuffer
-	exited := make(chan error, 1)
-	go func() { exited <- fmt.Errorf("exit %d", cli.Execute(ctx, runArgs(b, f), &out, &out)) }()
-	defer func() { cancel(); <-exited }()
-	waitForFirstCycle(b, f, exited, &out)
+	defer cancel()
+	d := drv.Start(b, f.ns, runArgs(b, f)...)
+	defer d.Stop(time.Minute)
+	waitForFirstCycle(b, f, func() error {
+		if code, ok := d.Exited(); ok {
+			return fmt.Errorf("exit %d", code)
+		}
+		return nil
+	}, d.Out)
 	// The watches start right after the first cycle: an unmeasured edit, corrected, shows they run.
-	scale(ctx, b, f.ns, "c0000-md-0", 99)
-	testenv.Eventually(b, time.Minute, "the warm-up edit corrected", func() bool { return replicasOf(ctx, f.ns, "c0000-md-0") == 3 })
+	drv.Scale(b, "kubectl-edit", f.ns, "c0000-md-0", 99)
+	testenv.Eventually(b, time.Minute, "the warm-up edit corrected", func() bool { return drv.Replicas(f.ns, "c0000-md-0") == 3 })
 
 	clientset := kubernetes.NewForConfigOrDie(env.Config)
 	w, err := clientset.EventsV1().Events(f.ns).Watch(ctx, metav1.ListOptions{})
@@ -72,7 +71,7 @@ func benchDetectionLatency(b *testing.B, f *fleet) {
 		name := fmt.Sprintf("c%04d-md-0", i%(len(f.objects)/8))
 		want := fmt.Sprintf("live %d", 10+i)
 		t0 := time.Now()
-		scale(ctx, b, f.ns, name, int64(10+i))
+		drv.Scale(b, "kubectl-edit", f.ns, name, int64(10+i))
 		timeout := time.After(30 * time.Second)
 	wait:
 		for {
@@ -98,7 +97,7 @@ func benchDetectionLatency(b *testing.B, f *fleet) {
 
 // benchRunPeakRSS runs the driftd binary on the fleet until it has finished two cycles and
 // reports its peak resident memory (VmHWM).
-func benchRunPeakRSS(b *testing.B, f *fleet) {
+func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
@@ -112,9 +111,8 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 	var peak float64
 	for range b.N {
 		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
-		args := runArgs(b, f)[1:]
 		metrics := testenv.FreeAddr(b)
-		args = append([]string{"run"}, append(args, "--interval", "5s", "--metrics-bind-address", metrics)...)
+		args := append([]string{"run", "--namespace", f.ns, "--health-probe-bind-address", "0"}, append(runArgs(b, f), "--interval", "5s", "--metrics-bind-address", metrics)...)
 		cmd := exec.Command(bin, args...)
 		var out testenv.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -123,7 +121,14 @@ func benchRunPeakRSS(b *testing.B, f *fleet) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
-		waitForFirstCycle(b, f, exited, &out)
+		waitForFirstCycle(b, f, func() error {
+			select {
+			case err := <-exited:
+				return fmt.Errorf("%v", err)
+			default:
+				return nil
+			}
+		}, &out)
 		testenv.Eventually(b, 5*time.Minute, "a second, unchanged cycle", func() bool {
 			return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 2
 		})
@@ -158,26 +163,3 @@ func percentile(ds []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// scale sets a MachineDeployment's replicas as another field manager would.
-func scale(ctx context.Context, tb testing.TB, ns, name string, replicas int64) {
-	tb.Helper()
-	md := &unstructured.Unstructured{}
-	md.SetGroupVersionKind(gvkMD)
-	md.SetNamespace(ns)
-	md.SetName(name)
-	patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
-	if err := env.Client.Patch(ctx, md, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner("kubectl-edit")); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func replicasOf(ctx context.Context, ns, name string) int64 {
-	md := &unstructured.Unstructured{}
-	md.SetGroupVersionKind(gvkMD)
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, md); err != nil {
-		return -1
-	}
-	r, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
-	return r
-}

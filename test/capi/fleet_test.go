@@ -18,12 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
 )
 
 var (
-	gvkMachineSet = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineSet"}
-	gvkKCP        = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
 	gvkDevCluster = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "DevCluster"}
 	gvkDevMT      = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "DevMachineTemplate"}
 	gvkKCT        = schema.GroupVersionKind{Group: "bootstrap.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmConfigTemplate"}
@@ -40,7 +40,7 @@ const remediate = "cluster.x-k8s.io/remediate-machine"
 // the CAPI way, and kubectl delete cluster.
 func TestDriftdAgainstClusterAPI(t *testing.T) {
 	repo, files := fleetRepo(t)
-	system := installNamespace(t, "driftd-system")
+	system := drv.Namespace(t, "driftd-system")
 	proxy := env.NewAPIProxy(t)
 	metrics := testenv.FreeAddr(t)
 	config := filepath.Join(t.TempDir(), "driftd.yaml")
@@ -55,8 +55,8 @@ inventories:
 		t.Fatal(err)
 	}
 	start := time.Now()
-	startRun(t, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
-		"--namespace", system, "--git-cache-dir", t.TempDir(), "--interval", "10s", "--cloud-interval", "3s", "--prune",
+	drv.Start(t, system, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+		"--git-cache-dir", t.TempDir(), "--interval", "10s", "--cloud-interval", "3s", "--prune",
 		"--config", config, "--metrics-bind-address", metrics, "--health-probe-bind-address", "0")
 	all := func(testenv.Request) bool { return true }
 	since := func(mark int, keep func(testenv.Request) bool) []testenv.Request {
@@ -69,8 +69,14 @@ inventories:
 		return out
 	}
 	mark := func() int { return len(proxy.Requests(all)) }
+	// Each step plays on the fleet the steps before it left: after a failed step, the later ones
+	// would judge a fleet in a state nobody meant, so they do not run.
 	step := func(name string, f func(t *testing.T)) bool {
 		t.Helper()
+		if t.Failed() {
+			t.Logf("%s: not run, an earlier step failed", name)
+			return false
+		}
 		began := time.Now()
 		ok := t.Run(name, f)
 		t.Logf("%s: %s", name, time.Since(began).Round(100*time.Millisecond))
@@ -90,7 +96,7 @@ inventories:
 
 	// The objects Cluster API's topology controller made for cc1 from the ClusterClass.
 	clones := map[string]string{} // "Kind/name" → UID
-	for _, gvk := range []schema.GroupVersionKind{gvkKCP, gvkMD, gvkDevCluster, gvkDevMT, gvkKCT} {
+	for _, gvk := range []schema.GroupVersionKind{diff.GVKKubeadmControlPlane, diff.GVKMachineDeployment, gvkDevCluster, gvkDevMT, gvkKCT} {
 		for name, o := range list(t, gvk, map[string]string{"cluster.x-k8s.io/cluster-name": "cc1", "topology.cluster.x-k8s.io/owned": ""}) {
 			clones[gvk.Kind+"/"+name] = string(o.GetUID())
 		}
@@ -121,7 +127,7 @@ inventories:
 		}
 		// Meanwhile Cluster API writes what it writes, under its own field managers.
 		capi := map[string]int{}
-		for _, gvk := range []schema.GroupVersionKind{gvkCluster, gvkMD, gvkKCP, gvkMachineSet, gvkMachine} {
+		for _, gvk := range []schema.GroupVersionKind{diff.GVKCluster, diff.GVKMachineDeployment, diff.GVKKubeadmControlPlane, diff.GVKMachineSet, diff.GVKMachine} {
 			for _, o := range list(t, gvk, nil) {
 				for _, mf := range o.GetManagedFields() {
 					if mf.Manager != "driftd" && mf.Time != nil && !mf.Time.Time.Before(began) {
@@ -131,7 +137,7 @@ inventories:
 			}
 		}
 		t.Logf("Cluster API's writes in the same time (manager operation subresource → objects): %v", capi)
-		for _, e := range driftdEvents(t) {
+		for _, e := range drv.AllEvents(t, ns) {
 			if strings.Contains(e, "Orphaned") {
 				t.Errorf("a topology clone reported as an orphan: %s", e)
 			}
@@ -144,12 +150,12 @@ inventories:
 		}
 		from := mark()
 		patch := []byte(`[{"op": "replace", "path": "/spec/topology/workers/machineDeployments/0/replicas", "value": 3}]`)
-		cluster := get(t, gvkCluster, "cc1")
+		cluster := get(t, diff.GVKCluster, "cc1")
 		if err := env.Client.Patch(context.Background(), cluster, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner("kubectl-edit")); err != nil {
 			t.Fatal(err)
 		}
 		testenv.Eventually(t, time.Minute, "driftd to restore cc1's worker replicas to Git's 1", func() bool {
-			r, _, _ := unstructured.NestedSlice(get(t, gvkCluster, "cc1").Object, "spec", "topology", "workers", "machineDeployments")
+			r, _, _ := unstructured.NestedSlice(get(t, diff.GVKCluster, "cc1").Object, "spec", "topology", "workers", "machineDeployments")
 			n, _, _ := unstructured.NestedInt64(r[0].(map[string]any), "replicas")
 			return n == 1
 		})
@@ -157,7 +163,7 @@ inventories:
 			t.Errorf("no DriftDetected on Cluster cc1 naming the topology field: %q", events(t, "Cluster", "cc1"))
 		}
 		testenv.Eventually(t, 2*time.Minute, "cc1's workers back to one Machine, Running", func() bool {
-			ms := list(t, gvkMachine, map[string]string{"cluster.x-k8s.io/cluster-name": "cc1", "topology.cluster.x-k8s.io/deployment-name": "md-0"})
+			ms := list(t, diff.GVKMachine, map[string]string{"cluster.x-k8s.io/cluster-name": "cc1", "topology.cluster.x-k8s.io/deployment-name": "md-0"})
 			return len(ms) == 1 && len(runningUIDs(ms)) == 1
 		})
 		for _, w := range since(from, fleetWrites) {
@@ -167,13 +173,13 @@ inventories:
 		}
 		for k, uid := range clones {
 			kind, name, _ := strings.Cut(k, "/")
-			gvk := map[string]schema.GroupVersionKind{"KubeadmControlPlane": gvkKCP, "MachineDeployment": gvkMD, "DevCluster": gvkDevCluster,
+			gvk := map[string]schema.GroupVersionKind{"KubeadmControlPlane": diff.GVKKubeadmControlPlane, "MachineDeployment": diff.GVKMachineDeployment, "DevCluster": gvkDevCluster,
 				"DevMachineTemplate": gvkDevMT, "KubeadmConfigTemplate": gvkKCT}[kind]
 			if o := get(t, gvk, name); o == nil || string(o.GetUID()) != uid {
 				t.Errorf("the topology's %s is gone or was recreated", k)
 			}
 		}
-		for _, e := range driftdEvents(t) {
+		for _, e := range drv.AllEvents(t, ns) {
 			if strings.Contains(e, "Orphaned") {
 				t.Errorf("a topology clone reported as an orphan: %s", e)
 			}
@@ -185,7 +191,7 @@ inventories:
 		if len(before) != 2 {
 			t.Fatalf("dev1-md-0 has %d Machines Running; want 2", len(before))
 		}
-		scale := get(t, gvkMD, "dev1-md-0")
+		scale := get(t, diff.GVKMachineDeployment, "dev1-md-0")
 		if err := env.Client.SubResource("scale").Patch(context.Background(), scale, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":4}}`)),
 			client.FieldOwner("kubectl-scale")); err != nil {
 			t.Fatal(err)
@@ -194,7 +200,7 @@ inventories:
 		testenv.Eventually(t, 2*time.Minute, "dev1-md-0 back at 2 replicas with its own 2 Machines, nothing else", func() bool {
 			ms := pool(t, "dev1-md-0")
 			most = max(most, len(ms))
-			n, _, _ := unstructured.NestedInt64(get(t, gvkMD, "dev1-md-0").Object, "spec", "replicas")
+			n, _, _ := unstructured.NestedInt64(get(t, diff.GVKMachineDeployment, "dev1-md-0").Object, "spec", "replicas")
 			return n == 2 && len(ms) == 2 && slices.Equal(runningUIDs(ms), before)
 		})
 		if !eventWith(t, "MachineDeployment", "dev1-md-0", "DriftDetected", "/spec/replicas") {
@@ -228,8 +234,8 @@ inventories:
 		if !eventWith(t, "Cluster", "dev1", "InventorySuspect") {
 			t.Errorf("no InventorySuspect on Cluster dev1 for an answer with none of its instances: %q", events(t, "Cluster", "dev1"))
 		}
-		if !hasEvent(eventsIn(t, system, "ConfigMap", "driftd-status-driftd"), "InventoryUnavailable", "does not say it is complete") {
-			t.Errorf("no InventoryUnavailable for an answer that is not complete: %q", eventsIn(t, system, "ConfigMap", "driftd-status-driftd"))
+		if !driver.HasEvent(drv.Events(t, system, "ConfigMap", "driftd-status-driftd"), "InventoryUnavailable", "does not say it is complete") {
+			t.Errorf("no InventoryUnavailable for an answer that is not complete: %q", drv.Events(t, system, "ConfigMap", "driftd-status-driftd"))
 		}
 	})
 
@@ -265,7 +271,7 @@ inventories:
 				case <-tick.C:
 				}
 				l := &unstructured.UnstructuredList{}
-				l.SetGroupVersionKind(gvkMachine.GroupVersion().WithKind("MachineList"))
+				l.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
 				if err := env.Client.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{"cluster.x-k8s.io/deployment-name": "dev1-md-0"}); err != nil {
 					continue
 				}
@@ -287,7 +293,7 @@ inventories:
 			t.Fatal(err)
 		}
 		testenv.Eventually(t, time.Minute, "driftd to ask for "+a.GetName()+"'s replacement", func() bool {
-			m := get(t, gvkMachine, a.GetName())
+			m := get(t, diff.GVKMachine, a.GetName())
 			_, marked := m.GetAnnotations()[remediate]
 			return m == nil || marked || m.GetDeletionTimestamp() != nil
 		})
@@ -324,7 +330,7 @@ inventories:
 	step("a control plane machine lost in the cloud: held without a MachineHealthCheck, replaced by KubeadmControlPlane with one", func(t *testing.T) {
 		ctx := context.Background()
 		cp := func() map[string]*unstructured.Unstructured {
-			return list(t, gvkMachine, map[string]string{"cluster.x-k8s.io/control-plane-name": "dev1-control-plane"})
+			return list(t, diff.GVKMachine, map[string]string{"cluster.x-k8s.io/control-plane-name": "dev1-control-plane"})
 		}
 		before := cp()
 		if len(runningUIDs(before)) != 3 {
@@ -410,7 +416,7 @@ spec:
 		testenv.Eventually(t, 4*time.Minute, "dev1-md-0 rolled out onto dev1-md-0-v2 and the old template pruned", func() bool {
 			old := get(t, gvkDevMT, "dev1-md-0")
 			users := 0
-			for name, ms := range list(t, gvkMachineSet, map[string]string{"cluster.x-k8s.io/deployment-name": "dev1-md-0"}) {
+			for name, ms := range list(t, diff.GVKMachineSet, map[string]string{"cluster.x-k8s.io/deployment-name": "dev1-md-0"}) {
 				if ref, _, _ := unstructured.NestedString(ms.Object, "spec", "template", "spec", "infrastructureRef", "name"); ref == "dev1-md-0" {
 					users++
 					if old == nil {
@@ -421,7 +427,7 @@ spec:
 			now := pool(t, "dev1-md-0")
 			fresh := 0
 			for _, m := range now {
-				if !slices.Contains(before, string(m.GetUID())) && phase(m) == "Running" && nodeName(m) != "" {
+				if !slices.Contains(before, string(m.GetUID())) && driver.IsRunning(m) {
 					fresh++
 				}
 			}
@@ -451,7 +457,7 @@ spec:
 			}
 		}
 		capi := 0
-		for _, gvk := range []schema.GroupVersionKind{gvkMD, gvkMachineSet, gvkMachine} {
+		for _, gvk := range []schema.GroupVersionKind{diff.GVKMachineDeployment, diff.GVKMachineSet, diff.GVKMachine} {
 			for _, o := range list(t, gvk, map[string]string{"cluster.x-k8s.io/cluster-name": "dev1"}) {
 				for _, mf := range o.GetManagedFields() {
 					if mf.Manager != "driftd" && mf.Time != nil && !mf.Time.Time.Before(began.Add(-time.Second)) {
@@ -473,14 +479,14 @@ spec:
 	})
 
 	step("kubectl delete cluster completes while driftd runs; Git brings the cluster back", func(t *testing.T) {
-		cluster := get(t, gvkCluster, "cc1")
+		cluster := get(t, diff.GVKCluster, "cc1")
 		uid := cluster.GetUID()
 		from, began := mark(), time.Now()
 		if err := env.Client.Delete(context.Background(), cluster); err != nil {
 			t.Fatal(err)
 		}
 		testenv.Eventually(t, 3*time.Minute, "Cluster cc1 deleted", func() bool {
-			c := get(t, gvkCluster, "cc1")
+			c := get(t, diff.GVKCluster, "cc1")
 			return c == nil || c.GetUID() != uid
 		})
 		t.Logf("deleted in %s", time.Since(began).Round(100*time.Millisecond))
@@ -505,13 +511,4 @@ spec:
 	if len(deletes) != 1 || !strings.HasSuffix(deletes[0].Path, "/devmachinetemplates/dev1-md-0") {
 		t.Errorf("driftd's deletions over the whole run: %v; want only the old worker template once the rollout was done", describe(deletes))
 	}
-}
-
-// installNamespace creates a namespace as the user's kubectl would (driftd's own, from config/).
-func installNamespace(tb testing.TB, name string) string {
-	tb.Helper()
-	if err := env.InstallNamespace(context.Background(), name); err != nil {
-		tb.Fatal(err)
-	}
-	return name
 }

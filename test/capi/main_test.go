@@ -8,10 +8,14 @@ import (
 	"testing"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
 )
 
 var env *testenv.CAPI
 
+// drv runs driftd's commands and reads what they did.
+var drv *driver.Driver
+
 func TestMain(m *testing.M) {
-	testenv.MainCAPI(m, func(c *testenv.CAPI) { env = c })
+	testenv.MainCAPI(m, func(c *testenv.CAPI) { env, drv = c, driver.New(c.Env) })
 }

@@ -25,6 +25,8 @@ import (
 
 	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const (
@@ -172,20 +174,7 @@ func exampleFleet(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(root, "examples", "fleet-repo")
-	files := map[string]string{}
-	err = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(base, p)
-		files[filepath.ToSlash(rel)] = string(data)
-		return nil
-	})
+	files, err := fleet.ReadDir(filepath.Join(root, "examples", "fleet-repo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,38 +182,9 @@ func exampleFleet(t *testing.T) map[string]string {
 }
 
 var (
-	gvkMD         = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
 	gvkAMT        = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "AWSMachineTemplate"}
 	gvkAWSMachine = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "AWSMachine"}
 )
-
-func exists(gvk schema.GroupVersionKind, ns, name string) bool {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	return env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u) == nil
-}
-
-func replicas(t *testing.T, ns, name string) int64 {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvkMD)
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
-		return -1
-	}
-	r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
-	return r
-}
-
-func scale(t *testing.T, ns, name string, n int) {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvkMD)
-	u.SetNamespace(ns)
-	u.SetName(name)
-	if err := env.Client.Patch(context.Background(), u, client.RawPatch("application/merge-patch+json", []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, n))), client.FieldOwner("kubectl-scale")); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestDriftdAsDeployed runs driftd as a platform team deploys it, into an empty management
 // cluster: config/default with the prune, aws and replace components and the team's configuration
@@ -291,7 +251,7 @@ render-max-memory: 384Mi
 	}
 	testenv.Eventually(t, 2*time.Minute, "the example fleet created", func() bool {
 		for _, o := range want.Objects {
-			if !exists(o.GroupVersionKind(), o.GetNamespace(), o.GetName()) {
+			if !drv.Exists(o.GroupVersionKind(), o.GetNamespace(), o.GetName()) {
 				return false
 			}
 		}
@@ -299,8 +259,8 @@ render-max-memory: 384Mi
 	})
 	ns := "fleet-production"
 
-	scale(t, ns, "prod-eu-md-0", 9)
-	testenv.Eventually(t, 30*time.Second, "kubectl scale undone", func() bool { return replicas(t, ns, "prod-eu-md-0") == 6 })
+	drv.Scale(t, "kubectl-scale", ns, "prod-eu-md-0", 9)
+	testenv.Eventually(t, 30*time.Second, "kubectl scale undone", func() bool { return drv.Replicas(ns, "prod-eu-md-0") == 6 })
 
 	// The Cluster API way to change a template: a new name, the reference moved to it.
 	workers := files["clusters/production/eu-aws/workers.yaml"]
@@ -311,7 +271,7 @@ render-max-memory: 384Mi
 	}
 	repo.Commit(t, "workers: a new template", map[string]string{"clusters/production/eu-aws/workers.yaml": renamed})
 	testenv.Eventually(t, time.Minute, "the new template created and the old one pruned", func() bool {
-		return exists(gvkAMT, ns, "prod-eu-md-0-v2") && !exists(gvkAMT, ns, "prod-eu-md-0")
+		return drv.Exists(gvkAMT, ns, "prod-eu-md-0-v2") && !drv.Exists(gvkAMT, ns, "prod-eu-md-0")
 	})
 
 	// A Machine of prod-eu-md-0 whose instance is terminated: remediated through the example's
@@ -359,12 +319,12 @@ render-max-memory: 384Mi
 	env.Apply(t, "kubectl", byKind(detect, "ConfigMap"))
 	proxy.Reset()
 	dd := run(t, detect, kubeconfig, secret)
-	scale(t, ns, "prod-eu-md-0", 8)
+	drv.Scale(t, "kubectl-scale", ns, "prod-eu-md-0", 8)
 	testenv.WaitForCycles(t, dd.metrics, 3, time.Minute)
-	if r := replicas(t, ns, "prod-eu-md-0"); r != 8 {
+	if r := drv.Replicas(ns, "prod-eu-md-0"); r != 8 {
 		t.Errorf("detect mode set the replicas to %d", r)
 	}
-	if !hasEvent(t, ns, "MachineDeployment", "prod-eu-md-0", "DriftDetected") {
+	if !driver.HasEvent(drv.Events(t, ns, "MachineDeployment", "prod-eu-md-0"), "DriftDetected") {
 		t.Error("detect mode did not report the scale")
 	}
 	for _, r := range proxy.Requests(testenv.Writes) {
@@ -380,16 +340,6 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-func hasEvent(t *testing.T, ns, kind, name, reason string) bool {
-	t.Helper()
-	for _, e := range env.Events(t, ns, kind, name) {
-		if strings.HasPrefix(e, reason+":") {
-			return true
-		}
-	}
-	return false
 }
 
 // permission is one verb on one resource of one API group, in a namespace or cluster-wide ("").

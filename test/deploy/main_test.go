@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(e *testenv.Env) { env = e })
-}
+// drv runs driftd's commands and reads what they did.
+var drv *driver.Driver
+
+func TestMain(m *testing.M) { testenv.Main(m, func(e *testenv.Env) { env, drv = e, driver.New(e) }) }

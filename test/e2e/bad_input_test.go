@@ -8,19 +8,21 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
 	ns := "bad-input"
-	files := fleetFiles(ns)
-	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "broken.yaml", "unknown.yaml", "invalid.yaml")
-	files["fleet/broken.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n"
-	files["fleet/unknown.yaml"] = "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: sprocket\n"
-	files["fleet/invalid.yaml"] = "apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: negative\nspec:\n  clusterName: prod\n  replicas: -2\n"
+	files := fleet.Prod(ns).
+		Add("broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n").
+		Add("unknown.yaml", "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: sprocket\n").
+		Add("invalid.yaml", "apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: negative\nspec:\n  clusterName: prod\n  replicas: -2\n").
+		Files()
 	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, "bad-input")
+	args := drv.Args(t, repo.Dir, "bad-input")
 
-	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 	if code != 1 {
 		t.Errorf("run --once over bad input exited %d, want 1", code)
 	}
@@ -39,17 +41,17 @@ func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
 			t.Errorf("the findings do not show %q:\n%s", want, out)
 		}
 	}
-	if evs := events(t, ns, "MachineDeployment", "negative"); !hasReason(evs, "CorrectionFailed") {
+	if evs := drv.Events(t, ns, "MachineDeployment", "negative"); !driver.HasEvent(evs, "CorrectionFailed") {
 		t.Errorf("no CorrectionFailed Event on the rejected object: %q", evs)
 	}
 	// The rest of the fleet was created regardless.
-	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+	if got := drv.Replicas(ns, "prod-md-0"); got != 3 {
 		t.Errorf("prod-md-0 replicas = %d; the valid part of the fleet was not applied\n%s", got, out)
 	}
 
 	// And drift in the valid part is still corrected.
-	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 9)
-	code, doc, stderr := plan(t, args...)
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 9)
+	code, doc, stderr := drv.Plan(t, args...)
 	byName := map[string]diff.Finding{}
 	for _, f := range doc.Findings {
 		byName[f.Object.Name] = f
@@ -60,8 +62,8 @@ func TestBadInputIsNamedAndTheRestOfTheFleetIsStillCorrected(t *testing.T) {
 		t.Errorf("plan: exit %d, findings %+v, errors %q; want exit 1, the prod-md-0 drift, the rejected object blocked with its file and reason, and 2 errors\n%s",
 			code, doc.Findings, doc.Errors, stderr)
 	}
-	_, _, _ = driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
-	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+	_, _, _ = drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	if got := drv.Replicas(ns, "prod-md-0"); got != 3 {
 		t.Errorf("prod-md-0 replicas = %d after a correcting run beside bad input, want 3", got)
 	}
 }
@@ -84,21 +86,21 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := "trouble-" + strings.ReplaceAll(tc.name, " ", "-")
-			repo := testenv.NewGitRepo(t, fleetFiles(ns))
+			repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 			url := repo.ServeHTTP(t, "", "")
 			metrics := testenv.FreeAddr(t)
-			args := append(commonArgs(t, url, ns), "--interval", "500ms", "--prune", "--metrics-bind-address", metrics)
-			startRun(t, ns, args...)
-			testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return watching(ns) && replicasOrZero(ns, "prod-md-0") == 3 })
+			args := append(drv.Args(t, url, ns), "--interval", "500ms", "--prune", "--metrics-bind-address", metrics)
+			drv.Start(t, ns, args...)
+			testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return drv.Watching(ns) && drv.Replicas(ns, "prod-md-0") == 3 })
 
 			tc.breakIt(t, repo)
 			testenv.Eventually(t, 20*time.Second, tc.reason+" on the status ConfigMap", func() bool {
-				return hasReason(statusEvents(t, ns), tc.reason)
+				return driver.HasEvent(drv.StatusEvents(t, ns), tc.reason)
 			})
-			before := resourceVersions(t, ns, fleetKinds[:7]...)
-			scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)
+			before := drv.ResourceVersions(t, ns, fleetKinds[:7]...)
+			drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 4)
 			testenv.Eventually(t, 10*time.Second, "the edit reported", func() bool {
-				for _, e := range events(t, ns, "MachineDeployment", "prod-md-0") {
+				for _, e := range drv.Events(t, ns, "MachineDeployment", "prod-md-0") {
 					if strings.HasPrefix(e, "DriftDetected: Modified") && strings.Contains(e, "no corrections while") {
 						return true
 					}
@@ -106,10 +108,10 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 				return false
 			})
 			testenv.WaitForCycles(t, metrics, 3, 30*time.Second) // three more cycles in trouble
-			if got := replicas(t, ns, "prod-md-0"); got != 4 {
+			if got := drv.Replicas(ns, "prod-md-0"); got != 4 {
 				t.Errorf("replicas = %d: driftd corrected although the source is in trouble", got)
 			}
-			after := resourceVersions(t, ns, fleetKinds[:7]...)
+			after := drv.ResourceVersions(t, ns, fleetKinds[:7]...)
 			delete(before, "MachineDeployment/prod-md-0")
 			delete(after, "MachineDeployment/prod-md-0")
 			if len(after) != len(before) {
@@ -126,15 +128,15 @@ func TestSourceTroubleCausesNoWrite(t *testing.T) {
 
 func TestSecondRunOverAnUnchangedFleetWritesNothing(t *testing.T) {
 	ns := "second-run"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
-	args := commonArgs(t, repo.Dir, "second-run")
-	runOnce(t, ns, args...)
-	before := resourceVersions(t, ns, fleetKinds...)
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	args := drv.Args(t, repo.Dir, "second-run")
+	drv.RunOnce(t, ns, args...)
+	before := drv.ResourceVersions(t, ns, fleetKinds...)
 	if len(before) < 8 {
 		t.Fatalf("the fleet has %d objects after the first run: %v", len(before), before)
 	}
-	runOnce(t, ns, args...)
-	after := resourceVersions(t, ns, fleetKinds...)
+	drv.RunOnce(t, ns, args...)
+	after := drv.ResourceVersions(t, ns, fleetKinds...)
 	for k, rv := range before {
 		if after[k] != rv {
 			t.Errorf("%s was written by the second run (resourceVersion %s -> %s)", k, rv, after[k])

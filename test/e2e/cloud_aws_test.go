@@ -14,6 +14,8 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const awsCluster = `apiVersion: cluster.x-k8s.io/v1beta2
@@ -115,13 +117,9 @@ func TestCloudDriftOnAWS(t *testing.T) {
 	ctx := context.Background()
 	ns := "cloud-aws"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "aws1.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/aws1.yaml":          awsCluster,
-	})
-	args := append(commonArgs(t, repo.Dir, "cloud-aws"), "--provider", "aws")
-	runOnce(t, ns, args...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("aws1.yaml", awsCluster).Files())
+	args := append(drv.Args(t, repo.Dir, "cloud-aws"), "--provider", "aws")
+	drv.RunOnce(t, ns, args...)
 
 	ids := map[string]string{}
 	for i := 1; i <= 6; i++ {
@@ -145,23 +143,23 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		return err
 	}())
 
-	if code, doc, stderr := plan(t, args...); code != 0 {
+	if code, doc, stderr := drv.Plan(t, args...); code != 0 {
 		t.Fatalf("plan of a fleet equal to its cloud: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
 	}
 
 	t.Run("terminated instance: InstanceMissing, MachineSet-owned Machine deleted", func(t *testing.T) {
 		_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m1"]}})
 		cloud.do(t, "TerminateInstances", err)
-		_, doc, _ := plan(t, args...)
-		f := findingOf(doc, "Machine", "aws1-md-0-m1")
+		_, doc, _ := drv.Plan(t, args...)
+		f := doc.Finding("Machine", "aws1-md-0-m1")
 		if f == nil || f.Class != diff.ClassInstanceMissing || f.Layer != diff.LayerCloud || f.Action != diff.ActionReplace || f.Instance == nil || f.Instance.ID != ids["aws1-md-0-m1"] {
 			t.Fatalf("finding = %+v, want InstanceMissing to replace with the instance named", f)
 		}
-		runOnce(t, ns, args...)
+		drv.RunOnce(t, ns, args...)
 		if s := env.MachineState(t, ns, "aws1-md-0-m1"); s != "gone" && s != "deleting" {
 			t.Errorf("Machine state %q: without a MachineHealthCheck a MachineSet-owned Machine is deleted", s)
 		}
-		if !hasReason(events(t, ns, "Machine", "aws1-md-0-m1"), "MachineReplacementRequested") {
+		if !driver.HasEvent(drv.Events(t, ns, "Machine", "aws1-md-0-m1"), "MachineReplacementRequested") {
 			t.Error("no MachineReplacementRequested Event")
 		}
 	})
@@ -171,25 +169,25 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		// One after the other: two of five gone at once would trip the breaker (see cloud_breaker_test.go).
 		_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m2"]}})
 		cloud.do(t, "TerminateInstances", err)
-		runOnce(t, ns, args...)
+		drv.RunOnce(t, ns, args...)
 		if s := env.MachineState(t, ns, "aws1-md-0-m2"); s != "remediate" {
 			t.Fatalf("m2 state %q, want annotated with %s", s, diff.AnnotationRemediateMachine)
 		}
 		_, err = cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m3"]}})
 		cloud.do(t, "TerminateInstances", err)
-		runOnce(t, ns, args...)
+		drv.RunOnce(t, ns, args...)
 		if s := env.MachineState(t, ns, "aws1-md-0-m3"); s != "ok" {
 			t.Fatalf("m3 state %q: a second replacement in the same MachineDeployment must wait", s)
 		}
 		blocked := false
-		for _, e := range events(t, ns, "Machine", "aws1-md-0-m3") {
+		for _, e := range drv.Events(t, ns, "Machine", "aws1-md-0-m3") {
 			blocked = blocked || (strings.HasPrefix(e, "CorrectionBlocked:") && strings.Contains(e, "budget"))
 		}
 		if !blocked {
-			t.Errorf("m3 Events %q lack CorrectionBlocked for the budget", events(t, ns, "Machine", "aws1-md-0-m3"))
+			t.Errorf("m3 Events %q lack CorrectionBlocked for the budget", drv.Events(t, ns, "Machine", "aws1-md-0-m3"))
 		}
 		deleteMachine(t, ns, "aws1-md-0-m2") // the MachineHealthCheck remediated it
-		runOnce(t, ns, args...)
+		drv.RunOnce(t, ns, args...)
 		if s := env.MachineState(t, ns, "aws1-md-0-m3"); s != "remediate" {
 			t.Errorf("m3 state %q once m2 is gone, want annotated", s)
 		}
@@ -199,8 +197,8 @@ func TestCloudDriftOnAWS(t *testing.T) {
 	t.Run("stopped instance: InstanceStopped", func(t *testing.T) {
 		_, err := cloud.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{ids["aws1-md-0-m4"]}})
 		cloud.do(t, "StopInstances", err)
-		_, doc, _ := plan(t, args...)
-		if f := findingOf(doc, "Machine", "aws1-md-0-m4"); f == nil || f.Class != diff.ClassInstanceStopped {
+		_, doc, _ := drv.Plan(t, args...)
+		if f := doc.Finding("Machine", "aws1-md-0-m4"); f == nil || f.Class != diff.ClassInstanceStopped {
 			t.Errorf("finding = %+v, want InstanceStopped", f)
 		}
 	})
@@ -213,8 +211,8 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		cloud.do(t, "ModifyInstanceAttribute", err)
 		_, err = cloud.ec2.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}})
 		cloud.do(t, "StartInstances", err)
-		_, doc, _ := plan(t, args...)
-		f := findingOf(doc, "Machine", "aws1-md-0-m5")
+		_, doc, _ := drv.Plan(t, args...)
+		f := doc.Finding("Machine", "aws1-md-0-m5")
 		if f == nil || f.Class != diff.ClassInstanceMismatch || len(f.Fields) != 1 || f.Fields[0].Path != "/spec/instanceType" ||
 			f.Fields[0].Desired != "m5.large" || f.Fields[0].Live != "m5.2xlarge" {
 			t.Errorf("finding = %+v, want InstanceMismatch m5.large (desired) vs m5.2xlarge (live)", f)
@@ -224,7 +222,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 	t.Run("an extra owned instance is reported, never terminated", func(t *testing.T) {
 		id, _ := cloud.launch(t, "aws1", "")
 		graceArgs := append(append([]string{}, args...), "--unmanaged-grace", "0s")
-		_, doc, _ := plan(t, graceArgs...)
+		_, doc, _ := drv.Plan(t, graceArgs...)
 		found := false
 		for _, f := range doc.Findings {
 			found = found || (f.Class == diff.ClassUnmanagedInstance && f.Instance != nil && f.Instance.ID == id && f.Action == diff.ActionReport)
@@ -232,14 +230,14 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		if !found {
 			t.Errorf("findings %+v lack UnmanagedInstance %s", doc.Findings, id)
 		}
-		if _, doc, _ := plan(t, args...); len(doc.Findings) > 0 {
+		if _, doc, _ := drv.Plan(t, args...); len(doc.Findings) > 0 {
 			for _, f := range doc.Findings {
 				if f.Class == diff.ClassUnmanagedInstance {
 					t.Errorf("a just-launched instance was reported within the default grace period: %+v", f)
 				}
 			}
 		}
-		runOnce(t, ns, graceArgs...)
+		drv.RunOnce(t, ns, graceArgs...)
 		out, err := cloud.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
 		cloud.do(t, "DescribeInstances", err)
 		if st := out.Reservations[0].Instances[0].State.Name; st != ec2types.InstanceStateNameRunning {
@@ -250,12 +248,12 @@ func TestCloudDriftOnAWS(t *testing.T) {
 	t.Run("Auto Scaling group resized: NodePoolMismatch, restored only with --cloud-writes", func(t *testing.T) {
 		_, err := cloud.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: aws.String("pool-0"), DesiredCapacity: aws.Int32(4)})
 		cloud.do(t, "UpdateAutoScalingGroup", err)
-		_, doc, _ := plan(t, args...)
-		f := findingOf(doc, "MachinePool", "pool-0")
+		_, doc, _ := drv.Plan(t, args...)
+		f := doc.Finding("MachinePool", "pool-0")
 		if f == nil || f.Class != diff.ClassNodePoolMismatch || f.Action != diff.ActionReport || len(f.Fields) != 1 || f.Fields[0].Desired != float64(2) || f.Fields[0].Live != float64(4) {
 			t.Fatalf("finding = %+v, want NodePoolMismatch desired 2 live 4, reported", f)
 		}
-		runOnce(t, ns, append(append([]string{}, args...), "--cloud-writes")...)
+		drv.RunOnce(t, ns, append(append([]string{}, args...), "--cloud-writes")...)
 		groups, err := cloud.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"pool-0"}})
 		cloud.do(t, "DescribeAutoScalingGroups", err)
 		if got := aws.ToInt32(groups.AutoScalingGroups[0].DesiredCapacity); got != 2 {
@@ -268,7 +266,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		cloud.do(t, "TerminateInstances", err)
 		_, err = cloud.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: aws.String("pool-0"), DesiredCapacity: aws.Int32(3)})
 		cloud.do(t, "UpdateAutoScalingGroup", err)
-		out := runOnce(t, ns, append(append([]string{}, args...), "--mode", "detect", "--cloud-writes")...)
+		out := drv.RunOnce(t, ns, append(append([]string{}, args...), "--mode", "detect", "--cloud-writes")...)
 		if !strings.Contains(out, "InstanceMissing") {
 			t.Errorf("detect mode did not report the missing instance:\n%s", out)
 		}
@@ -285,7 +283,7 @@ func TestCloudDriftOnAWS(t *testing.T) {
 	t.Run("cloud unavailable: InventoryUnavailable, no InstanceMissing, no Machine touched", func(t *testing.T) {
 		before := machineResourceVersions(t, ns)
 		cloud.moto.Stop()
-		code, out, errOut := driftd(ctx, append([]string{"run", "--once", "--namespace", ns}, args...)...)
+		code, out, errOut := drv.Exec(ctx, append([]string{"run", "--once", "--namespace", ns}, args...)...)
 		if code != 1 || !strings.Contains(errOut, "aws inventory unavailable") {
 			t.Errorf("run --once with the cloud down: exit %d\n%s", code, errOut)
 		}
@@ -295,12 +293,12 @@ func TestCloudDriftOnAWS(t *testing.T) {
 		if after := machineResourceVersions(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Errorf("Machines changed while the inventory was unavailable: %v -> %v", before, after)
 		}
-		if !hasReason(statusEvents(t, ns), "InventoryUnavailable") {
+		if !driver.HasEvent(drv.StatusEvents(t, ns), "InventoryUnavailable") {
 			t.Error("no InventoryUnavailable Event on the status ConfigMap")
 		}
 	})
 }
 
 func machineResourceVersions(tb testing.TB, ns string) map[string]string {
-	return resourceVersions(tb, ns, gvkMachine)
+	return drv.ResourceVersions(tb, ns, diff.GVKMachine)
 }

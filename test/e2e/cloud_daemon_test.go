@@ -9,21 +9,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestRunComparesWithTheCloudOnItsOwnInterval(t *testing.T) {
 	ns := "cloud-daemon"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "aws1.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/aws1.yaml":          awsCluster,
-	})
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("aws1.yaml", awsCluster).Files())
 	id, pid := cloud.launch(t, "aws1", ns+"/aws1-md-0-a")
 	metrics := testenv.FreeAddr(t)
-	startRun(t, ns, append(commonArgs(t, repo.Dir, "cloud-daemon"), "--provider", "aws", "--interval", "1h",
+	drv.Start(t, ns, append(drv.Args(t, repo.Dir, "cloud-daemon"), "--provider", "aws", "--interval", "1h",
 		"--cloud-interval", "1s", "--metrics-bind-address", metrics)...)
-	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(ns) })
+	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return drv.Watching(ns) })
 	env.ProvisionMachine(t, ns, "aws1", "md-0", "aws1-md-0-a", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 
 	if _, err := cloud.ec2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {

@@ -18,7 +18,6 @@ import (
 )
 
 var (
-	gvkMachine    = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Machine"}
 	gvkAWSMachine = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Kind: "AWSMachine"}
 	gvkVSMachine  = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "VSphereMachine"}
 )
@@ -27,7 +26,7 @@ var (
 func healthCheck(tb testing.TB, ns, cluster, deployment string) {
 	tb.Helper()
 	mhc := &unstructured.Unstructured{}
-	mhc.SetGroupVersionKind(gvkMHC)
+	mhc.SetGroupVersionKind(diff.GVKMachineHealthCheck)
 	mhc.SetNamespace(ns)
 	mhc.SetName(deployment + "-mhc")
 	mhc.Object["spec"] = map[string]any{"clusterName": cluster, "selector": map[string]any{"matchLabels": map[string]any{"pool": deployment}}}
@@ -36,20 +35,10 @@ func healthCheck(tb testing.TB, ns, cluster, deployment string) {
 	}
 }
 
-// findingOf returns the finding about an object of kind and name, or nil.
-func findingOf(doc planDoc, kind, name string) *diff.Finding {
-	for i := range doc.Findings {
-		if doc.Findings[i].Object.Kind == kind && doc.Findings[i].Object.Name == name {
-			return &doc.Findings[i]
-		}
-	}
-	return nil
-}
-
 func deleteMachine(tb testing.TB, ns, name string) {
 	tb.Helper()
 	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
+	m.SetGroupVersionKind(diff.GVKMachine)
 	m.SetNamespace(ns)
 	m.SetName(name)
 	if err := env.Client.Delete(context.Background(), m); err != nil {

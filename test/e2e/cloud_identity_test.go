@@ -20,6 +20,8 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const roleInB = "arn:aws:iam::222222222222:role/driftd-reader"
@@ -76,26 +78,21 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	inB := ec2.NewFromConfig(cfgB)
-	files := map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "identities.yaml", "tenant.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/identities.yaml":    accountB(ns),
-		"fleet/tenant.yaml":        poolCluster("tenant", 8, "AWSClusterRoleIdentity/account-b"),
-	}
+	files := fleet.New(ns).Add("identities.yaml", accountB(ns)).Add("tenant.yaml", poolCluster("tenant", 8, "AWSClusterRoleIdentity/account-b")).Files()
 	repo := testenv.NewGitRepo(t, files)
-	args := append(commonArgs(t, repo.Dir, ns), "--provider", "aws")
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "aws")
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	ids := provisionPool(t, cloud, ns, "tenant", 8, inB)
 
-	if code, doc, stderr := plan(t, args...); code != 0 {
+	if code, doc, stderr := drv.Plan(t, args...); code != 0 {
 		t.Fatalf("plan of a cluster in account B, read through its role: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
 	}
 	cloud.terminateWith(t, inB, ids["tenant-md-0-m1"])
-	_, doc, _ := plan(t, args...)
-	if f := findingOf(doc, "Machine", "tenant-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing || f.Action != diff.ActionReplace {
+	_, doc, _ := drv.Plan(t, args...)
+	if f := doc.Finding("Machine", "tenant-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing || f.Action != diff.ActionReplace {
 		t.Fatalf("finding %+v, want InstanceMissing to replace", f)
 	}
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	if s := env.MachineState(t, ns, "tenant-md-0-m1"); s != "remediate" {
 		t.Errorf("tenant-md-0-m1 %q, want annotated", s)
 	}
@@ -113,7 +110,7 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			change := map[string]string{"fleet/identities.yaml": tc.identities}
 			if tc.identities == testenv.Delete {
-				change["fleet/kustomization.yaml"] = kustomization(ns, "tenant.yaml")
+				change["fleet/kustomization.yaml"] = fleet.Kustomization(ns, "tenant.yaml")
 				for _, kind := range []string{"AWSClusterRoleIdentity", "AWSClusterControllerIdentity"} {
 					u := &unstructured.Unstructured{}
 					u.SetAPIVersion("infrastructure.cluster.x-k8s.io/v1beta2")
@@ -123,11 +120,11 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 				}
 			}
 			repo.Commit(t, "identity "+tc.name, change)
-			runOnce(t, ns, commonArgs(t, repo.Dir, ns)...) // Git applied
+			drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...) // Git applied
 			cloud.terminateWith(t, inB, ids["tenant-md-0-m2"])
 			before := machineUIDs(t, ns)
 			calls := assumed.Load()
-			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 			if n := assumed.Load() - calls; n != 0 {
 				t.Errorf("%d AssumeRole calls with an identity the namespace may not use", n)
 			}
@@ -142,7 +139,7 @@ func TestEachClusterIsReadWithItsOwnAWSIdentity(t *testing.T) {
 			}
 		})
 	}
-	if !hasReason(statusEvents(t, ns), "InventoryUnavailable") {
+	if !driver.HasEvent(drv.StatusEvents(t, ns), "InventoryUnavailable") {
 		t.Error("no InventoryUnavailable Event on the status ConfigMap")
 	}
 }
@@ -165,8 +162,8 @@ func vsphereFleet(ns, name, server, thumbprint, identity string, nsLabels map[st
 		labels = "\n  labels:" + labels
 	}
 	return map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "vs.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns) + labels + "\n",
+		"fleet/kustomization.yaml": fleet.Kustomization(ns, "vs.yaml"),
+		"fleet/namespace.yaml":     fleet.Namespace(ns) + labels + "\n",
 		"fleet/vs.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -191,7 +188,7 @@ spec:
 func capv(tb testing.TB, name, user, password string, selector map[string]any) {
 	tb.Helper()
 	ctx := context.Background()
-	installNamespace(tb, "capv-system")
+	drv.Namespace(tb, "capv-system")
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "capv-system", Name: name}, StringData: map[string]string{"username": user, "password": password}}
 	if err := env.Client.Create(ctx, s); err != nil {
 		tb.Fatal(err)
@@ -227,14 +224,14 @@ func TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed(t *testing.T) {
 	}
 	capv(t, "platform", "platform-admin", "platform-pw", map[string]any{"matchLabels": map[string]any{"tenancy": "platform"}})
 	vsArgs := func(repo *testenv.GitRepo, ns string) []string {
-		return append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")
+		return append(drv.Args(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")
 	}
 
 	t.Run("a namespace the identity does not allow", func(t *testing.T) {
 		ns := "vs-not-allowed"
 		repo := testenv.NewGitRepo(t, vsphereFleet(ns, "edge", vcenter.URL.Host, vcenter.Thumbprint(), "VSphereClusterIdentity/platform", nil))
-		runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
-		code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
+		drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
+		code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
 		errOut = out + errOut
 		if code != 1 || !strings.Contains(errOut, "allowedNamespaces") {
 			t.Errorf("run --once: exit %d, want 1 with the inventory unavailable\n%s", code, errOut)
@@ -248,8 +245,8 @@ func TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed(t *testing.T) {
 		ns := "vs-tenant"
 		files := vsphereFleet(ns, "edge", vcenter.URL.Host, vcenter.Thumbprint(), "VSphereClusterIdentity/platform", map[string]string{"tenancy": "platform"})
 		repo := testenv.NewGitRepo(t, files)
-		runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
-		if code, _, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...); code != 0 || vcenter.Logins("platform-admin") != 1 {
+		drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
+		if code, _, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...); code != 0 || vcenter.Logins("platform-admin") != 1 {
 			t.Fatalf("the allowed cluster: exit %d, %d logins; want one at the vCenter Git names\n%s", code, vcenter.Logins("platform-admin"), errOut)
 		}
 		vc := &unstructured.Unstructured{}
@@ -264,7 +261,7 @@ func TestAPrivilegedVSphereIdentityGoesNowhereItIsNotAllowed(t *testing.T) {
 		if err := env.Client.Update(context.Background(), vc, client.FieldOwner("tenant")); err != nil {
 			t.Fatal(err)
 		}
-		code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
+		code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, vsArgs(repo, ns)...)...)
 		errOut = out + errOut
 		if code != 1 || !strings.Contains(errOut, "Git") {
 			t.Errorf("run --once: exit %d, want 1 with the inventory unavailable (server differs from Git)\n%s", code, errOut)
@@ -289,8 +286,8 @@ func TestAGeneratedVSphereClusterGetsALoginOnlyWhereItsClassSays(t *testing.T) {
 	capv(t, "class-identity", "class-admin", "class-pw", map[string]any{"matchLabels": map[string]any{"tenancy": "platform"}})
 	ns := "vs-generated"
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "class.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns) + "  labels:\n    tenancy: platform\n",
+		"fleet/kustomization.yaml": fleet.Kustomization(ns, "class.yaml"),
+		"fleet/namespace.yaml":     fleet.Namespace(ns) + "  labels:\n    tenancy: platform\n",
 		"fleet/class.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
 kind: ClusterClass
 metadata:
@@ -322,7 +319,7 @@ spec:
     version: v1.34.1
 `, vcenter.URL.Host, vcenter.Thumbprint()),
 	})
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	// What Cluster API's topology controller makes of it (no CAPI controller runs here): the
 	// VSphereCluster from the template, and the Cluster's reference to it.
 	vc := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
@@ -344,8 +341,8 @@ spec:
 	if err := env.Client.Patch(ctx, cluster, client.Apply, client.FieldOwner("capi-topology")); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"run", "--once", "--namespace", ns}, append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")...)
-	if code, out, errOut := driftd(ctx, args...); code != 0 || vcenter.Logins("class-admin") != 1 {
+	args := append([]string{"run", "--once", "--namespace", ns}, append(drv.Args(t, repo.Dir, ns), "--provider", "vsphere", "--vsphere-identity-namespace", "capv-system")...)
+	if code, out, errOut := drv.Exec(ctx, args...); code != 0 || vcenter.Logins("class-admin") != 1 {
 		t.Fatalf("the generated VSphereCluster at its class' server: exit %d, %d logins; want one\n%s%s", code, vcenter.Logins("class-admin"), out, errOut)
 	}
 
@@ -356,7 +353,7 @@ spec:
 	if err := env.Client.Patch(ctx, vc, client.Apply, client.FieldOwner("tenant"), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := driftd(ctx, args...)
+	code, out, errOut := drv.Exec(ctx, args...)
 	if code != 1 || !strings.Contains(out+errOut, "generated from ClusterClass "+ns+"/vsphere") {
 		t.Errorf("run --once: exit %d, want 1 with the inventory unavailable (server not the class')\n%s%s", code, out, errOut)
 	}
@@ -396,7 +393,7 @@ func TestVMsAnIdentityCannotSeeAreNeverMissing(t *testing.T) {
 	}
 
 	repo := testenv.NewGitRepo(t, vsphereFleet(ns, "edge", sim.URL.Host, sim.Thumbprint(), "Secret/edge-credentials", nil))
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-credentials"},
 		StringData: map[string]string{"username": "tenant", "password": "tenant-pw"}}); err != nil {
 		t.Fatal(err)
@@ -408,9 +405,9 @@ func TestVMsAnIdentityCannotSeeAreNeverMissing(t *testing.T) {
 			"memoryMiB": int64(vms[i].Config.Hardware.MemoryMB), "network": map[string]any{"devices": []any{map[string]any{"networkName": "VM Network", "dhcp4": true}}},
 		})
 	}
-	args := append(commonArgs(t, repo.Dir, ns), "--provider", "vsphere")
-	_, doc, stderr := plan(t, args...)
-	if f := findingOf(doc, "Machine", "edge-md-0-m0"); f != nil {
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "vsphere")
+	_, doc, stderr := drv.Plan(t, args...)
+	if f := doc.Finding("Machine", "edge-md-0-m0"); f != nil {
 		t.Errorf("the Machine whose VM the identity cannot see: %+v\n%s", f, stderr)
 	}
 
@@ -424,11 +421,11 @@ func TestVMsAnIdentityCannotSeeAreNeverMissing(t *testing.T) {
 			t.Fatalf("destroying a VM: %v", err)
 		}
 	}
-	_, doc, _ = plan(t, args...)
-	if f := findingOf(doc, "Machine", "edge-md-0-m0"); f != nil && f.Class == diff.ClassInstanceMissing {
+	_, doc, _ = drv.Plan(t, args...)
+	if f := doc.Finding("Machine", "edge-md-0-m0"); f != nil && f.Class == diff.ClassInstanceMissing {
 		t.Errorf("InstanceMissing for a VM the identity cannot see: %+v", f)
 	}
-	if f := findingOf(doc, "Machine", "edge-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing {
+	if f := doc.Finding("Machine", "edge-md-0-m1"); f == nil || f.Class != diff.ClassInstanceMissing {
 		t.Errorf("the Machine whose VM is gone from a visible folder: %+v, want InstanceMissing", f)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // poolCluster is an AWS cluster with a MachineDeployment md-0 of replicas and a MachineHealthCheck
@@ -91,7 +94,7 @@ func provisionPool(t *testing.T, cloud *awsCloud, ns, cluster string, n int, as 
 func machineUIDs(tb testing.TB, ns string) map[string]string {
 	tb.Helper()
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvkMachine.GroupVersion().WithKind("MachineList"))
+	list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
 	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
 		tb.Fatal(err)
 	}
@@ -122,21 +125,16 @@ func (c *awsCloud) stop(t *testing.T, ids ...string) {
 func TestAWrongCloudAnswerReplacesNothing(t *testing.T) {
 	ns := "breaker"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "suspect.yaml", "sane.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/suspect.yaml":       poolCluster("suspect", 4, ""),
-		"fleet/sane.yaml":          poolCluster("sane", 4, ""),
-	})
-	args := append(commonArgs(t, repo.Dir, ns), "--provider", "aws")
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("suspect.yaml", poolCluster("suspect", 4, "")).Add("sane.yaml", poolCluster("sane", 4, "")).Files())
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "aws")
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	suspect := provisionPool(t, cloud, ns, "suspect", 4, nil)
 	sane := provisionPool(t, cloud, ns, "sane", 4, nil)
 	cloud.terminate(t, suspect["suspect-md-0-m1"], suspect["suspect-md-0-m2"], suspect["suspect-md-0-m3"])
 	cloud.terminate(t, sane["sane-md-0-m1"])
 	before := machineUIDs(t, ns)
 
-	out := runOnce(t, ns, args...)
+	out := drv.RunOnce(t, ns, args...)
 	after := machineUIDs(t, ns)
 	defer func() {
 		if t.Failed() {
@@ -152,8 +150,8 @@ func TestAWrongCloudAnswerReplacesNothing(t *testing.T) {
 	if !strings.Contains(after["sane-md-0-m1"], "remediate=true") {
 		t.Errorf("sane-md-0-m1 (1 of 4 gone) = %s, want annotated for its MachineHealthCheck", after["sane-md-0-m1"])
 	}
-	evs := events(t, ns, "Cluster", "suspect")
-	if !hasReason(evs, "InventorySuspect") || !strings.Contains(strings.Join(evs, "\n"), "3 of 4 Machines") {
+	evs := drv.Events(t, ns, "Cluster", "suspect")
+	if !driver.HasEvent(evs, "InventorySuspect") || !strings.Contains(strings.Join(evs, "\n"), "3 of 4 Machines") {
 		t.Errorf("Events on Cluster suspect %q; want InventorySuspect naming 3 of 4", evs)
 	}
 }
@@ -163,16 +161,15 @@ func TestAWrongCloudAnswerReplacesNothing(t *testing.T) {
 func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 	ns := "young"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "young.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/young.yaml":         poolCluster("young", 8, ""),
-	})
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("young.yaml", poolCluster("young", 8, "")).Files())
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	provisionPool(t, cloud, ns, "young", 6, nil)
 
-	// A slow cloud: DescribeInstances is answered 3 s after moto read it.
-	read := make(chan struct{}, 1)
+	// A slow cloud: DescribeInstances is answered only once the test has changed the fleet behind
+	// the answer (moto has read it by then).
+	read, answer := make(chan struct{}, 1), make(chan struct{})
+	var answerOnce sync.Once
+	release := func() { answerOnce.Do(func() { close(answer) }) }
 	motoProxy(t, cloud, func(body []byte) {
 		if !bytes.Contains(body, []byte("Action=DescribeInstances")) {
 			return
@@ -181,19 +178,23 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 		case read <- struct{}{}:
 		default:
 		}
-		time.Sleep(3 * time.Second)
+		<-answer
 	})
+	t.Cleanup(release) // before the proxy closes: cleanups run last first
 
-	var wg sync.WaitGroup
-	var doc planDoc
-	wg.Add(1)
+	type planned struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan planned, 1)
 	go func() {
-		defer wg.Done()
-		_, doc, _ = plan(t, append(commonArgs(t, repo.Dir, ns), "--provider", "aws")...)
+		code, out, errOut := drv.Exec(context.Background(), append([]string{"plan", "-o", "json"}, append(drv.Args(t, repo.Dir, ns), "--provider", "aws")...)...)
+		done <- planned{code, out, errOut}
 	}()
 	select {
 	case <-read:
 	case <-time.After(time.Minute):
+		release()
 		t.Fatal("plan never read the instances")
 	}
 	// While the answer is on its way: a Machine gets its providerID (its instance launched after
@@ -201,7 +202,7 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 	_, pid := cloud.launch(t, "young", ns+"/young-md-0-late")
 	env.ProvisionMachine(t, ns, "young", "young-md-0", "young-md-0-late", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
 	m := &unstructured.Unstructured{}
-	m.SetGroupVersionKind(gvkMachine)
+	m.SetGroupVersionKind(diff.GVKMachine)
 	m.SetNamespace(ns)
 	m.SetName("young-md-0-provisioning")
 	m.SetLabels(map[string]string{diff.LabelClusterName: "young", diff.LabelDeploymentName: "young-md-0"})
@@ -210,18 +211,26 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 	if err := env.Client.Create(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	wg.Wait()
+	release()
+	p := <-done
+	var doc driver.PlanDoc
+	if err := json.Unmarshal([]byte(p.out), &doc); err != nil || p.code == 1 || len(doc.Errors) > 0 {
+		t.Fatalf("plan exited %d with errors %q (%v); it must have read the whole inventory\nstderr: %s", p.code, doc.Errors, err, p.errOut)
+	}
 	for _, name := range []string{"young-md-0-late", "young-md-0-provisioning"} {
-		if f := findingOf(doc, "Machine", name); f != nil {
+		if f := doc.Finding("Machine", name); f != nil {
 			t.Errorf("%s: %+v; it is not missing", name, f)
 		}
 	}
 	// And the next, unhurried look: the late Machine's instance is there; the provisioning one is
 	// still not judged.
 	t.Setenv("AWS_ENDPOINT_URL", cloud.moto.Endpoint)
-	_, doc, _ = plan(t, append(commonArgs(t, repo.Dir, ns), "--provider", "aws")...)
+	code, doc, stderr := drv.Plan(t, append(drv.Args(t, repo.Dir, ns), "--provider", "aws")...)
+	if code == 1 || len(doc.Errors) > 0 {
+		t.Fatalf("second plan exited %d with errors %q\nstderr: %s", code, doc.Errors, stderr)
+	}
 	for _, name := range []string{"young-md-0-late", "young-md-0-provisioning"} {
-		if f := findingOf(doc, "Machine", name); f != nil {
+		if f := doc.Finding("Machine", name); f != nil {
 			t.Errorf("second look: %s: %+v", name, f)
 		}
 	}
@@ -231,7 +240,7 @@ func TestAMachineIsNotMissingWhileItsInstanceMayNotBeListedYet(t *testing.T) {
 // controller runs here to do it).
 func setAvailable(tb testing.TB, ns, name string, available int64) {
 	tb.Helper()
-	md := get(tb, gvkMD, ns, name)
+	md := drv.Get(tb, diff.GVKMachineDeployment, ns, name)
 	_ = unstructured.SetNestedField(md.Object, available, "status", "availableReplicas")
 	if err := env.Client.Status().Update(context.Background(), md); err != nil {
 		tb.Fatal(err)
@@ -244,19 +253,15 @@ func setAvailable(tb testing.TB, ns, name string, available int64) {
 func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 	ns := "budget"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "pool.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/pool.yaml":          poolCluster("pool", 8, ""),
-	})
-	args := append(commonArgs(t, repo.Dir, ns), "--provider", "aws")
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("pool.yaml", poolCluster("pool", 8, "")).Files())
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "aws")
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	ids := provisionPool(t, cloud, ns, "pool", 8, nil)
 	setAvailable(t, ns, "pool-md-0", 8)
 	cloud.stop(t, ids["pool-md-0-m1"], ids["pool-md-0-m2"])
-	uid2 := get(t, gvkMachine, ns, "pool-md-0-m2").GetUID()
+	uid2 := drv.Get(t, diff.GVKMachine, ns, "pool-md-0-m2").GetUID()
 
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	if s := env.MachineState(t, ns, "pool-md-0-m1"); s != "remediate" {
 		t.Fatalf("m1 %q, want annotated for its MachineHealthCheck", s)
 	}
@@ -268,23 +273,23 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 	deleteMachine(t, ns, "pool-md-0-m1")
 	_, pid := cloud.launch(t, "pool", ns+"/pool-md-0-m9")
 	env.ProvisionMachine(t, ns, "pool", "pool-md-0", "pool-md-0-m9", pid, gvkAWSMachine, map[string]any{"instanceType": "m5.large"})
-	m9 := get(t, gvkMachine, ns, "pool-md-0-m9")
+	m9 := drv.Get(t, diff.GVKMachine, ns, "pool-md-0-m9")
 	_ = unstructured.SetNestedField(m9.Object, "Provisioning", "status", "phase")
 	unstructured.RemoveNestedField(m9.Object, "status", "nodeRef")
 	if err := env.Client.Status().Update(context.Background(), m9); err != nil {
 		t.Fatal(err)
 	}
 	setAvailable(t, ns, "pool-md-0", 7)
-	runOnce(t, ns, args...)
-	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "ok" || get(t, gvkMachine, ns, "pool-md-0-m2").GetUID() != uid2 {
+	drv.RunOnce(t, ns, args...)
+	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "ok" || drv.Get(t, diff.GVKMachine, ns, "pool-md-0-m2").GetUID() != uid2 {
 		t.Fatalf("m2 %q while m1's successor still provisions; the budget must hold", s)
 	}
 	blocked := false
-	for _, e := range events(t, ns, "Machine", "pool-md-0-m2") {
+	for _, e := range drv.Events(t, ns, "Machine", "pool-md-0-m2") {
 		blocked = blocked || (strings.HasPrefix(e, "CorrectionBlocked:") && strings.Contains(e, "not all available again"))
 	}
 	if !blocked {
-		t.Errorf("m2 Events %q lack the budget's reason", events(t, ns, "Machine", "pool-md-0-m2"))
+		t.Errorf("m2 Events %q lack the budget's reason", drv.Events(t, ns, "Machine", "pool-md-0-m2"))
 	}
 
 	// The successor runs: the pool is whole again, and m2's turn comes.
@@ -294,7 +299,7 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	setAvailable(t, ns, "pool-md-0", 8)
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	if s := env.MachineState(t, ns, "pool-md-0-m2"); s != "remediate" {
 		t.Errorf("m2 %q once the pool is available again, want annotated", s)
 	}
@@ -305,16 +310,12 @@ func TestTheReplacementBudgetHoldsUntilThePoolIsAvailableAgain(t *testing.T) {
 func TestSkipRemediationAndPausedMachinesAreLeftAlone(t *testing.T) {
 	ns := "hands-off"
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "pool.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/pool.yaml":          poolCluster("pool", 8, ""),
-	})
-	args := append(commonArgs(t, repo.Dir, ns), "--provider", "aws", "--max-replacements", "8")
-	runOnce(t, ns, commonArgs(t, repo.Dir, ns)...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("pool.yaml", poolCluster("pool", 8, "")).Files())
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "aws", "--max-replacements", "8")
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...)
 	ids := provisionPool(t, cloud, ns, "pool", 8, nil)
 	for name, ann := range map[string]string{"pool-md-0-m1": diff.AnnotationSkipRemediation, "pool-md-0-m2": diff.AnnotationPaused} {
-		m := get(t, gvkMachine, ns, name)
+		m := drv.Get(t, diff.GVKMachine, ns, name)
 		m.SetAnnotations(map[string]string{ann: ""})
 		if err := env.Client.Update(context.Background(), m); err != nil {
 			t.Fatal(err)
@@ -322,18 +323,18 @@ func TestSkipRemediationAndPausedMachinesAreLeftAlone(t *testing.T) {
 	}
 	cloud.stop(t, ids["pool-md-0-m1"], ids["pool-md-0-m2"])
 	before := machineUIDs(t, ns)
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	after := machineUIDs(t, ns)
 	for name, why := range map[string]string{"pool-md-0-m1": "skip-remediation", "pool-md-0-m2": "paused"} {
 		if after[name] != before[name] {
 			t.Errorf("%s was touched: %s → %s", name, before[name], after[name])
 		}
 		found := false
-		for _, e := range events(t, ns, "Machine", name) {
+		for _, e := range drv.Events(t, ns, "Machine", name) {
 			found = found || (strings.HasPrefix(e, "CorrectionBlocked:") && strings.Contains(e, why))
 		}
 		if !found {
-			t.Errorf("%s Events %q lack CorrectionBlocked naming %s", name, events(t, ns, "Machine", name), why)
+			t.Errorf("%s Events %q lack CorrectionBlocked naming %s", name, drv.Events(t, ns, "Machine", name), why)
 		}
 	}
 }
@@ -342,23 +343,19 @@ func TestSkipRemediationAndPausedMachinesAreLeftAlone(t *testing.T) {
 // daemon's lease; while a daemon holds it, run --once refuses and touches nothing.
 func TestRunOnceDoesNotReplaceBesideADaemon(t *testing.T) {
 	ns := "lease-once"
-	system := installNamespace(t, "lease-once-system")
+	system := drv.Namespace(t, "lease-once-system")
 	cloud := newAWSCloud(t)
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "pool.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/pool.yaml":          poolCluster("pool", 8, ""),
-	})
-	source := commonArgs(t, repo.Dir, ns)
-	runOnce(t, system, source...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("pool.yaml", poolCluster("pool", 8, "")).Files())
+	source := drv.Args(t, repo.Dir, ns)
+	drv.RunOnce(t, system, source...)
 	ids := provisionPool(t, cloud, ns, "pool", 8, nil)
-	startRun(t, system, append(source, "--provider", "aws", "--leader-elect", "--interval", "1h", "--cloud-interval", "1h")...)
+	drv.Start(t, system, append(source, "--provider", "aws", "--leader-elect", "--interval", "1h", "--cloud-interval", "1h")...)
 	testenv.Eventually(t, 30*time.Second, "the daemon to hold its lease", func() bool {
 		return leaseHolder(t, system, "driftd-"+ns) != ""
 	})
 	cloud.terminate(t, ids["pool-md-0-m1"])
 	before := machineUIDs(t, ns)
-	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", system, "--provider", "aws"}, source...)...)
+	code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", system, "--provider", "aws"}, source...)...)
 	if code != 1 || !strings.Contains(errOut, "holds the lease") {
 		t.Errorf("run --once beside a daemon: exit %d, want 1 saying another driftd holds the lease\n%s%s", code, out, errOut)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestCloudDriftOnVSphere(t *testing.T) {
@@ -24,8 +25,8 @@ func TestCloudDriftOnVSphere(t *testing.T) {
 	user := sim.URL.User.Username()
 	password, _ := sim.URL.User.Password()
 	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "vs1.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
+		"fleet/kustomization.yaml": fleet.Kustomization(ns, "vs1.yaml"),
+		"fleet/namespace.yaml":     fleet.Namespace(ns),
 		"fleet/vs1.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -43,14 +44,14 @@ spec:
   identityRef: {kind: Secret, name: vs1-credentials}
 `, sim.URL.Host, sim.Thumbprint()),
 	})
-	runOnce(t, ns, commonArgs(t, repo.Dir, "cloud-vsphere")...) // the fleet, Namespace first
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, "cloud-vsphere")...) // the fleet, Namespace first
 	// The identity Secret CAPV reads; a real fleet keeps it sealed, here it is created directly.
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vs1-credentials"},
 		StringData: map[string]string{"username": user, "password": password}}); err != nil {
 		t.Fatal(err)
 	}
-	args := append(commonArgs(t, repo.Dir, "cloud-vsphere"), "--provider", "vsphere")
-	runOnce(t, ns, args...)
+	args := append(drv.Args(t, repo.Dir, "cloud-vsphere"), "--provider", "vsphere")
+	drv.RunOnce(t, ns, args...)
 
 	vms, err := sim.VMs(ctx)
 	if err != nil {
@@ -69,7 +70,7 @@ spec:
 	if len(byName) < 3 {
 		t.Fatalf("the simulator has only %d VMs", len(byName))
 	}
-	if code, doc, stderr := plan(t, args...); code != 0 {
+	if code, doc, stderr := drv.Plan(t, args...); code != 0 {
 		t.Fatalf("plan of VMs equal to their Machines: exit %d, findings %+v\n%s", code, doc.Findings, stderr)
 	}
 	c, err := sim.Client(ctx)
@@ -116,15 +117,15 @@ spec:
 		Files: &types.VirtualMachineFileInfo{VmPathName: "[LocalDS_0]"}}, pool, nil)
 	wait("create VM", task, err)
 
-	_, doc, stderr := plan(t, append(append([]string{}, args...), "--unmanaged-grace", "0s")...)
-	if f := findingOf(doc, "Machine", "vs1-md-0-m0"); f == nil || f.Class != diff.ClassInstanceMismatch || len(f.Fields) != 2 ||
+	_, doc, stderr := drv.Plan(t, append(append([]string{}, args...), "--unmanaged-grace", "0s")...)
+	if f := doc.Finding("Machine", "vs1-md-0-m0"); f == nil || f.Class != diff.ClassInstanceMismatch || len(f.Fields) != 2 ||
 		f.Fields[0].Path != "/spec/numCPUs" || f.Fields[0].Live != float64(16) || f.Fields[1].Path != "/spec/memoryMiB" || f.Fields[1].Live != float64(65536) {
 		t.Errorf("resized VM: finding %+v, want InstanceMismatch on numCPUs and memoryMiB", f)
 	}
-	if f := findingOf(doc, "Machine", "vs1-md-0-m1"); f == nil || f.Class != diff.ClassInstanceStopped {
+	if f := doc.Finding("Machine", "vs1-md-0-m1"); f == nil || f.Class != diff.ClassInstanceStopped {
 		t.Errorf("powered-off VM: finding %+v, want InstanceStopped", f)
 	}
-	if f := findingOf(doc, "Machine", "vs1-md-0-m2"); f == nil || f.Class != diff.ClassInstanceMissing {
+	if f := doc.Finding("Machine", "vs1-md-0-m2"); f == nil || f.Class != diff.ClassInstanceMissing {
 		t.Errorf("destroyed VM: finding %+v, want InstanceMissing", f)
 	}
 	unmanaged := false

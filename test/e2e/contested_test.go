@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // TestASecondWriterFlippingAFieldIsHeldNotFought: another writer (Flux applying another value,
@@ -16,11 +17,11 @@ import (
 // writes and Events stay bounded instead of a hot loop.
 func TestASecondWriterFlippingAFieldIsHeldNotFought(t *testing.T) {
 	ns := "contested"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	proxy := env.NewAPIProxy(t)
-	startRun(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+	drv.Start(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "10s")
-	testenv.Eventually(t, 30*time.Second, "the fleet created and watched", func() bool { return watching(ns) && replicasOrZero(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 30*time.Second, "the fleet created and watched", func() bool { return drv.Watching(ns) && drv.Replicas(ns, "prod-md-0") == 3 })
 	proxy.Reset()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -29,7 +30,7 @@ func TestASecondWriterFlippingAFieldIsHeldNotFought(t *testing.T) {
 	defer tick.Stop()
 	flips := 0
 	for value := int64(5); ctx.Err() == nil; value = 11 - value { // 5, 6, 5, 6, ...
-		scaleAs(t, "flux-kustomize-controller", ns, "prod-md-0", value)
+		drv.Scale(t, "flux-kustomize-controller", ns, "prod-md-0", value)
 		flips++
 		select {
 		case <-ctx.Done():
@@ -41,7 +42,7 @@ func TestASecondWriterFlippingAFieldIsHeldNotFought(t *testing.T) {
 		return testenv.Writes(r) && r.Method == http.MethodPatch && r.FieldManager == "driftd" && strings.HasSuffix(r.Path, "/machinedeployments/prod-md-0")
 	}))
 	var detected, blocked []string
-	for _, e := range events(t, ns, "MachineDeployment", "prod-md-0") {
+	for _, e := range drv.Events(t, ns, "MachineDeployment", "prod-md-0") {
 		switch {
 		case strings.HasPrefix(e, "DriftDetected:"):
 			detected = append(detected, e)

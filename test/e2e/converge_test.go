@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // TestRunCreatesAFleetWithItsNamespacesFromAnEmptyCluster: the usual repository layout, a
@@ -23,14 +22,14 @@ func TestRunCreatesAFleetWithItsNamespacesFromAnEmptyCluster(t *testing.T) {
 	prod, staging := "converge-prod", "converge-staging"
 	files := map[string]string{"fleet/kustomization.yaml": "resources:\n- production\n- staging\n"}
 	for dir, ns := range map[string]string{"production": prod, "staging": staging} {
-		for path, content := range fleetFiles(ns) {
+		for path, content := range fleet.AWS(ns) {
 			files[strings.Replace(path, "fleet/", "fleet/"+dir+"/", 1)] = content
 		}
 	}
 	repo := testenv.NewGitRepo(t, files)
-	system := installNamespace(t, "converge-system")
+	system := drv.Namespace(t, "converge-system")
 	metrics := testenv.FreeAddr(t)
-	startRun(t, system, append(commonArgs(t, repo.Dir, "converge"), "--interval", "1h", "--metrics-bind-address", metrics)...)
+	drv.Start(t, system, append(drv.Args(t, repo.Dir, "converge"), "--interval", "1h", "--metrics-bind-address", metrics)...)
 
 	testenv.WaitForCycles(t, metrics, 1, time.Minute)
 	for _, ns := range []string{prod, staging} {
@@ -41,7 +40,7 @@ func TestRunCreatesAFleetWithItsNamespacesFromAnEmptyCluster(t *testing.T) {
 				t.Errorf("after the first cycle there is no %s in %s (%v)", gvk.Kind, ns, err)
 			}
 		}
-		if r := replicasOrZero(ns, "prod-md-0"); r != 3 {
+		if r := drv.Replicas(ns, "prod-md-0"); r != 3 {
 			t.Errorf("MachineDeployment %s/prod-md-0 has %d replicas after the first cycle, want 3", ns, r)
 		}
 	}
@@ -57,31 +56,23 @@ func TestRunCreatesTheExampleFleetFromAnEmptyCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	example := filepath.Join(root, "examples", "fleet-repo")
 	rename := strings.NewReplacer("fleet-production", "example-production", "fleet-staging", "example-staging")
-	files := map[string]string{}
-	if err := filepath.WalkDir(example, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(example, path)
-		files[filepath.ToSlash(rel)] = rename.Replace(string(b))
-		return nil
-	}); err != nil {
+	example, err := fleet.ReadDir(filepath.Join(root, "examples", "fleet-repo"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for name, content := range example {
+		files[name] = rename.Replace(content)
 	}
 	repo := testenv.NewGitRepo(t, files)
 	want, err := render.Render(repo.Dir, "clusters", render.Options{})
 	if err != nil || want.Partial {
 		t.Fatalf("rendering the example: %v %v", err, want.Errors)
 	}
-	system := installNamespace(t, "example-system")
+	system := drv.Namespace(t, "example-system")
 	metrics := testenv.FreeAddr(t)
-	startRun(t, system, "--repo", repo.Dir, "--ref", "main", "--path", "clusters", "--kubeconfig", env.KubeconfigFile(t),
+	drv.Start(t, system, "--repo", repo.Dir, "--ref", "main", "--path", "clusters", "--kubeconfig", env.KubeconfigFile(t),
 		"--owner", "example", "--git-cache-dir", t.TempDir(), "--interval", "1h", "--metrics-bind-address", metrics)
 
 	testenv.WaitForCycles(t, metrics, 1, 2*time.Minute)

@@ -13,22 +13,23 @@ import (
 
 	"github.com/driftd/driftd/internal/cli"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 	ns := "endpoints"
-	system := installNamespace(t, "endpoints-system") // driftd's own namespace, holding its lease
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	system := drv.Namespace(t, "endpoints-system") // driftd's own namespace, holding its lease
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	probes, metrics := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testenv.SyncBuffer
 	done := make(chan int, 1)
 	args := append([]string{"run", "--namespace", system, "--leader-elect", "--interval", "1h",
-		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, commonArgs(t, repo.Dir, "endpoints")...)
+		"--health-probe-bind-address", probes, "--metrics-bind-address", metrics}, drv.Args(t, repo.Dir, "endpoints")...)
 	go func() { done <- cli.Execute(ctx, args, &out, &out) }()
 
-	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return watching(system) })
+	testenv.Eventually(t, 30*time.Second, "the first cycle", func() bool { return drv.Watching(system) })
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, _ := httpGet(t, "http://"+probes+path); code != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", path, code)

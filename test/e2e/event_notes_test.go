@@ -13,6 +13,8 @@ import (
 
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // TestANoteOfMultiByteCharactersIsRecorded: the API server measures an Event's note in bytes and
@@ -23,7 +25,7 @@ import (
 func TestANoteOfMultiByteCharactersIsRecorded(t *testing.T) {
 	ctx := context.Background()
 	ns := "multibyte"
-	installNamespace(t, ns)
+	drv.Namespace(t, ns)
 	obj := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "target"}}
 	if err := env.Client.Create(ctx, obj); err != nil {
 		t.Fatal(err)
@@ -31,7 +33,7 @@ func TestANoteOfMultiByteCharactersIsRecorded(t *testing.T) {
 	events := report.NewEvents(report.NewSyncRecorder(env.Client, env.Client.Scheme()))
 	note := "ab" + strings.Repeat("é", 1000) // byte 1021 falls inside a character
 	events.Warning(obj, "NoteTest", note)
-	recorded := env.Events(t, ns, "ConfigMap", "target")
+	recorded := drv.Events(t, ns, "ConfigMap", "target")
 	if len(recorded) != 1 {
 		t.Fatalf("Events %v, want the one recorded", recorded)
 	}
@@ -44,13 +46,9 @@ func TestANoteOfMultiByteCharactersIsRecorded(t *testing.T) {
 	for i := range 20 {
 		data.WriteString("  k" + string(rune('a'+i)) + ": " + strings.Repeat("ü", 70) + "\n")
 	}
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "cm.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: words\ndata:\n" + data.String(),
-	})
-	args := commonArgs(t, repo.Dir, ns)
-	runOnce(t, ns, args...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: words\ndata:\n"+data.String()).Files())
+	args := drv.Args(t, repo.Dir, ns)
+	drv.RunOnce(t, ns, args...)
 	live := &corev1.ConfigMap{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "words"}, live); err != nil {
 		t.Fatal(err)
@@ -61,8 +59,8 @@ func TestANoteOfMultiByteCharactersIsRecorded(t *testing.T) {
 	if err := env.Client.Update(ctx, live, client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)
 	}
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	testenv.Eventually(t, 10*time.Second, "DriftDetected on the ConfigMap", func() bool {
-		return hasReason(env.Events(t, ns, "ConfigMap", "words"), "DriftDetected")
+		return driver.HasEvent(drv.Events(t, ns, "ConfigMap", "words"), "DriftDetected")
 	})
 }

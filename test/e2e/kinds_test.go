@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const clusterResourceSet = `apiVersion: addons.cluster.x-k8s.io/v1beta2
@@ -30,26 +31,23 @@ const serviceAccount = "system:serviceaccount:driftd-system:driftd"
 func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
 	env.InstallRBAC(t)
 	ns := "kinds"
-	files := fleetFiles(ns)
-	files["fleet/addons.yaml"] = clusterResourceSet
-	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "addons.yaml")
-	repo := testenv.NewGitRepo(t, files)
+	repo := testenv.NewGitRepo(t, fleet.Prod(ns).Add("addons.yaml", clusterResourceSet).Files())
 	metrics, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	d := startRun(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", env.ImpersonatingKubeconfig(t, serviceAccount, ""),
+	d := drv.Start(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", env.ImpersonatingKubeconfig(t, serviceAccount, ""),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "500ms",
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes)
 
-	testenv.Eventually(t, 60*time.Second, "the rest of the fleet created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 60*time.Second, "the rest of the fleet created", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	testenv.Eventually(t, 30*time.Second, "a KindNotWatched Event naming the missing rule", func() bool {
-		for _, e := range statusEvents(t, ns) {
+		for _, e := range drv.StatusEvents(t, ns) {
 			if strings.HasPrefix(e, "KindNotWatched:") && strings.Contains(e, "clusterresourcesets") && strings.Contains(e, "addons.cluster.x-k8s.io") {
 				return true
 			}
 		}
 		return false
 	})
-	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)
-	testenv.Eventually(t, 30*time.Second, "the edit corrected", func() bool { return replicas(t, ns, "prod-md-0") == 3 })
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 4)
+	testenv.Eventually(t, 30*time.Second, "the edit corrected", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 
 	testenv.WaitForCycles(t, metrics, 3, 60*time.Second)
 	if code, body := httpGet(t, "http://"+probes+"/readyz"); code != http.StatusOK {
@@ -59,7 +57,7 @@ func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
 		t.Errorf("driftd_last_successful_cycle_timestamp_seconds = %v", v)
 	}
 	n := 0
-	for _, e := range statusEvents(t, ns) {
+	for _, e := range drv.StatusEvents(t, ns) {
 		if strings.HasPrefix(e, "KindNotWatched:") {
 			n++
 		}
@@ -67,7 +65,7 @@ func TestAKindDriftdMayNotWatchIsReportedAndSkipped(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d KindNotWatched Events after several cycles, want 1", n)
 	}
-	if c := strings.Count(d.out.String(), "Kind not watched"); c != 1 {
+	if c := strings.Count(d.Out.String(), "Kind not watched"); c != 1 {
 		t.Errorf("the log says %d times that the kind is not watched, want once", c)
 	}
 }

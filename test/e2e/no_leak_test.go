@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 var gvkKCT = schema.GroupVersionKind{Group: "bootstrap.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmConfigTemplate"}
@@ -47,7 +49,7 @@ func everythingDriftdSaid(tb testing.TB, namespaces ...string) map[string]string
 		b, _ := json.Marshal(evs)
 		out["Events in "+ns] = string(b)
 		cm := &corev1.ConfigMap{}
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: statusName(tb, ns)}, cm); err == nil {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: drv.StatusName(ns)}, cm); err == nil {
 			b, _ := json.Marshal(cm)
 			out["status ConfigMap in "+ns] = string(b)
 		}
@@ -71,7 +73,7 @@ func TestNoSecretReachesAReport(t *testing.T) {
 	defer metadata.Close()
 
 	ns := "no-leak"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	files["fleet/workers.yaml"] = replaceOnce(t, files["fleet/workers.yaml"], "      joinConfiguration:\n", `      files:
       - path: /etc/kubernetes/pki/ca.key
         content: `+gitKey+`
@@ -85,27 +87,27 @@ func TestNoSecretReachesAReport(t *testing.T) {
 	args := []string{"--repo", url, "--ref", "main", "--path", "fleet", "--kubeconfig", env.KubeconfigFile(t), "--owner", ns, "--git-cache-dir", t.TempDir()}
 	secrets := []string{token, gitKey, liveKey, "PASSWD-LEAKME", "LEAKME-metadata"}
 	said := map[string]string{}
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 
 	// Someone swaps the key in the cluster; driftd reports and corrects it.
-	kct := get(t, gvkKCT, ns, "prod-md-0")
+	kct := drv.Get(t, gvkKCT, ns, "prod-md-0")
 	fs, _, _ := unstructured.NestedSlice(kct.Object, "spec", "template", "spec", "files")
 	fs[0].(map[string]any)["content"] = liveKey
 	_ = unstructured.SetNestedSlice(kct.Object, fs, "spec", "template", "spec", "files")
 	if err := env.Client.Update(context.Background(), kct, client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)
 	}
-	code, doc, stderr := plan(t, args...)
+	code, doc, stderr := drv.Plan(t, args...)
 	if code != 2 || len(doc.Findings) != 1 || len(doc.Findings[0].Fields) != 1 ||
 		doc.Findings[0].Fields[0].Path != "/spec/template/spec/files/0/content" || doc.Findings[0].Fields[0].Manager != "kubectl-edit" {
 		t.Errorf("plan: exit %d, findings %+v; want the key's path, changed by kubectl-edit\n%s", code, doc.Findings, stderr)
 	}
-	_, said["plan -o json"], said["plan stderr"] = driftd(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
-	_, said["plan table"], _ = driftd(context.Background(), append([]string{"plan"}, args...)...)
+	_, said["plan -o json"], said["plan stderr"] = drv.Exec(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
+	_, said["plan table"], _ = drv.Exec(context.Background(), append([]string{"plan"}, args...)...)
 	metrics := testenv.FreeAddr(t)
-	d := startRun(t, ns, append(args, "--interval", "300ms", "--metrics-bind-address", metrics)...)
+	d := drv.Start(t, ns, append(args, "--interval", "300ms", "--metrics-bind-address", metrics)...)
 	testenv.Eventually(t, 30*time.Second, "the key corrected", func() bool {
-		fs, _, _ := unstructured.NestedSlice(get(t, gvkKCT, ns, "prod-md-0").Object, "spec", "template", "spec", "files")
+		fs, _, _ := unstructured.NestedSlice(drv.Get(t, gvkKCT, ns, "prod-md-0").Object, "spec", "template", "spec", "files")
 		return len(fs) == 1 && fs[0].(map[string]any)["content"] == gitKey
 	})
 
@@ -113,14 +115,14 @@ func TestNoSecretReachesAReport(t *testing.T) {
 	files["fleet/kustomization.yaml"] += "configMapGenerator:\n- name: creds\n  files:\n  - creds=" + metadata.URL + "/latest/meta-data/iam/security-credentials/\n"
 	repo.Commit(t, "steal the node's credentials", map[string]string{"fleet/kustomization.yaml": files["fleet/kustomization.yaml"]})
 	testenv.Eventually(t, 30*time.Second, "the refused location named on the status ConfigMap", func() bool {
-		return strings.Contains(strings.Join(statusEvents(t, ns), "\n"), "fleet/kustomization.yaml: configMapGenerator[0].files[0]: remote location")
+		return strings.Contains(strings.Join(drv.StatusEvents(t, ns), "\n"), "fleet/kustomization.yaml: configMapGenerator[0].files[0]: remote location")
 	})
-	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 	if code != 1 || !strings.Contains(errOut, "fleet/kustomization.yaml") {
 		t.Errorf("run --once over the generator: exit %d, want 1 naming the file\n%s", code, errOut)
 	}
 	said["run --once"] = out + errOut
-	code, out, errOut = driftd(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
+	code, out, errOut = drv.Exec(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
 	if code != 1 || !strings.Contains(out, "fleet/kustomization.yaml: configMapGenerator[0].files[0]") {
 		t.Errorf("plan over the generator: exit %d, want 1 with the file and field among its errors\n%s%s", code, out, errOut)
 	}
@@ -129,15 +131,15 @@ func TestNoSecretReachesAReport(t *testing.T) {
 	// And the remote fails.
 	breakRepo(t, repo)
 	testenv.Eventually(t, 30*time.Second, "SourceFetchFailed on the status ConfigMap", func() bool {
-		return hasReason(statusEvents(t, ns), "SourceFetchFailed")
+		return driver.HasEvent(drv.StatusEvents(t, ns), "SourceFetchFailed")
 	})
-	_, out, errOut = driftd(context.Background(), append([]string{"plan"}, args...)...)
+	_, out, errOut = drv.Exec(context.Background(), append([]string{"plan"}, args...)...)
 	said["plan after the fetch failed"] = out + errOut
 	if !strings.Contains(errOut, "REDACTED@127.0.0.1") {
 		t.Errorf("the failed fetch does not name the repository without its token:\n%s", errOut)
 	}
 	_, said["metrics"] = httpGet(t, "http://"+metrics+"/metrics")
-	said["daemon log"] = d.out.String()
+	said["daemon log"] = d.Out.String()
 	for k, v := range everythingDriftdSaid(t, ns) {
 		said[k] = v
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const autoscaledPool = `---
@@ -44,19 +45,19 @@ spec:
 
 func TestMissingTemplateIsCreated(t *testing.T) {
 	ns := "missing-template"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
-	args := commonArgs(t, repo.Dir, "missing-template")
-	runOnce(t, ns, args...)
-	if err := env.Client.Delete(context.Background(), get(t, gvkAMT, ns, "prod-md-0")); err != nil {
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	args := drv.Args(t, repo.Dir, "missing-template")
+	drv.RunOnce(t, ns, args...)
+	if err := env.Client.Delete(context.Background(), drv.Get(t, gvkAMT, ns, "prod-md-0")); err != nil {
 		t.Fatal(err)
 	}
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := drv.Plan(t, args...)
 	if code != 2 || len(doc.Findings) != 1 || doc.Findings[0].Class != diff.ClassMissing || doc.Findings[0].Action != diff.ActionCreate ||
 		doc.Findings[0].Object.Name != "prod-md-0" || doc.Findings[0].Object.Kind != "AWSMachineTemplate" {
 		t.Fatalf("plan: exit %d, findings %+v; want one Missing AWSMachineTemplate prod-md-0 to create", code, doc.Findings)
 	}
-	runOnce(t, ns, args...)
-	tmpl := get(t, gvkAMT, ns, "prod-md-0")
+	drv.RunOnce(t, ns, args...)
+	tmpl := drv.Get(t, gvkAMT, ns, "prod-md-0")
 	if it, _, _ := unstructured.NestedString(tmpl.Object, "spec", "template", "spec", "instanceType"); it != "m6i.large" {
 		t.Errorf("recreated template has instanceType %q, want m6i.large", it)
 	}
@@ -67,28 +68,28 @@ func TestMissingTemplateIsCreated(t *testing.T) {
 
 func TestReconcileDisabledObjectIsLeftAlone(t *testing.T) {
 	ns := "disabled"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, "disabled")
-	runOnce(t, ns, args...)
+	args := drv.Args(t, repo.Dir, "disabled")
+	drv.RunOnce(t, ns, args...)
 
 	// The team hands the control plane's template to someone else: Git marks it disabled.
 	files["fleet/cluster.yaml"] = replaceOnce(t, files["fleet/cluster.yaml"], "  name: prod-cp\nspec:\n  template:",
 		"  name: prod-cp\n  annotations:\n    driftd.io/reconcile: disabled\nspec:\n  template:")
 	repo.Commit(t, "hand over prod-cp", map[string]string{"fleet/cluster.yaml": files["fleet/cluster.yaml"]})
-	tmpl := get(t, gvkAMT, ns, "prod-cp")
+	tmpl := drv.Get(t, gvkAMT, ns, "prod-cp")
 	unstructured.SetNestedField(tmpl.Object, "m6i.4xlarge", "spec", "template", "spec", "instanceType")
 	if err := env.Client.Update(context.Background(), tmpl); err != nil {
 		t.Fatal(err)
 	}
-	rv := get(t, gvkAMT, ns, "prod-cp").GetResourceVersion()
+	rv := drv.Get(t, gvkAMT, ns, "prod-cp").GetResourceVersion()
 
-	runOnce(t, ns, args...)
-	after := get(t, gvkAMT, ns, "prod-cp")
+	drv.RunOnce(t, ns, args...)
+	after := drv.Get(t, gvkAMT, ns, "prod-cp")
 	if after.GetResourceVersion() != rv {
 		t.Errorf("the disabled template was written (resourceVersion %s -> %s)", rv, after.GetResourceVersion())
 	}
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := drv.Plan(t, args...)
 	if code != 0 {
 		t.Errorf("plan exit %d with only a disabled object drifting, want 0", code)
 	}
@@ -99,26 +100,26 @@ func TestReconcileDisabledObjectIsLeftAlone(t *testing.T) {
 
 func TestAutoscaledPoolKeepsItsLiveReplicas(t *testing.T) {
 	ns := "autoscaled"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	files["fleet/workers.yaml"] += autoscaledPool
 	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, "autoscaled")
-	runOnce(t, ns, args...)
-	if got := replicas(t, ns, "prod-md-auto"); got != 2 {
+	args := drv.Args(t, repo.Dir, "autoscaled")
+	drv.RunOnce(t, ns, args...)
+	if got := drv.Replicas(ns, "prod-md-auto"); got != 2 {
 		t.Fatalf("created with %d replicas, want Git's 2", got)
 	}
-	scaleAs(t, "cluster-autoscaler", ns, "prod-md-auto", 8)
-	rv := get(t, gvkMD, ns, "prod-md-auto").GetResourceVersion()
+	drv.Scale(t, "cluster-autoscaler", ns, "prod-md-auto", 8)
+	rv := drv.Get(t, diff.GVKMachineDeployment, ns, "prod-md-auto").GetResourceVersion()
 
-	code, doc, _ := plan(t, args...)
+	code, doc, _ := drv.Plan(t, args...)
 	if code != 0 || len(doc.Findings) != 0 {
 		t.Errorf("plan: exit %d, findings %+v; the autoscaler's replicas are no drift", code, doc.Findings)
 	}
-	runOnce(t, ns, args...)
-	if got := replicas(t, ns, "prod-md-auto"); got != 8 {
+	drv.RunOnce(t, ns, args...)
+	if got := drv.Replicas(ns, "prod-md-auto"); got != 8 {
 		t.Errorf("replicas = %d after a correcting run, want the autoscaler's 8", got)
 	}
-	if got := get(t, gvkMD, ns, "prod-md-auto").GetResourceVersion(); got != rv {
+	if got := drv.Get(t, diff.GVKMachineDeployment, ns, "prod-md-auto").GetResourceVersion(); got != rv {
 		t.Errorf("the autoscaled pool was written (resourceVersion %s -> %s)", rv, got)
 	}
 }

@@ -5,23 +5,24 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestPlanExplainsAReplicasEditOverSmartHTTP(t *testing.T) {
 	ns := "plan-http"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	url := repo.ServeHTTP(t, "fleet-bot", "s3cret")
 	t.Setenv("DRIFTD_GIT_PASSWORD", "s3cret")
-	args := append(commonArgs(t, url, "plan-http"), "--git-username", "fleet-bot")
+	args := append(drv.Args(t, url, "plan-http"), "--git-username", "fleet-bot")
 
-	runOnce(t, ns, args...)
-	code, doc, stderr := plan(t, args...)
+	drv.RunOnce(t, ns, args...)
+	code, doc, stderr := drv.Plan(t, args...)
 	if code != 0 || len(doc.Findings) != 0 {
 		t.Fatalf("plan after a correcting run: exit %d, findings %+v, stderr %s; want exit 0 and no drift", code, doc.Findings, stderr)
 	}
 
-	scaleAs(t, "kubectl-scale", ns, "prod-md-0", 7)
-	code, doc, stderr = plan(t, args...)
+	drv.Scale(t, "kubectl-scale", ns, "prod-md-0", 7)
+	code, doc, stderr = drv.Plan(t, args...)
 	if code != 2 {
 		t.Fatalf("plan after kubectl scale: exit %d, want 2; stderr %s", code, stderr)
 	}

@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // uids returns the UID of every object of the fleet's kinds in ns, by "Kind/name".
@@ -57,17 +57,6 @@ func sameUIDs(tb testing.TB, ns string, before map[string]types.UID, gone ...str
 	}
 }
 
-func exists(tb testing.TB, gvk schema.GroupVersionKind, ns, name string) bool {
-	tb.Helper()
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)
-	if err != nil && !apierrors.IsNotFound(err) {
-		tb.Fatal(err)
-	}
-	return err == nil
-}
-
 func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 	for _, tc := range []struct{ name, from, to, reason string }{
 		{"misspelt kind", "kind: KubeadmControlPlane\nmetadata:", "kind: KubeadmControlplane\nmetadata:", "unknown kind"},
@@ -75,22 +64,22 @@ func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := "typo-" + strings.ReplaceAll(tc.name, " ", "-")
-			files := fleetFiles(ns)
+			files := fleet.AWS(ns)
 			repo := testenv.NewGitRepo(t, files)
-			args := append(commonArgs(t, repo.Dir, ns), "--prune")
-			runOnce(t, ns, args...)
+			args := append(drv.Args(t, repo.Dir, ns), "--prune")
+			drv.RunOnce(t, ns, args...)
 			before := uids(t, ns)
 
 			repo.Commit(t, "a typo", map[string]string{"fleet/cluster.yaml": replaceOnce(t, files["fleet/cluster.yaml"], tc.from, tc.to)})
-			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 			if code != 1 || !strings.Contains(errOut, "fleet/cluster.yaml") || !strings.Contains(errOut, tc.reason) {
 				t.Errorf("run --once --prune over a typo: exit %d, want 1 with the file and %q named\nstdout: %s\nstderr: %s", code, tc.reason, out, errOut)
 			}
 			sameUIDs(t, ns, before)
-			if evs := statusEvents(t, ns); !hasReason(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
+			if evs := drv.StatusEvents(t, ns); !driver.HasEvent(evs, "RenderFailed") || !strings.Contains(strings.Join(evs, "\n"), "fleet/cluster.yaml") {
 				t.Errorf("no RenderFailed Event naming the file on the status ConfigMap: %q", evs)
 			}
-			if code, doc, _ := plan(t, append(args, "--namespace", ns)...); code != 1 || len(doc.Errors) == 0 {
+			if code, doc, _ := drv.Plan(t, append(args, "--namespace", ns)...); code != 1 || len(doc.Errors) == 0 {
 				t.Errorf("plan: exit %d, errors %q; want 1 and the typo named", code, doc.Errors)
 			} else {
 				for _, f := range doc.Findings {
@@ -105,28 +94,24 @@ func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 
 func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
 	ns := "prune-limit"
-	files := fleetFiles(ns)
-	var settings []string
+	f := fleet.Prod(ns)
 	for i := 1; i <= 6; i++ {
-		name := fmt.Sprintf("settings-%d.yaml", i)
-		settings = append(settings, name)
-		files["fleet/"+name] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-%d\ndata:\n  tier: gold\n", i)
+		f.Add(fmt.Sprintf("settings-%d.yaml", i), fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-%d\ndata:\n  tier: gold\n", i))
 	}
-	files["fleet/kustomization.yaml"] = kustomization(ns, append([]string{"cluster.yaml", "workers.yaml"}, settings...)...)
-	repo := testenv.NewGitRepo(t, files)
-	args := append(commonArgs(t, repo.Dir, ns), "--prune")
-	runOnce(t, ns, args...)
+	repo := testenv.NewGitRepo(t, f.Files())
+	args := append(drv.Args(t, repo.Dir, ns), "--prune")
+	drv.RunOnce(t, ns, args...)
 	before := uids(t, ns)
 
 	// One commit drops six objects: more than --max-prune's 5.
-	repo.Commit(t, "drop the settings", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
-	runOnce(t, ns, args...)
+	repo.Commit(t, "drop the settings", map[string]string{"fleet/kustomization.yaml": fleet.Kustomization(ns, "cluster.yaml", "workers.yaml")})
+	drv.RunOnce(t, ns, args...)
 	sameUIDs(t, ns, before)
-	evs := statusEvents(t, ns)
-	if !hasReason(evs, "PruneBlocked") || !strings.Contains(strings.Join(evs, "\n"), "6 deletions") {
+	evs := drv.StatusEvents(t, ns)
+	if !driver.HasEvent(evs, "PruneBlocked") || !strings.Contains(strings.Join(evs, "\n"), "6 deletions") {
 		t.Errorf("no PruneBlocked Event naming the 6 deletions on the status ConfigMap: %q", evs)
 	}
-	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
+	code, doc, _ := drv.Plan(t, append(args, "--namespace", ns)...)
 	blocked := 0
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned && f.Action == diff.ActionBlocked && strings.Contains(f.Reason, "prune limit") {
@@ -138,7 +123,7 @@ func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
 	}
 
 	// Raising the limit lets them go, and only them.
-	runOnce(t, ns, append(args, "--max-prune", "10", "--max-prune-percent", "100")...)
+	drv.RunOnce(t, ns, append(args, "--max-prune", "10", "--max-prune-percent", "100")...)
 	var gone []string
 	for i := 1; i <= 6; i++ {
 		gone = append(gone, fmt.Sprintf("ConfigMap/settings-%d", i))
@@ -148,12 +133,12 @@ func TestPruneLimitHoldsBackAMassDeletion(t *testing.T) {
 
 func TestPruneCreatesTheSuccessorBeforeItDeletesARenamedTemplate(t *testing.T) {
 	ns := "prune-rename"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewGitRepo(t, files)
 	proxy := env.NewAPIProxy(t)
 	args := []string{"--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--prune"}
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	before := uids(t, ns)
 
 	// The Cluster API way to change a template: a new name, and the reference pointed at it.
@@ -161,7 +146,7 @@ func TestPruneCreatesTheSuccessorBeforeItDeletesARenamedTemplate(t *testing.T) {
 	workers = replaceOnce(t, workers, "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0\n", "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0-v2\n")
 	repo.Commit(t, "larger workers, the CAPI way", map[string]string{"fleet/workers.yaml": replaceOnce(t, workers, "instanceType: m6i.large", "instanceType: m6i.xlarge")})
 	proxy.Reset()
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 
 	var order []string
 	for _, r := range proxy.Requests(testenv.Writes) {
@@ -178,31 +163,28 @@ func TestPruneCreatesTheSuccessorBeforeItDeletesARenamedTemplate(t *testing.T) {
 		t.Errorf("writes in order %q, want %q", order, want)
 	}
 	sameUIDs(t, ns, before, "AWSMachineTemplate/prod-md-0")
-	if !exists(t, gvkAMT, ns, "prod-md-0-v2") {
+	if !drv.Exists(gvkAMT, ns, "prod-md-0-v2") {
 		t.Error("the successor template does not exist")
 	}
 }
 
 // twoClusters is the small fleet with a second cluster, edge, that may be pruned.
 func twoClusters(tb testing.TB, ns string) map[string]string {
-	files := fleetFiles(ns)
-	edge := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").
-		Replace(files["fleet/cluster.yaml"] + "---\n" + files["fleet/workers.yaml"])
-	files["fleet/edge.yaml"] = replaceOnce(tb, edge, "kind: Cluster\nmetadata:\n  name: edge\n", "kind: Cluster\nmetadata:\n  name: edge\n  annotations:\n    driftd.io/prune: enabled\n")
-	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "edge.yaml")
-	return files
+	c, w := fleet.AWSCluster("edge")
+	edge := replaceOnce(tb, c, "kind: Cluster\nmetadata:\n  name: edge\n", "kind: Cluster\nmetadata:\n  name: edge\n  annotations:\n    driftd.io/prune: enabled\n")
+	return fleet.Prod(ns).Add("edge.yaml", edge+"---\n"+w).Files()
 }
 
 func TestAClusterLeavingGitIsDeletedAsAWhole(t *testing.T) {
 	ns := "prune-cluster"
 	files := twoClusters(t, ns)
 	repo := testenv.NewGitRepo(t, files)
-	args := append(commonArgs(t, repo.Dir, ns), "--prune")
-	runOnce(t, ns, args...)
+	args := append(drv.Args(t, repo.Dir, ns), "--prune")
+	drv.RunOnce(t, ns, args...)
 	before := uids(t, ns)
 
-	repo.Commit(t, "retire edge", map[string]string{"fleet/kustomization.yaml": kustomization(ns, "cluster.yaml", "workers.yaml")})
-	code, doc, _ := plan(t, append(args, "--namespace", ns)...)
+	repo.Commit(t, "retire edge", map[string]string{"fleet/kustomization.yaml": fleet.Kustomization(ns, "cluster.yaml", "workers.yaml")})
+	code, doc, _ := drv.Plan(t, append(args, "--namespace", ns)...)
 	actions := map[string]diff.Action{}
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned {
@@ -222,20 +204,20 @@ func TestAClusterLeavingGitIsDeletedAsAWhole(t *testing.T) {
 
 	// Only the Cluster is deleted; Cluster API tears down its parts (no CAPI controller runs
 	// here, so they stay, and driftd leaves them to it).
-	runOnce(t, ns, args...)
+	drv.RunOnce(t, ns, args...)
 	sameUIDs(t, ns, before, "Cluster/edge")
-	runOnce(t, ns, args...) // and once the Cluster is gone, its leftovers are still not driftd's to delete
+	drv.RunOnce(t, ns, args...) // and once the Cluster is gone, its leftovers are still not driftd's to delete
 	sameUIDs(t, ns, before, "Cluster/edge")
 }
 
 func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 	t.Run("paused", func(t *testing.T) {
 		ns := "prune-paused"
-		files := fleetFiles(ns)
+		files := fleet.AWS(ns)
 		repo := testenv.NewGitRepo(t, files)
-		args := append(commonArgs(t, repo.Dir, ns), "--prune")
-		runOnce(t, ns, args...)
-		cluster := get(t, gvkCluster, ns, "prod")
+		args := append(drv.Args(t, repo.Dir, ns), "--prune")
+		drv.RunOnce(t, ns, args...)
+		cluster := drv.Get(t, diff.GVKCluster, ns, "prod")
 		cluster.SetAnnotations(map[string]string{diff.AnnotationPaused: ""})
 		if err := env.Client.Update(context.Background(), cluster); err != nil {
 			t.Fatal(err)
@@ -245,22 +227,22 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 		repo.Commit(t, "retire the health check", map[string]string{
 			"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
 		})
-		runOnce(t, ns, args...)
+		drv.RunOnce(t, ns, args...)
 		sameUIDs(t, ns, before)
-		if evs := events(t, ns, "MachineHealthCheck", "prod-md-0"); !hasReason(evs, "CorrectionBlocked") || !strings.Contains(strings.Join(evs, "\n"), "paused") {
+		if evs := drv.Events(t, ns, "MachineHealthCheck", "prod-md-0"); !driver.HasEvent(evs, "CorrectionBlocked") || !strings.Contains(strings.Join(evs, "\n"), "paused") {
 			t.Errorf("Events on the orphan of a paused cluster: %q; want CorrectionBlocked naming the pause", evs)
 		}
 	})
 
 	t.Run("being deleted", func(t *testing.T) {
 		ns := "prune-deleting"
-		files := fleetFiles(ns)
+		files := fleet.AWS(ns)
 		repo := testenv.NewGitRepo(t, files)
-		args := append(commonArgs(t, repo.Dir, ns), "--prune")
-		runOnce(t, ns, args...)
+		args := append(drv.Args(t, repo.Dir, ns), "--prune")
+		drv.RunOnce(t, ns, args...)
 		// As Cluster API does: its controller holds a finalizer, and `kubectl delete cluster`
 		// starts a teardown that deletes the parts first.
-		cluster := get(t, gvkCluster, ns, "prod")
+		cluster := drv.Get(t, diff.GVKCluster, ns, "prod")
 		cluster.SetFinalizers([]string{"cluster.cluster.x-k8s.io"})
 		if err := env.Client.Update(context.Background(), cluster); err != nil {
 			t.Fatal(err)
@@ -268,7 +250,7 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 		if err := env.Client.Delete(context.Background(), cluster); err != nil {
 			t.Fatal(err)
 		}
-		md := get(t, gvkMD, ns, "prod-md-0")
+		md := drv.Get(t, diff.GVKMachineDeployment, ns, "prod-md-0")
 		if err := env.Client.Delete(context.Background(), md); err != nil {
 			t.Fatal(err)
 		}
@@ -277,16 +259,16 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 			"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
 		})
 		before := uids(t, ns)
-		rv := get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion()
-		runOnce(t, ns, args...)
+		rv := drv.Get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion()
+		drv.RunOnce(t, ns, args...)
 		sameUIDs(t, ns, before)
-		if exists(t, gvkMD, ns, "prod-md-0") {
+		if drv.Exists(diff.GVKMachineDeployment, ns, "prod-md-0") {
 			t.Error("driftd re-created a MachineDeployment of a Cluster being deleted")
 		}
-		if get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion() != rv {
+		if drv.Get(t, gvkAMT, ns, "prod-md-0").GetResourceVersion() != rv {
 			t.Error("driftd wrote to a template of a Cluster being deleted")
 		}
-		code, doc, _ := plan(t, append(args, "--namespace", ns)...)
+		code, doc, _ := drv.Plan(t, append(args, "--namespace", ns)...)
 		var missing *diff.Finding
 		for i, f := range doc.Findings {
 			if f.Object.Name == "prod-md-0" && f.Object.Kind == "MachineDeployment" {
@@ -298,13 +280,13 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 		}
 
 		// The teardown ends; the Cluster is still in Git, so driftd creates it anew, as Git says.
-		cluster = get(t, gvkCluster, ns, "prod")
+		cluster = drv.Get(t, diff.GVKCluster, ns, "prod")
 		cluster.SetFinalizers(nil)
 		if err := env.Client.Update(context.Background(), cluster); err != nil {
 			t.Fatal(err)
 		}
-		runOnce(t, ns, args...)
-		if !exists(t, gvkCluster, ns, "prod") || !exists(t, gvkMD, ns, "prod-md-0") {
+		drv.RunOnce(t, ns, args...)
+		if !drv.Exists(diff.GVKCluster, ns, "prod") || !drv.Exists(diff.GVKMachineDeployment, ns, "prod-md-0") {
 			t.Error("after the deletion ended, the Cluster in Git was not created again")
 		}
 	})
@@ -312,24 +294,24 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 
 func TestAClusterMovingToAnotherShardIsHandedOverNotRecreated(t *testing.T) {
 	ns := "shard-handover"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	files["fleet/cluster.yaml"] = replaceOnce(t, files["fleet/cluster.yaml"], "kind: Cluster\nmetadata:\n  name: prod\n", "kind: Cluster\nmetadata:\n  name: prod\n  labels:\n    fleet.example.com/shard: a\n")
 	repo := testenv.NewGitRepo(t, files)
 	shard := func(name string) []string {
-		return append(commonArgs(t, repo.Dir, "handover-"+name), "--shard", "fleet.example.com/shard="+name, "--prune")
+		return append(drv.Args(t, repo.Dir, "handover-"+name), "--shard", "fleet.example.com/shard="+name, "--prune")
 	}
-	runOnce(t, ns, shard("a")...)
+	drv.RunOnce(t, ns, shard("a")...)
 	before := uids(t, ns)
 
 	repo.Commit(t, "move prod to shard b", map[string]string{"fleet/cluster.yaml": strings.Replace(files["fleet/cluster.yaml"], "shard: a", "shard: b", 1)})
-	runOnce(t, ns, shard("a")...) // shard a no longer handles prod: it must not delete it
+	drv.RunOnce(t, ns, shard("a")...) // shard a no longer handles prod: it must not delete it
 	sameUIDs(t, ns, before)
-	runOnce(t, ns, shard("b")...)
+	drv.RunOnce(t, ns, shard("b")...)
 	sameUIDs(t, ns, before)
-	if owner := get(t, gvkCluster, ns, "prod").GetLabels()[diff.OwnerLabel]; owner != "handover-b" {
+	if owner := drv.Get(t, diff.GVKCluster, ns, "prod").GetLabels()[diff.OwnerLabel]; owner != "handover-b" {
 		t.Errorf("the Cluster's owner is %q after shard b ran, want handover-b", owner)
 	}
-	runOnce(t, ns, shard("a")...)
+	drv.RunOnce(t, ns, shard("a")...)
 	sameUIDs(t, ns, before)
 }
 
@@ -340,10 +322,10 @@ func TestAClusterMovingToAnotherShardIsHandedOverNotRecreated(t *testing.T) {
 // goes ahead.
 func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 	ns := "forged"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, ns)
-	runOnce(t, ns, args...)
+	args := drv.Args(t, repo.Dir, ns)
+	drv.RunOnce(t, ns, args...)
 
 	forge := func(name string) {
 		cm := &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{"owner": "team-a"}}}
@@ -367,7 +349,7 @@ func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 	repo.Commit(t, "retire the health check", map[string]string{
 		"fleet/workers.yaml": workers[:strings.Index(workers, "---\napiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineHealthCheck")],
 	})
-	code, doc, _ := plan(t, append(args, "--prune", "--namespace", ns)...)
+	code, doc, _ := drv.Plan(t, append(args, "--prune", "--namespace", ns)...)
 	var orphans []string
 	for _, f := range doc.Findings {
 		if f.Class == diff.ClassOrphaned {
@@ -377,12 +359,12 @@ func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 	if code != 2 || fmt.Sprint(orphans) != "[MachineHealthCheck/prod-md-0 delete]" {
 		t.Errorf("plan: exit %d, orphans %v; want only the MachineHealthCheck, to delete", code, orphans)
 	}
-	runOnce(t, ns, append(args, "--prune")...)
+	drv.RunOnce(t, ns, append(args, "--prune")...)
 	sameUIDs(t, ns, before, "MachineHealthCheck/prod-md-0")
 	if _, gone := uids(t, ns)["MachineHealthCheck/prod-md-0"]; gone {
 		t.Error("the MachineHealthCheck that left Git was not pruned")
 	}
-	if evs := statusEvents(t, ns); hasReason(evs, "PruneBlocked") {
+	if evs := drv.StatusEvents(t, ns); driver.HasEvent(evs, "PruneBlocked") {
 		t.Errorf("the prune was held back: %v", evs)
 	}
 }
@@ -396,8 +378,8 @@ func TestAPausedClusterHoldsBackNoOtherPrune(t *testing.T) {
 	files := twoClusters(t, ns)
 	files["fleet/edge.yaml"] = replaceOnce(t, files["fleet/edge.yaml"], "  name: edge\n  annotations:\n    driftd.io/prune: enabled\nspec:\n", "  name: edge\n  annotations:\n    driftd.io/prune: enabled\nspec:\n  paused: true\n")
 	repo := testenv.NewGitRepo(t, files)
-	args := append(commonArgs(t, repo.Dir, ns), "--prune")
-	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--log-development", "--namespace", ns}, args...)...)
+	args := append(drv.Args(t, repo.Dir, ns), "--prune")
+	code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--log-development", "--namespace", ns}, args...)...)
 	if code != 0 || !strings.Contains(out, "edge-md-0") || !strings.Contains(out, "blocked") {
 		t.Fatalf("run --once: exit %d; want the paused cluster's parts reported blocked\n%s%s", code, out, errOut)
 	}
@@ -405,11 +387,11 @@ func TestAPausedClusterHoldsBackNoOtherPrune(t *testing.T) {
 	workers := strings.ReplaceAll(files["fleet/workers.yaml"], "kind: AWSMachineTemplate\n        name: prod-md-0", "kind: AWSMachineTemplate\n        name: prod-md-0-v2")
 	workers = replaceOnce(t, workers, "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0\n", "kind: AWSMachineTemplate\nmetadata:\n  name: prod-md-0-v2\n")
 	repo.Commit(t, "larger workers, the CAPI way", map[string]string{"fleet/workers.yaml": replaceOnce(t, workers, "instanceType: m6i.large", "instanceType: m6i.xlarge")})
-	runOnce(t, ns, args...)
-	if !exists(t, gvkAMT, ns, "prod-md-0-v2") {
+	drv.RunOnce(t, ns, args...)
+	if !drv.Exists(gvkAMT, ns, "prod-md-0-v2") {
 		t.Error("the successor template does not exist")
 	}
-	if exists(t, gvkAMT, ns, "prod-md-0") {
+	if drv.Exists(gvkAMT, ns, "prod-md-0") {
 		t.Error("the renamed template was not pruned beside the paused cluster")
 	}
 }

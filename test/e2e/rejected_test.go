@@ -17,6 +17,7 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // immutableTemplates denies any change of an AWSMachineTemplate's spec, as CAPA's webhook does.
@@ -44,24 +45,24 @@ func immutableTemplates(req *admissionv1.AdmissionRequest) testenv.Decision {
 // metrics and the status, plan exit 2 with action blocked — and not dry-run again every cycle.
 func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 	ns := "rejected"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, ns)
-	runOnce(t, ns, args...)
+	args := drv.Args(t, repo.Dir, ns)
+	drv.RunOnce(t, ns, args...)
 	hook := env.NewValidatingWebhook(t, "immutable-templates", ns, []admissionregistrationv1.RuleWithOperations{{
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
 		Rule: admissionregistrationv1.Rule{APIGroups: []string{"infrastructure.cluster.x-k8s.io"}, APIVersions: []string{"*"},
 			Resources: []string{"awsmachinetemplates"}},
 	}}, immutableTemplates)
 	testenv.Eventually(t, 30*time.Second, "the webhook to be in force", func() bool {
-		amt := get(t, gvkAMT, ns, "prod-md-0")
+		amt := drv.Get(t, gvkAMT, ns, "prod-md-0")
 		_ = unstructured.SetNestedField(amt.Object, "m6i.metal", "spec", "template", "spec", "instanceType")
 		err := env.Client.Update(context.Background(), amt, client.DryRunAll)
 		return err != nil && strings.Contains(err.Error(), "immutable")
 	})
 
 	repo.Commit(t, "larger workers, in place", map[string]string{"fleet/workers.yaml": replaceOnce(t, files["fleet/workers.yaml"], "instanceType: m6i.large", "instanceType: m6i.xlarge")})
-	code, doc, stderr := plan(t, args...)
+	code, doc, stderr := drv.Plan(t, args...)
 	var f *diff.Finding
 	for i := range doc.Findings {
 		if doc.Findings[i].Object.Kind == "AWSMachineTemplate" && doc.Findings[i].Object.Name == "prod-md-0" {
@@ -74,9 +75,9 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 	}
 
 	metrics := testenv.FreeAddr(t)
-	startRun(t, ns, append(args, "--interval", "300ms", "--metrics-bind-address", metrics)...)
+	drv.Start(t, ns, append(args, "--interval", "300ms", "--metrics-bind-address", metrics)...)
 	testenv.Eventually(t, 30*time.Second, "a CorrectionFailed Event with the server's message and the hint", func() bool {
-		for _, e := range events(t, ns, "AWSMachineTemplate", "prod-md-0") {
+		for _, e := range drv.Events(t, ns, "AWSMachineTemplate", "prod-md-0") {
 			if strings.HasPrefix(e, "CorrectionFailed:") && strings.Contains(e, "immutable") && strings.Contains(e, "hint:") {
 				return true
 			}
@@ -93,7 +94,7 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 		t.Errorf("the rejected object was dry-run again %d times in 3 unchanged cycles; the verdict stands until Git or the object changes", hook.Calls()-calls)
 	}
 	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: statusName(t, ns)}, cm); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: drv.StatusName(ns)}, cm); err != nil {
 		t.Fatal(err)
 	}
 	var sum report.Summary
@@ -101,7 +102,7 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 		t.Errorf("status summary %s: want the rejected template counted (%v)", cm.Data["summary.json"], err)
 	}
 	failed := 0
-	for _, e := range events(t, ns, "AWSMachineTemplate", "prod-md-0") {
+	for _, e := range drv.Events(t, ns, "AWSMachineTemplate", "prod-md-0") {
 		if strings.HasPrefix(e, "CorrectionFailed:") {
 			failed++
 		}

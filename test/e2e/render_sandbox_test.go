@@ -12,11 +12,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/egress"
 	"github.com/driftd/driftd/internal/testenv"
 	"github.com/driftd/driftd/internal/testenv/fixture"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // objectsHolding lists the ConfigMaps and Secrets of ns whose content holds any of secrets.
@@ -57,8 +59,8 @@ func TestTheRenderReachesNothingOutsideTheCheckout(t *testing.T) {
 	metadata := fixture.Listen(t)
 	url := metadata.URL
 	ns := "render-ssrf"
-	files := fleetFiles(ns)
-	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "leak") + `ConfigMapGenerator:
+	files := fleet.AWS(ns)
+	files["fleet/kustomization.yaml"] = fleet.Kustomization(ns, "cluster.yaml", "workers.yaml", "leak") + `ConfigMapGenerator:
 - Name: creds
   Files:
   - creds=` + url + `
@@ -77,9 +79,9 @@ generators:
 	files["fleet/leak/gitcfg"] = testenv.Symlink + "../../.git/config"
 	repo := testenv.NewGitRepo(t, files)
 	remote := strings.Replace(repo.ServeHTTP(t, "fleet", token), "http://", "http://fleet:"+token+"@", 1)
-	installNamespace(t, ns)
+	drv.Namespace(t, ns)
 
-	code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--log-development", "--namespace", ns}, commonArgs(t, remote, ns)...)...)
+	code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--log-development", "--namespace", ns}, drv.Args(t, remote, ns)...)...)
 	if code != 1 {
 		t.Errorf("run --once exited %d, want 1 (parts refused)", code)
 	}
@@ -98,7 +100,7 @@ generators:
 		}
 	}
 	for _, name := range []string{"creds", "repo-config", "stolen-file"} {
-		if configMapExists(ns, name) {
+		if drv.Exists(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, ns, name) {
 			t.Errorf("ConfigMap %s was applied", name)
 		}
 	}
@@ -111,7 +113,7 @@ generators:
 	if strings.Contains(all, token) {
 		t.Error("the output shows the repository token")
 	}
-	if replicasOrZero(ns, "prod-md-0") != 3 {
+	if drv.Replicas(ns, "prod-md-0") != 3 {
 		t.Error("the rest of the fleet was not applied")
 	}
 }
@@ -143,13 +145,11 @@ func TestAYAMLAliasBombIsRefusedNamingTheFile(t *testing.T) {
 		t.Fatalf("the bomb is %d bytes", len(bomb))
 	}
 	ns := "render-bomb"
-	files := fleetFiles(ns)
-	files["fleet/kustomization.yaml"] = kustomization(ns, "cluster.yaml", "workers.yaml", "bomb.yaml")
-	files["fleet/bomb.yaml"] = bomb
+	files := fleet.Prod(ns).Add("bomb.yaml", bomb).Files()
 	repo := testenv.NewGitRepo(t, files)
 
 	before := peakRSS(t)
-	code, doc, errOut := plan(t, append(commonArgs(t, repo.Dir, ns), "--render-max-memory", "256Mi")...)
+	code, doc, errOut := drv.Plan(t, append(drv.Args(t, repo.Dir, ns), "--render-max-memory", "256Mi")...)
 	if grew := peakRSS(t) - before; grew > 128<<20 {
 		t.Errorf("driftd's peak memory grew by %d MiB", grew>>20)
 	}
@@ -160,7 +160,7 @@ func TestAYAMLAliasBombIsRefusedNamingTheFile(t *testing.T) {
 	if !strings.Contains(msg, "fleet/bomb.yaml: document 1: its YAML aliases expand to more than 100000 nodes") {
 		t.Errorf("the error does not name the file and the budget:\n%s", msg)
 	}
-	if findingOf(doc, "MachineDeployment", "prod-md-0") == nil {
+	if doc.Finding("MachineDeployment", "prod-md-0") == nil {
 		t.Error("the rest of the fleet was not compared")
 	}
 }
@@ -170,27 +170,27 @@ func TestAYAMLAliasBombIsRefusedNamingTheFile(t *testing.T) {
 // last good revision stays, and the next commit is applied within two cycles of being pushed.
 func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 	ns := "render-hang"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewGitRepo(t, files)
 	metrics := testenv.FreeAddr(t)
 	t.Setenv("DRIFTD_RENDER_TEST_HOOK", "block:fleet/HANG")
-	installNamespace(t, ns)
-	startRun(t, ns, append(commonArgs(t, repo.Dir, ns), "--interval", "1s", "--render-timeout", "3s", "--metrics-bind-address", metrics)...)
-	testenv.Eventually(t, 60*time.Second, "the fleet created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
+	drv.Namespace(t, ns)
+	drv.Start(t, ns, append(drv.Args(t, repo.Dir, ns), "--interval", "1s", "--render-timeout", "3s", "--metrics-bind-address", metrics)...)
+	testenv.Eventually(t, 60*time.Second, "the fleet created", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 
 	repo.Commit(t, "a commit whose render hangs", map[string]string{
 		"fleet/HANG":         "",
 		"fleet/workers.yaml": replaceOnce(t, files["fleet/workers.yaml"], "replicas: 3", "replicas: 4"),
 	})
 	testenv.Eventually(t, 60*time.Second, "RenderFailed for the stopped render", func() bool {
-		for _, e := range statusEvents(t, ns) {
+		for _, e := range drv.StatusEvents(t, ns) {
 			if strings.HasPrefix(e, "RenderFailed:") && strings.Contains(e, "stopped at its deadline of 3s (--render-timeout)") {
 				return true
 			}
 		}
 		return false
 	})
-	if r := replicas(t, ns, "prod-md-0"); r != 3 {
+	if r := drv.Replicas(ns, "prod-md-0"); r != 3 {
 		t.Fatalf("replicas %d while the render hung, want the last good revision's 3", r)
 	}
 
@@ -199,7 +199,7 @@ func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 		"fleet/HANG":         testenv.Delete,
 		"fleet/workers.yaml": replaceOnce(t, files["fleet/workers.yaml"], "replicas: 3", "replicas: 5"),
 	})
-	testenv.Eventually(t, 60*time.Second, "the next commit applied", func() bool { return replicas(t, ns, "prod-md-0") == 5 })
+	testenv.Eventually(t, 60*time.Second, "the next commit applied", func() bool { return drv.Replicas(ns, "prod-md-0") == 5 })
 	if n := testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") - cycles; n > 2 {
 		t.Errorf("the next commit was applied after %v completed cycles, want at most 2", n)
 	}
@@ -211,10 +211,10 @@ func TestInsideTheDaemonTheDefaultHTTPClientSendsNothing(t *testing.T) {
 	metadata := fixture.Listen(t)
 	url := metadata.URL
 	ns := "default-client"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
-	installNamespace(t, ns)
-	startRun(t, ns, append(commonArgs(t, repo.Dir, ns), "--interval", "1h")...)
-	testenv.Eventually(t, 60*time.Second, "the daemon running", func() bool { return watching(ns) })
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	drv.Namespace(t, ns)
+	drv.Start(t, ns, append(drv.Args(t, repo.Dir, ns), "--interval", "1h")...)
+	testenv.Eventually(t, 60*time.Second, "the daemon running", func() bool { return drv.Watching(ns) })
 	_, err := http.Get(url)
 	if !errors.Is(err, egress.ErrDefaultTransport) || !strings.Contains(err.Error(), url) {
 		t.Errorf("http.Get in the daemon's process = %v, want a refusal naming %s", err, url)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // TestTransientAPIErrorsAreRetriedWithoutARestart: an overloaded or restarting API server answers
@@ -14,26 +15,26 @@ import (
 // edit.
 func TestTransientAPIErrorsAreRetriedWithoutARestart(t *testing.T) {
 	ns := "retry"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	proxy := env.NewAPIProxy(t)
 	first := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusTooManyRequests, Times: 1})
 	second := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusServiceUnavailable, Times: 1})
-	startRun(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+	drv.Start(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "1h")
 
 	testenv.Eventually(t, 30*time.Second, "the MachineDeployment created despite a 429 and a 503 on its dry run", func() bool {
-		return replicasOrZero(ns, "prod-md-0") == 3
+		return drv.Replicas(ns, "prod-md-0") == 3
 	})
 	if proxy.FaultHits(first) != 1 || proxy.FaultHits(second) != 1 {
 		t.Fatalf("the injected faults answered %d and %d requests, want 1 each", proxy.FaultHits(first), proxy.FaultHits(second))
 	}
-	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return watching(ns) })
+	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return drv.Watching(ns) })
 
 	// A watch re-check whose dry run fails twice.
 	again := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusServiceUnavailable, Times: 2})
-	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 5)
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 5)
 	testenv.Eventually(t, 30*time.Second, "the edit corrected after two failed re-checks", func() bool {
-		return replicas(t, ns, "prod-md-0") == 3
+		return drv.Replicas(ns, "prod-md-0") == 3
 	})
 	if n := proxy.FaultHits(again); n != 2 {
 		t.Errorf("the re-check faults answered %d requests, want 2", n)

@@ -11,17 +11,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 func TestDriftedSecretIsReportedWithoutItsValues(t *testing.T) {
 	const gitValue, liveValue = "git-s3cret-value", "leaked-live-value"
 	ns := "secret-masking"
-	files := fleetFiles(ns)
-	files["fleet/kustomization.yaml"] += "- credentials.yaml\n"
-	files["fleet/credentials.yaml"] = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: prod-credentials\nstringData:\n  password: " + gitValue + "\n"
-	repo := testenv.NewGitRepo(t, files)
-	args := commonArgs(t, repo.Dir, "secret-masking")
-	runOnce(t, ns, args...)
+	repo := testenv.NewGitRepo(t, fleet.Prod(ns).Add("credentials.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: prod-credentials\nstringData:\n  password: "+gitValue+"\n").Files())
+	args := drv.Args(t, repo.Dir, "secret-masking")
+	drv.RunOnce(t, ns, args...)
 
 	secret := &corev1.Secret{}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-credentials"}, secret); err != nil {
@@ -33,28 +32,28 @@ func TestDriftedSecretIsReportedWithoutItsValues(t *testing.T) {
 	}
 
 	var seen []string
-	code, doc, stderr := plan(t, args...)
+	code, doc, stderr := drv.Plan(t, args...)
 	if code != 2 || len(doc.Findings) != 1 || doc.Findings[0].Object.Kind != "Secret" ||
 		len(doc.Findings[0].Fields) != 1 || doc.Findings[0].Fields[0].Path != "/data/password" || doc.Findings[0].Fields[0].Manager != "kubectl-edit" {
 		t.Fatalf("plan: exit %d, findings %+v; want the Secret's /data/password set by kubectl-edit", code, doc.Findings)
 	}
-	_, jsonOut, _ := driftd(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
-	_, tableOut, _ := driftd(context.Background(), append([]string{"plan"}, args...)...)
+	_, jsonOut, _ := drv.Exec(context.Background(), append([]string{"plan", "-o", "json"}, args...)...)
+	_, tableOut, _ := drv.Exec(context.Background(), append([]string{"plan"}, args...)...)
 	seen = append(seen, jsonOut, tableOut, stderr)
 
 	// A daemon in detect mode announces it; one in correct mode corrects it. Neither may print it.
-	d := startRun(t, ns, append(args, "--interval", "1h")...)
+	d := drv.Start(t, ns, append(args, "--interval", "1h")...)
 	testenv.Eventually(t, 20*time.Second, "the Secret corrected", func() bool {
 		s := &corev1.Secret{}
 		_ = env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "prod-credentials"}, s)
 		return string(s.Data["password"]) == gitValue
 	})
 	testenv.Eventually(t, 10*time.Second, "the Secret's Events", func() bool {
-		evs := events(t, ns, "Secret", "prod-credentials")
-		return hasReason(evs, "DriftDetected") && hasReason(evs, "DriftCorrected")
+		evs := drv.Events(t, ns, "Secret", "prod-credentials")
+		return driver.HasEvent(evs, "DriftDetected") && driver.HasEvent(evs, "DriftCorrected")
 	})
-	seen = append(seen, d.out.String())
-	seen = append(seen, events(t, ns, "Secret", "prod-credentials")...)
+	seen = append(seen, d.Out.String())
+	seen = append(seen, drv.Events(t, ns, "Secret", "prod-credentials")...)
 
 	for _, v := range []string{gitValue, liveValue} {
 		for _, form := range []string{v, base64.StdEncoding.EncodeToString([]byte(v))} {

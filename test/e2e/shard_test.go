@@ -16,21 +16,23 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
+
+// sharded is the AWS cluster name, labelled for shard.
+func sharded(name, shard string) string {
+	c, w := fleet.AWSCluster(name)
+	return strings.Replace(c, "  name: "+name+"\nspec:", "  name: "+name+"\n  labels:\n    fleet.example.com/shard: "+shard+"\nspec:", 1) + "---\n" + w
+}
 
 func TestShardsReportOnlyTheirClusters(t *testing.T) {
 	ns := "shards"
 	// Two clusters of the same shape, labelled for shards a and b, and a shared namespace-less ConfigMap.
-	a := fleetFiles(ns)
-	files := map[string]string{"fleet/kustomization.yaml": kustomization(ns, "a.yaml", "b.yaml", "shared.yaml"), "fleet/namespace.yaml": namespaceYAML(ns)}
-	files["fleet/a.yaml"] = strings.Replace(a["fleet/cluster.yaml"]+"---\n"+a["fleet/workers.yaml"], "  name: prod\nspec:", "  name: prod\n  labels:\n    fleet.example.com/shard: a\nspec:", 1)
-	b := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").Replace(files["fleet/a.yaml"])
-	files["fleet/b.yaml"] = strings.Replace(b, "fleet.example.com/shard: a", "fleet.example.com/shard: b", 1)
-	files["fleet/shared.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fleet-settings\ndata:\n  region: eu\n"
-	repo := testenv.NewGitRepo(t, files)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("a.yaml", sharded("prod", "a")).Add("b.yaml", sharded("edge", "b")).
+		Add("shared.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fleet-settings\ndata:\n  region: eu\n").Files())
 
 	clustersOf := func(shard string) []string {
-		_, doc, stderr := plan(t, append(commonArgs(t, repo.Dir, "shard-"+shard), "--shard", "fleet.example.com/shard="+shard)...)
+		_, doc, stderr := drv.Plan(t, append(drv.Args(t, repo.Dir, "shard-"+shard), "--shard", "fleet.example.com/shard="+shard)...)
 		seen := map[string]bool{}
 		for _, f := range doc.Findings {
 			c := f.Cluster
@@ -55,7 +57,7 @@ func TestShardsReportOnlyTheirClusters(t *testing.T) {
 	if diff := cmp.Diff([]string{"(none)", "edge"}, clustersOf("b")); diff != "" {
 		t.Errorf("shard b reports clusters (-want +got):\n%s", diff)
 	}
-	if code, _, stderr := driftd(t.Context(), append([]string{"plan"}, append(commonArgs(t, repo.Dir, "x"), "--shard", "a in (")...)...); code != 1 || !strings.Contains(stderr, "--shard") {
+	if code, _, stderr := drv.Exec(t.Context(), append([]string{"plan"}, append(drv.Args(t, repo.Dir, "x"), "--shard", "a in (")...)...); code != 1 || !strings.Contains(stderr, "--shard") {
 		t.Errorf("a bad --shard: exit %d, stderr %q", code, stderr)
 	}
 }
@@ -66,17 +68,13 @@ func TestShardsReportOnlyTheirClusters(t *testing.T) {
 // owner. Neither overwrites the other's.
 func TestTwoShardsInOneNamespaceKeepTheirOwnState(t *testing.T) {
 	ns := "two-shards"
-	system := installNamespace(t, "two-shards-system")
-	a := fleetFiles(ns)
-	files := map[string]string{"fleet/kustomization.yaml": kustomization(ns, "a.yaml", "b.yaml"), "fleet/namespace.yaml": namespaceYAML(ns)}
-	files["fleet/a.yaml"] = strings.Replace(a["fleet/cluster.yaml"]+"---\n"+a["fleet/workers.yaml"], "  name: prod\nspec:", "  name: prod\n  labels:\n    fleet.example.com/shard: a\nspec:", 1)
-	b := strings.NewReplacer("prod-cp", "edge-cp", "prod-md-0", "edge-md-0", "name: prod\n", "name: edge\n", "clusterName: prod", "clusterName: edge").Replace(files["fleet/a.yaml"])
-	files["fleet/b.yaml"] = strings.Replace(b, "fleet.example.com/shard: a", "fleet.example.com/shard: b", 1)
+	system := drv.Namespace(t, "two-shards-system")
+	files := fleet.New(ns).Add("a.yaml", sharded("prod", "a")).Add("b.yaml", sharded("edge", "b")).Files()
 	repo := testenv.NewGitRepo(t, files)
 	metrics := map[string]string{}
 	for _, shard := range []string{"a", "b"} {
 		metrics[shard] = testenv.FreeAddr(t)
-		startRun(t, system, append(commonArgs(t, repo.Dir, "shard-"+shard), "--shard", "fleet.example.com/shard="+shard,
+		drv.Start(t, system, append(drv.Args(t, repo.Dir, "shard-"+shard), "--shard", "fleet.example.com/shard="+shard,
 			"--leader-elect", "--interval", "1s", "--mode", "detect", "--metrics-bind-address", metrics[shard])...)
 	}
 	testenv.Eventually(t, time.Minute, "both shards' first cycles", func() bool {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -24,12 +26,12 @@ func TestOnlySignedCommitsAreApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := "signed"
-	files := fleetFiles(ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewSignedGitRepo(t, files, trusted)
 	url := repo.ServeHTTP(t, "", "")
-	args := append(commonArgs(t, url, ns), "--verify-signatures", keyring)
-	runOnce(t, ns, args...)
-	if got := replicas(t, ns, "prod-md-0"); got != 3 {
+	args := append(drv.Args(t, url, ns), "--verify-signatures", keyring)
+	drv.RunOnce(t, ns, args...)
+	if got := drv.Replicas(ns, "prod-md-0"); got != 3 {
 		t.Fatalf("replicas %d after the signed commit, want 3", got)
 	}
 
@@ -46,12 +48,12 @@ func TestOnlySignedCommitsAreApplied(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sha := tc.commit()
-			before := resourceVersions(t, ns, fleetKinds...)
-			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			before := drv.ResourceVersions(t, ns, fleetKinds...)
+			code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 			if code != 1 || !strings.Contains(errOut, sha) || !strings.Contains(errOut, tc.reason) {
 				t.Errorf("run --once: exit %d, want 1 naming commit %s and %q\n%s%s", code, sha, tc.reason, out, errOut)
 			}
-			if after := resourceVersions(t, ns, fleetKinds...); len(after) != len(before) {
+			if after := drv.ResourceVersions(t, ns, fleetKinds...); len(after) != len(before) {
 				t.Errorf("objects changed: %d before, %d after", len(before), len(after))
 			} else {
 				for k, rv := range before {
@@ -60,22 +62,22 @@ func TestOnlySignedCommitsAreApplied(t *testing.T) {
 					}
 				}
 			}
-			if !hasReason(statusEvents(t, ns), "SourceVerificationFailed") {
+			if !driver.HasEvent(drv.StatusEvents(t, ns), "SourceVerificationFailed") {
 				t.Error("no SourceVerificationFailed Event on the status ConfigMap")
 			}
-			if code, _, stderr := driftd(context.Background(), append([]string{"plan"}, args...)...); code != 1 || !strings.Contains(stderr, tc.reason) {
+			if code, _, stderr := drv.Exec(context.Background(), append([]string{"plan"}, args...)...); code != 1 || !strings.Contains(stderr, tc.reason) {
 				t.Errorf("plan: exit %d, want 1 with %q\n%s", code, tc.reason, stderr)
 			}
 		})
 	}
 
 	repo.CommitSigned(t, "scale, signed", scaleTo("4"), trusted)
-	runOnce(t, ns, args...)
-	if got := replicas(t, ns, "prod-md-0"); got != 4 {
+	drv.RunOnce(t, ns, args...)
+	if got := drv.Replicas(ns, "prod-md-0"); got != 4 {
 		t.Errorf("replicas %d after a commit signed by the trusted key, want 4", got)
 	}
 
-	if code, _, errOut := driftd(context.Background(), append([]string{"plan"}, append(commonArgs(t, url, ns), "--verify-signatures", filepath.Join(ns, "missing.asc"))...)...); code != 1 || !strings.Contains(errOut, "--verify-signatures") {
+	if code, _, errOut := drv.Exec(context.Background(), append([]string{"plan"}, append(drv.Args(t, url, ns), "--verify-signatures", filepath.Join(ns, "missing.asc"))...)...); code != 1 || !strings.Contains(errOut, "--verify-signatures") {
 		t.Errorf("plan with a missing keyring: exit %d\n%s", code, errOut)
 	}
 }
@@ -91,12 +93,12 @@ func TestASignedRollbackIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := "rollback"
-	installNamespace(t, ns)
-	files := fleetFiles(ns)
+	drv.Namespace(t, ns)
+	files := fleet.AWS(ns)
 	repo := testenv.NewSignedGitRepo(t, files, trusted)
 	url := repo.ServeHTTP(t, "", "")
-	args := append(commonArgs(t, url, ns), "--verify-signatures", keyring)
-	runOnce(t, ns, args...)
+	args := append(drv.Args(t, url, ns), "--verify-signatures", keyring)
+	drv.RunOnce(t, ns, args...)
 	old, err := headOf(repo)
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +107,8 @@ func TestASignedRollbackIsRefused(t *testing.T) {
 		return map[string]string{"fleet/workers.yaml": strings.Replace(files["fleet/workers.yaml"], "replicas: 3", "replicas: "+n, 1)}
 	}
 	newer := repo.CommitSigned(t, "scale to 4", scaleTo("4"), trusted)
-	runOnce(t, ns, args...)
-	if got := replicas(t, ns, "prod-md-0"); got != 4 {
+	drv.RunOnce(t, ns, args...)
+	if got := drv.Replicas(ns, "prod-md-0"); got != 4 {
 		t.Fatalf("replicas %d after the newer signed commit, want 4", got)
 	}
 
@@ -120,26 +122,26 @@ func TestASignedRollbackIsRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sha := tc.push()
-			before := resourceVersions(t, ns, fleetKinds...)
+			before := drv.ResourceVersions(t, ns, fleetKinds...)
 			// Each run --once is a driftd started anew: the last verified commit comes from its namespace.
-			code, out, errOut := driftd(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
+			code, out, errOut := drv.Exec(context.Background(), append([]string{"run", "--once", "--namespace", ns}, args...)...)
 			want := "does not descend from " + newer
 			if code != 1 || !strings.Contains(errOut, sha) || !strings.Contains(errOut, want) || !strings.Contains(errOut, tc.reason) {
 				t.Errorf("run --once: exit %d, want 1 naming %s, %q and %q\n%s%s", code, sha, want, tc.reason, out, errOut)
 			}
-			if after := resourceVersions(t, ns, fleetKinds...); fmt.Sprint(after) != fmt.Sprint(before) {
+			if after := drv.ResourceVersions(t, ns, fleetKinds...); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("objects written: %v → %v", before, after)
 			}
-			if code, _, stderr := driftd(context.Background(), append([]string{"plan", "--namespace", ns}, args...)...); code != 1 || !strings.Contains(stderr, want) {
+			if code, _, stderr := drv.Exec(context.Background(), append([]string{"plan", "--namespace", ns}, args...)...); code != 1 || !strings.Contains(stderr, want) {
 				t.Errorf("plan: exit %d, want 1 with %q\n%s", code, want, stderr)
 			}
 		})
 	}
-	if !hasReason(statusEvents(t, ns), "SourceVerificationFailed") {
+	if !driver.HasEvent(drv.StatusEvents(t, ns), "SourceVerificationFailed") {
 		t.Error("no SourceVerificationFailed Event on the status ConfigMap")
 	}
-	runOnce(t, ns, append(args, "--allow-history-rewrite")...)
-	if got := replicas(t, ns, "prod-md-0"); got != 7 {
+	drv.RunOnce(t, ns, append(args, "--allow-history-rewrite")...)
+	if got := drv.Replicas(ns, "prod-md-0"); got != 7 {
 		t.Errorf("replicas %d with --allow-history-rewrite, want the rewritten branch's 7", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // TestRunWithoutItsNamespaceSaysSoOnceAndBacksOff: `driftd run` from a laptop against a management
@@ -14,12 +15,12 @@ import (
 // once, clearly, and does not retry the write every cycle; the fleet is still corrected.
 func TestRunWithoutItsNamespaceSaysSoOnceAndBacksOff(t *testing.T) {
 	ns := "outside"
-	repo := testenv.NewGitRepo(t, fleetFiles(ns))
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	proxy := env.NewAPIProxy(t)
 	metrics := testenv.FreeAddr(t)
-	d := startRun(t, "outside-system", "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+	d := drv.Start(t, "outside-system", "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "200ms", "--metrics-bind-address", metrics)
-	testenv.Eventually(t, 30*time.Second, "the fleet created", func() bool { return replicasOrZero(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 30*time.Second, "the fleet created", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	testenv.WaitForCycles(t, metrics, 10, time.Minute)
 
 	statusWrites := proxy.Requests(func(r testenv.Request) bool {
@@ -33,9 +34,9 @@ func TestRunWithoutItsNamespaceSaysSoOnceAndBacksOff(t *testing.T) {
 	}); len(events) != 0 {
 		t.Errorf("%d Events sent to the missing namespace", len(events))
 	}
-	if c := strings.Count(d.out.String(), "its namespace does not exist"); c != 1 {
-		t.Errorf("the log says %d times that the namespace is missing, want once:\n%s", c, d.out.String())
+	if c := strings.Count(d.Out.String(), "its namespace does not exist"); c != 1 {
+		t.Errorf("the log says %d times that the namespace is missing, want once:\n%s", c, d.Out.String())
 	}
-	scaleAs(t, "kubectl-edit", ns, "prod-md-0", 4)
-	testenv.Eventually(t, 30*time.Second, "the fleet still corrected", func() bool { return replicas(t, ns, "prod-md-0") == 3 })
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 4)
+	testenv.Eventually(t, 30*time.Second, "the fleet still corrected", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 const classBasedCluster = `apiVersion: cluster.x-k8s.io/v1beta2
@@ -46,17 +47,13 @@ spec:
 
 func TestTopologyMachineDeploymentIsJudgedAgainstItsCluster(t *testing.T) {
 	ns := "topology"
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": kustomization(ns, "edge.yaml"),
-		"fleet/namespace.yaml":     namespaceYAML(ns),
-		"fleet/edge.yaml":          classBasedCluster,
-	})
-	args := commonArgs(t, repo.Dir, "topology")
-	runOnce(t, ns, args...)
+	repo := testenv.NewGitRepo(t, fleet.New(ns).Add("edge.yaml", classBasedCluster).Files())
+	args := drv.Args(t, repo.Dir, "topology")
+	drv.RunOnce(t, ns, args...)
 
 	// What Cluster API's topology controller generates from the Cluster (no CAPI controller runs here).
 	generated := &unstructured.Unstructured{}
-	generated.SetGroupVersionKind(gvkMD)
+	generated.SetGroupVersionKind(diff.GVKMachineDeployment)
 	generated.SetNamespace(ns)
 	generated.SetName("edge-md-0-x7k2p")
 	generated.SetLabels(map[string]string{diff.LabelClusterName: "edge", diff.LabelTopologyOwned: "", diff.LabelTopologyDeploymentName: "md-0", "pool": "edge-md-0"})
@@ -75,12 +72,12 @@ func TestTopologyMachineDeploymentIsJudgedAgainstItsCluster(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), generated, client.Apply, client.FieldOwner("capi-topology"), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
-	if code, doc, _ := plan(t, args...); code != 0 {
+	if code, doc, _ := drv.Plan(t, args...); code != 0 {
 		t.Fatalf("plan with the topology in sync: exit %d, findings %+v", code, doc.Findings)
 	}
 
-	scaleAs(t, "kubectl-scale", ns, "edge-md-0-x7k2p", 6)
-	code, doc, _ := plan(t, args...)
+	drv.Scale(t, "kubectl-scale", ns, "edge-md-0-x7k2p", 6)
+	code, doc, _ := drv.Plan(t, args...)
 	if code != 2 || len(doc.Findings) != 1 {
 		t.Fatalf("plan: exit %d, findings %+v; want the generated MachineDeployment", code, doc.Findings)
 	}
@@ -89,9 +86,9 @@ func TestTopologyMachineDeploymentIsJudgedAgainstItsCluster(t *testing.T) {
 		len(f.Fields) != 1 || f.Fields[0].Path != "/spec/replicas" || f.Fields[0].Desired != float64(3) || f.Fields[0].Live != float64(6) || f.Fields[0].Manager != "kubectl-scale" {
 		t.Errorf("finding = %+v", f)
 	}
-	rv := get(t, gvkMD, ns, "edge-md-0-x7k2p").GetResourceVersion()
-	runOnce(t, ns, args...)
-	if get(t, gvkMD, ns, "edge-md-0-x7k2p").GetResourceVersion() != rv {
+	rv := drv.Get(t, diff.GVKMachineDeployment, ns, "edge-md-0-x7k2p").GetResourceVersion()
+	drv.RunOnce(t, ns, args...)
+	if drv.Get(t, diff.GVKMachineDeployment, ns, "edge-md-0-x7k2p").GetResourceVersion() != rv {
 		t.Error("driftd edited a MachineDeployment generated from a topology")
 	}
 }
