@@ -173,6 +173,10 @@ func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 		if f.Action != ActionReplace {
 			continue
 		}
+		if in.Degraded != "" {
+			f.Action, f.Reason = ActionReport, "no corrections while "+in.Degraded
+			continue
+		}
 		if f.Class != ClassInstanceMismatch {
 			if why, ok := plan.Suspect[clusterOf(m)]; ok {
 				f.Action, f.Reason = ActionBlocked, "InventorySuspect: "+why
