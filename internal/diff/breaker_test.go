@@ -57,7 +57,7 @@ func TestBreakerLikeAMachineHealthCheck(t *testing.T) {
 				t.Errorf("the reason does not give the numbers: %q", why)
 			}
 			for _, f := range plan.Findings {
-				if tt.wantSuspect && (f.Action != ActionBlocked || !strings.HasPrefix(f.Reason, "InventorySuspect")) {
+				if tt.wantSuspect && (f.Action != ActionBlocked || f.Blocker != BlockerInventorySuspect || !strings.HasPrefix(f.Reason, "InventorySuspect")) {
 					t.Errorf("%s: %s %q, want blocked as InventorySuspect", f.Object.Name, f.Action, f.Reason)
 				}
 			}
@@ -72,18 +72,19 @@ func TestReplacementGuards(t *testing.T) {
 	paused := ms[0].DeepCopy()
 	paused.SetAnnotations(map[string]string{AnnotationPaused: ""})
 	tests := []struct {
-		name   string
-		m      *unstructured.Unstructured
-		groups map[Group]Replicas
-		total  int
-		want   Action
-		reason string
+		name    string
+		m       *unstructured.Unstructured
+		groups  map[Group]Replicas
+		total   int
+		want    Action
+		blocker Blocker
+		reason  string
 	}{
-		{"skip-remediation", skip, nil, 0, ActionBlocked, "skip-remediation"},
-		{"paused Machine", paused, nil, 0, ActionBlocked, "paused"},
-		{"its pool still recovering from the last replacement", ms[0], map[Group]Replicas{{"MachineDeployment", "fleet", "md-0"}: {Desired: 8, Available: 7}}, 0, ActionBlocked, "budget"},
-		{"its pool available again", ms[0], map[Group]Replicas{{"MachineDeployment", "fleet", "md-0"}: {Desired: 8, Available: 8}}, 0, ActionReplace, ""},
-		{"the fleet's cap", ms[0], nil, -1, ActionBlocked, "fleet budget"},
+		{"skip-remediation", skip, nil, 0, ActionBlocked, BlockerSkipRemediation, "skip-remediation"},
+		{"paused Machine", paused, nil, 0, ActionBlocked, BlockerMachinePaused, "paused"},
+		{"its pool still recovering from the last replacement", ms[0], map[Group]Replicas{{"MachineDeployment", "fleet", "md-0"}: {Desired: 8, Available: 7}}, 0, ActionBlocked, BlockerBudget, "budget"},
+		{"its pool available again", ms[0], map[Group]Replicas{{"MachineDeployment", "fleet", "md-0"}: {Desired: 8, Available: 8}}, 0, ActionReplace, "", ""},
+		{"the fleet's cap", ms[0], nil, -1, ActionBlocked, BlockerFleetBudget, "fleet budget"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,8 +99,8 @@ func TestReplacementGuards(t *testing.T) {
 			}
 			plan := PlanReplacements(missing(tt.m), in)
 			f := plan.Findings[0]
-			if f.Action != tt.want || !strings.Contains(f.Reason, tt.reason) {
-				t.Errorf("%s %q, want %s with %q", f.Action, f.Reason, tt.want, tt.reason)
+			if f.Action != tt.want || f.Blocker != tt.blocker || !strings.Contains(f.Reason, tt.reason) {
+				t.Errorf("%s (%q) %q, want %s (%q) with %q", f.Action, f.Blocker, f.Reason, tt.want, tt.blocker, tt.reason)
 			}
 		})
 	}

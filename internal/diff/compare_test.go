@@ -130,21 +130,31 @@ func TestCompareSetComparesOnlyWhatGitSets(t *testing.T) {
 func TestDecideInSituation(t *testing.T) {
 	md := obj(mdObject(3, nil))
 	correct := Policy{Mode: ModeCorrect}
+	rejected := "the API server rejects it: spec.template is immutable"
 	tests := []struct {
-		name   string
-		class  Class
-		sit    Situation
-		p      Policy
-		want   Action
-		reason string
+		name    string
+		class   Class
+		sit     Situation
+		p       Policy
+		want    Action
+		blocker Blocker
+		reason  []string
 	}{
-		{"modified", ClassModified, Situation{Cluster: "prod"}, correct, ActionApply, ""},
-		{"missing", ClassMissing, Situation{Cluster: "prod"}, correct, ActionCreate, ""},
-		{"cluster being deleted", ClassMissing, Situation{Cluster: "prod", Deleting: true}, correct, ActionReport, "cluster prod is being deleted"},
-		{"paused", ClassModified, Situation{Cluster: "prod", Paused: true}, correct, ActionBlocked, "cluster prod is paused"},
-		{"held", ClassModified, Situation{Cluster: "prod", Held: "contested: x"}, correct, ActionBlocked, "contested: x"},
-		{"source trouble", ClassModified, Situation{Degraded: "the source cannot be fetched"}, correct, ActionReport, "no corrections while the source cannot be fetched"},
-		{"detect mode wins", ClassModified, Situation{Paused: true}, Policy{Mode: ModeDetect}, ActionReport, "detect mode"},
+		{"modified", ClassModified, Situation{Cluster: "prod"}, correct, ActionApply, "", nil},
+		{"missing", ClassMissing, Situation{Cluster: "prod"}, correct, ActionCreate, "", nil},
+		{"cluster being deleted", ClassMissing, Situation{Cluster: "prod", Deleting: true}, correct, ActionReport, "", []string{"cluster prod is being deleted"}},
+		{"paused", ClassModified, Situation{Cluster: "prod", Paused: true}, correct, ActionBlocked, BlockerClusterPaused, []string{"cluster prod is paused"}},
+		{"held", ClassModified, Situation{Cluster: "prod", Held: "contested: x"}, correct, ActionBlocked, BlockerContested, []string{"contested: x"}},
+		{"rejected", ClassModified, Situation{Cluster: "prod", Rejected: rejected}, correct, ActionBlocked, BlockerRejected, []string{rejected}},
+		{"rejected before held", ClassModified, Situation{Rejected: rejected, Held: "contested: x"}, correct, ActionBlocked, BlockerRejected, []string{rejected}},
+		{"paused and rejected: the pause blocks, the verdict is said", ClassMissing, Situation{Cluster: "prod", Paused: true, Rejected: rejected},
+			correct, ActionBlocked, BlockerClusterPaused, []string{"cluster prod is paused", rejected}},
+		{"detect mode and rejected: reported with the verdict", ClassModified, Situation{Rejected: rejected}, Policy{Mode: ModeDetect},
+			ActionReport, "", []string{"detect mode", rejected}},
+		{"pending: created after its CRD", ClassMissing, Situation{Pending: "its CustomResourceDefinition is created first"}, correct,
+			ActionCreate, "", []string{"its CustomResourceDefinition is created first"}},
+		{"source trouble", ClassModified, Situation{Degraded: "the source cannot be fetched"}, correct, ActionReport, "", []string{"no corrections while the source cannot be fetched"}},
+		{"detect mode wins", ClassModified, Situation{Paused: true}, Policy{Mode: ModeDetect}, ActionReport, "", []string{"detect mode"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,9 +162,17 @@ func TestDecideInSituation(t *testing.T) {
 			if tt.class == ClassModified {
 				live = md
 			}
-			action, reason := Decide(tt.class, md, live, tt.sit, tt.p)
-			if action != tt.want || !strings.Contains(reason, tt.reason) {
-				t.Errorf("Decide = %s %q, want %s with %q", action, reason, tt.want, tt.reason)
+			d := Decide(tt.class, md, live, tt.sit, tt.p)
+			if d.Action != tt.want || d.Blocker != tt.blocker {
+				t.Errorf("Decide = %s (%q), want %s (%q)", d.Action, d.Blocker, tt.want, tt.blocker)
+			}
+			for _, r := range tt.reason {
+				if !strings.Contains(d.Reason, r) {
+					t.Errorf("reason %q does not say %q", d.Reason, r)
+				}
+			}
+			if len(tt.reason) == 0 && d.Reason != "" {
+				t.Errorf("reason %q, want none", d.Reason)
 			}
 		})
 	}

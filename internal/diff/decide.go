@@ -43,38 +43,68 @@ type Situation struct {
 	Deleting bool
 	// Degraded says why corrections are off fleet-wide (the source or its render failed), or "".
 	Degraded string
+	// Rejected is the API server's verdict on the object as Git has it (its dry run or its write
+	// was refused for good), in words, or "".
+	Rejected string
 	// Held says why the object's correction waits (a contested field, see Contest), or "".
 	Held string
+	// Pending says what is created before the object (its Namespace, its CustomResourceDefinition),
+	// or "".
+	Pending string
 }
 
-// Decide returns the action for a spec finding of class (Missing or Modified) on an object
-// (desired and/or live may be nil) in situation s, and the reason when the action is not a
-// correction. Orphans are decided by DecidePrune.
-func Decide(class Class, desired, live *unstructured.Unstructured, s Situation, p Policy) (Action, string) {
+// Decide decides about a spec finding of class (Missing or Modified) on an object (desired and/or
+// live may be nil) in situation s. Orphans are decided by DecidePrune, the cloud layer by
+// PlanReplacements.
+func Decide(class Class, desired, live *unstructured.Unstructured, s Situation, p Policy) Decision {
+	d := decide(class, desired, live, s, p)
+	d.Reason = joinReason(d.Reason, s.Pending)
+	return d
+}
+
+func decide(class Class, desired, live *unstructured.Unstructured, s Situation, p Policy) Decision {
 	if annotation(desired, live, AnnotationReconcile) == "disabled" {
-		return ActionIgnored, AnnotationReconcile + ": disabled"
+		return Decision{Action: ActionIgnored, Reason: joinReason(AnnotationReconcile+": disabled", s.Rejected)}
 	}
 	correction := ActionApply
 	if class == ClassMissing {
 		correction = ActionCreate
 	}
+	var d Decision
 	switch {
 	case p.Mode == ModeDetect:
-		return ActionReport, "detect mode"
+		d = reported("detect mode")
 	case annotation(desired, live, AnnotationMode) == string(ModeDetect):
-		return ActionReport, AnnotationMode + ": detect"
+		d = reported(AnnotationMode + ": detect")
 	case s.Deleting && live != nil && live.GetDeletionTimestamp() != nil:
-		return ActionReport, "being deleted: driftd writes nothing to an object being deleted"
+		d = reported("being deleted: driftd writes nothing to an object being deleted")
 	case s.Deleting:
-		return ActionReport, fmt.Sprintf("cluster %s is being deleted: nothing of it is written until the deletion ends", s.Cluster)
+		d = reported(fmt.Sprintf("cluster %s is being deleted: nothing of it is written until the deletion ends", s.Cluster))
 	case s.Degraded != "":
-		return ActionReport, "no corrections while " + s.Degraded
+		d = reported("no corrections while " + s.Degraded)
 	case s.Paused:
-		return ActionBlocked, fmt.Sprintf("cluster %s is paused", s.Cluster)
+		d = blocked(BlockerClusterPaused, fmt.Sprintf("cluster %s is paused", s.Cluster))
+	case s.Rejected != "":
+		return blocked(BlockerRejected, s.Rejected)
 	case s.Held != "":
-		return ActionBlocked, s.Held
+		return blocked(BlockerContested, s.Held)
+	default:
+		return corrected(correction, "")
 	}
-	return correction, ""
+	// Not corrected now for another reason: the verdict is still worth saying.
+	d.Reason = joinReason(d.Reason, s.Rejected)
+	return d
+}
+
+// joinReason joins two reasons, either of which may be empty.
+func joinReason(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
 }
 
 // annotation returns key's value on desired, else on live.

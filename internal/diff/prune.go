@@ -78,7 +78,7 @@ func DecidePrune(in PruneInput) PrunePlan {
 	for _, o := range in.Orphans {
 		live := o.Object
 		f := Finding{Layer: LayerSpec, Class: ClassOrphaned, Cluster: o.Cluster, Object: RefOf(live)}
-		f.Action, f.Reason = decideOrphan(o, in)
+		f.Decided(decideOrphan(o, in))
 		if f.Action == ActionDelete {
 			candidates = append(candidates, len(plan.Findings))
 		}
@@ -103,18 +103,17 @@ func DecidePrune(in PruneInput) PrunePlan {
 	}
 	if why != "" {
 		for _, i := range candidates {
-			plan.Findings[i].Action = ActionBlocked
-			plan.Findings[i].Reason = "prune limit: " + why
+			plan.Findings[i].Decided(blocked(BlockerPruneLimit, "prune limit: "+why))
 		}
 		plan.Held, plan.HeldReason = n, why
 	}
 	return plan
 }
 
-func decideOrphan(o Orphan, in PruneInput) (Action, string) {
+func decideOrphan(o Orphan, in PruneInput) Decision {
 	live := o.Object
 	if annotation(nil, live, AnnotationReconcile) == "disabled" {
-		return ActionIgnored, AnnotationReconcile + ": disabled"
+		return Decision{Action: ActionIgnored, Reason: AnnotationReconcile + ": disabled"}
 	}
 	isCluster := live.GetKind() == "Cluster" && groupOf(live) == "cluster.x-k8s.io"
 	state := in.Clusters[live.GetNamespace()+"/"+o.Cluster]
@@ -125,32 +124,32 @@ func decideOrphan(o Orphan, in PruneInput) (Action, string) {
 	}
 	switch {
 	case !in.Policy.Prune:
-		return ActionReport, "no longer rendered from Git; pruning is off"
+		return reported("no longer rendered from Git; pruning is off")
 	case live.GetKind() == "Namespace" && live.GetAPIVersion() == "v1",
 		live.GetKind() == "CustomResourceDefinition" && groupOf(live) == "apiextensions.k8s.io":
-		return ActionReport, "no longer rendered from Git; driftd never prunes a " + live.GetKind() + ": deleting it deletes everything in it"
+		return reported("no longer rendered from Git; driftd never prunes a " + live.GetKind() + ": deleting it deletes everything in it")
 	case live.GetDeletionTimestamp() != nil:
-		return ActionReport, "no longer rendered from Git; already being deleted"
+		return reported("no longer rendered from Git; already being deleted")
 	case o.Cluster != "" && state.Deleting:
-		return ActionReport, fmt.Sprintf("no longer rendered from Git; cluster %s is being deleted, and nothing of it is touched", o.Cluster)
+		return reported(fmt.Sprintf("no longer rendered from Git; cluster %s is being deleted, and nothing of it is touched", o.Cluster))
 	case o.Cluster != "" && state.Paused:
-		return ActionBlocked, fmt.Sprintf("no longer rendered from Git; cluster %s is paused, and nothing of it is pruned", o.Cluster)
+		return blocked(BlockerClusterPaused, fmt.Sprintf("no longer rendered from Git; cluster %s is paused, and nothing of it is pruned", o.Cluster))
 	case isCluster && live.GetAnnotations()[AnnotationPrune] != "enabled":
-		return ActionReport, "no longer rendered from Git; a Cluster is pruned only with " + AnnotationPrune + ": enabled"
+		return reported("no longer rendered from Git; a Cluster is pruned only with " + AnnotationPrune + ": enabled")
 	case !isCluster && o.Cluster != "" && !state.InGit && state.Live:
-		return ActionReport, fmt.Sprintf("no longer rendered from Git, like its Cluster %s: deleting the Cluster deletes its parts (Cluster API tears it down); driftd never deletes a Cluster's parts one by one", o.Cluster)
+		return reported(fmt.Sprintf("no longer rendered from Git, like its Cluster %s: deleting the Cluster deletes its parts (Cluster API tears it down); driftd never deletes a Cluster's parts one by one", o.Cluster))
 	case !isCluster && o.Cluster != "" && !state.InGit:
-		return ActionReport, fmt.Sprintf("no longer rendered from Git; its Cluster %s left Git and is gone, and what Cluster API left of it is not pruned by driftd", o.Cluster)
+		return reported(fmt.Sprintf("no longer rendered from Git; its Cluster %s left Git and is gone, and what Cluster API left of it is not pruned by driftd", o.Cluster))
 	case o.InUseBy != "":
-		return ActionReport, fmt.Sprintf("no longer rendered from Git; still in use by %s, so it is pruned once nothing uses it", o.InUseBy)
+		return reported(fmt.Sprintf("no longer rendered from Git; still in use by %s, so it is pruned once nothing uses it", o.InUseBy))
 	case in.Policy.Mode == ModeDetect:
-		return ActionReport, "detect mode"
+		return reported("detect mode")
 	case annotation(nil, live, AnnotationMode) == string(ModeDetect):
-		return ActionReport, AnnotationMode + ": detect"
+		return reported(AnnotationMode + ": detect")
 	case in.Degraded != "":
-		return ActionReport, "no corrections while " + in.Degraded
+		return reported("no corrections while " + in.Degraded)
 	}
-	return ActionDelete, ""
+	return corrected(ActionDelete, "")
 }
 
 // SpecReferences returns the objects o's spec refers to by kind and name, in o's namespace: every

@@ -38,6 +38,7 @@ func TestDecidePrune(t *testing.T) {
 		name     string
 		in       PruneInput
 		want     map[string]Action
+		blocker  Blocker // of every blocked finding
 		wantHeld int
 	}{
 		{
@@ -86,7 +87,8 @@ func TestDecidePrune(t *testing.T) {
 				orphan("Cluster", "edge", "edge", map[string]string{AnnotationPrune: "enabled", AnnotationPaused: ""}),
 				orphan("AWSMachineTemplate", "prod-old", "prod", nil),
 			}, Tracked: 50, Policy: prune, Clusters: map[string]ClusterState{"fleet/prod": {Live: true, InGit: true, Paused: true}}},
-			want: map[string]Action{"Cluster/edge": ActionBlocked, "AWSMachineTemplate/prod-old": ActionBlocked},
+			want:    map[string]Action{"Cluster/edge": ActionBlocked, "AWSMachineTemplate/prod-old": ActionBlocked},
+			blocker: BlockerClusterPaused,
 		},
 		{
 			name: "nothing of a deleting cluster is touched",
@@ -105,6 +107,7 @@ func TestDecidePrune(t *testing.T) {
 				"AWSMachineTemplate/c": ActionBlocked, "AWSMachineTemplate/d": ActionBlocked,
 				"AWSMachineTemplate/e": ActionBlocked, "AWSMachineTemplate/f": ActionBlocked},
 			wantHeld: 6,
+			blocker:  BlockerPruneLimit,
 		},
 		{
 			name: "more than 10 % of what driftd tracks",
@@ -112,6 +115,7 @@ func TestDecidePrune(t *testing.T) {
 				Tracked: 12, Policy: prune},
 			want:     map[string]Action{"AWSMachineTemplate/a": ActionBlocked, "AWSMachineTemplate/b": ActionBlocked},
 			wantHeld: 2,
+			blocker:  BlockerPruneLimit,
 		},
 		{
 			name: "one deletion is never held back by the share alone",
@@ -136,6 +140,11 @@ func TestDecidePrune(t *testing.T) {
 			plan := DecidePrune(tt.in)
 			if d := cmp.Diff(tt.want, actions(plan)); d != "" {
 				t.Errorf("actions (-want +got):\n%s", d)
+			}
+			for _, f := range plan.Findings {
+				if f.Action == ActionBlocked && f.Blocker != tt.blocker {
+					t.Errorf("%s blocked by %q, want %q", f.Object, f.Blocker, tt.blocker)
+				}
 			}
 			if plan.Held != tt.wantHeld {
 				t.Errorf("held %d, want %d (%s)", plan.Held, tt.wantHeld, plan.HeldReason)

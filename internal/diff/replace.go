@@ -166,34 +166,34 @@ func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 		}
 		m := byKey[keyOfRef(f.Object)]
 		if m == nil {
-			f.Action, f.Reason = ActionReport, "the Machine is gone"
+			f.Decided(reported("the Machine is gone"))
 			continue
 		}
-		f.Action, f.Reason = decideMachine(m, in)
+		f.Decided(decideMachine(m, in))
 		if f.Action != ActionReplace {
 			continue
 		}
 		if in.Degraded != "" {
-			f.Action, f.Reason = ActionReport, "no corrections while "+in.Degraded
+			f.Decided(reported("no corrections while " + in.Degraded))
 			continue
 		}
 		if f.Class != ClassInstanceMismatch {
 			if why, ok := plan.Suspect[clusterOf(m)]; ok {
-				f.Action, f.Reason = ActionBlocked, "InventorySuspect: "+why
+				f.Decided(blocked(BlockerInventorySuspect, "InventorySuspect: "+why))
 				continue
 			}
 			if why, ok := suspectPools[GroupOf(m)]; ok {
-				f.Action, f.Reason = ActionBlocked, "InventorySuspect: "+why
+				f.Decided(blocked(BlockerInventorySuspect, "InventorySuspect: "+why))
 				continue
 			}
 		}
 		g := GroupOf(m)
 		if inFlight[g] >= budget {
-			f.Action, f.Reason = ActionBlocked, fmt.Sprintf("budget: %d replacement(s) in flight for %s (its replicas are not all available again)", inFlight[g], g)
+			f.Decided(blocked(BlockerBudget, fmt.Sprintf("budget: %d replacement(s) in flight for %s (its replicas are not all available again)", inFlight[g], g)))
 			continue
 		}
 		if in.TotalBudget > 0 && total >= in.TotalBudget {
-			f.Action, f.Reason = ActionBlocked, fmt.Sprintf("fleet budget: %d replacement(s) in flight across the fleet (--max-replacements-total %d)", total, in.TotalBudget)
+			f.Decided(blocked(BlockerFleetBudget, fmt.Sprintf("fleet budget: %d replacement(s) in flight across the fleet (--max-replacements-total %d)", total, in.TotalBudget)))
 			continue
 		}
 		method := ReplaceDelete
@@ -207,10 +207,10 @@ func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 	for i := range plan.Findings {
 		f := &plan.Findings[i]
 		if f.Class == ClassNodePoolMismatch && f.Pool != nil {
-			f.Action, f.Reason = DecidePool(f.Pool.Provider, f.Cluster, in.Paused[ClusterKey(f.Object.Namespace, f.Cluster)], in)
+			f.Decided(DecidePool(f.Pool.Provider, f.Cluster, in.Paused[ClusterKey(f.Object.Namespace, f.Cluster)], in))
 		}
 		if in.Degraded != "" && f.Action.Corrects() {
-			f.Action, f.Reason = ActionReport, "no corrections while "+in.Degraded
+			f.Decided(reported("no corrections while " + in.Degraded))
 		}
 	}
 	return plan
@@ -219,18 +219,18 @@ func PlanReplacements(findings []Finding, in ReplaceInput) ReplacePlan {
 // DecidePool decides whether a node pool of provider, whose cluster may be paused, gets its sizes
 // restored: only in correct mode, by an inventory that can restore them, with --cloud-writes, and
 // never in a paused cluster.
-func DecidePool(provider, cluster string, paused bool, in ReplaceInput) (Action, string) {
+func DecidePool(provider, cluster string, paused bool, in ReplaceInput) Decision {
 	switch {
 	case in.Policy.Mode == ModeDetect:
-		return ActionReport, "detect mode"
+		return reported("detect mode")
 	case !in.Restorable[provider]:
-		return ActionReport, fmt.Sprintf("the %s inventory cannot restore node pools", provider)
+		return reported(fmt.Sprintf("the %s inventory cannot restore node pools", provider))
 	case !in.Writes:
-		return ActionReport, "cloud writes are off (--cloud-writes restores the group)"
+		return reported("cloud writes are off (--cloud-writes restores the group)")
 	case paused:
-		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+		return blocked(BlockerClusterPaused, fmt.Sprintf("cluster %s is paused", cluster))
 	}
-	return ActionApply, "UpdateAutoScalingGroup restores the group's sizes"
+	return corrected(ActionApply, "UpdateAutoScalingGroup restores the group's sizes")
 }
 
 // breaker finds the clusters and pools with too many Machines that look missing or stopped at once,
@@ -292,38 +292,38 @@ func breaker(findings []Finding, byKey map[Key]*unstructured.Unstructured, in Re
 	return pools
 }
 
-func decideMachine(m *unstructured.Unstructured, in ReplaceInput) (Action, string) {
+func decideMachine(m *unstructured.Unstructured, in ReplaceInput) Decision {
 	cluster, _, _ := unstructured.NestedString(m.Object, "spec", "clusterName")
 	_, skip := m.GetAnnotations()[AnnotationSkipRemediation]
 	_, paused := m.GetAnnotations()[AnnotationPaused]
 	switch {
 	case annotation(nil, m, AnnotationReconcile) == "disabled":
-		return ActionIgnored, AnnotationReconcile + ": disabled"
+		return Decision{Action: ActionIgnored, Reason: AnnotationReconcile + ": disabled"}
 	case replacementInFlight(m):
-		return ActionReport, "replacement already in flight"
+		return reported("replacement already in flight")
 	case in.Policy.Mode == ModeDetect:
-		return ActionReport, "detect mode"
+		return reported("detect mode")
 	case annotation(nil, m, AnnotationMode) == string(ModeDetect):
-		return ActionReport, AnnotationMode + ": detect"
+		return reported(AnnotationMode + ": detect")
 	case in.Paused[clusterOf(m)]:
-		return ActionBlocked, fmt.Sprintf("cluster %s is paused", cluster)
+		return blocked(BlockerClusterPaused, fmt.Sprintf("cluster %s is paused", cluster))
 	case paused:
-		return ActionBlocked, "the Machine is paused (" + AnnotationPaused + ")"
+		return blocked(BlockerMachinePaused, "the Machine is paused ("+AnnotationPaused+")")
 	case skip:
-		return ActionBlocked, "the Machine has " + AnnotationSkipRemediation
+		return blocked(BlockerSkipRemediation, "the Machine has "+AnnotationSkipRemediation)
 	}
 	mhc := selectingMHC(m, in.MHCs)
 	_, controlPlane := m.GetLabels()[LabelControlPlane]
 	switch {
 	case mhc == "" && controlPlane:
-		return ActionBlocked, "a control plane Machine is replaced only through a MachineHealthCheck, and none selects it"
+		return blocked(BlockerNoReplacer, "a control plane Machine is replaced only through a MachineHealthCheck, and none selects it")
 	case mhc == "" && machineSetOwner(m) == "":
-		return ActionBlocked, "no MachineHealthCheck selects it and no MachineSet owns it: nothing would create its replacement"
+		return blocked(BlockerNoReplacer, "no MachineHealthCheck selects it and no MachineSet owns it: nothing would create its replacement")
 	}
 	if mhc != "" {
-		return ActionReplace, "remediated by MachineHealthCheck " + mhc
+		return corrected(ActionReplace, "remediated by MachineHealthCheck "+mhc)
 	}
-	return ActionReplace, "deleted; MachineSet " + machineSetOwner(m) + " creates a new Machine from its template"
+	return corrected(ActionReplace, "deleted; MachineSet "+machineSetOwner(m)+" creates a new Machine from its template")
 }
 
 // replacementInFlight reports whether a Machine is already being replaced.

@@ -51,6 +51,53 @@ const (
 	ActionBlocked Action = "blocked"
 )
 
+// Blocker is why a correction is blocked: one of a fixed set, so that code branches on it and
+// never on a Reason's words (which are for people).
+type Blocker string
+
+const (
+	// BlockerClusterPaused: the object's cluster is paused (in Git or live).
+	BlockerClusterPaused Blocker = "ClusterPaused"
+	// BlockerRejected: the API server rejects the object as Git has it (a verdict, see Situation.Rejected).
+	BlockerRejected Blocker = "Rejected"
+	// BlockerContested: another writer keeps setting the field; the correction is held (see Contest).
+	BlockerContested Blocker = "Contested"
+	// BlockerMachinePaused: the Machine carries Cluster API's pause annotation.
+	BlockerMachinePaused Blocker = "MachinePaused"
+	// BlockerSkipRemediation: the Machine opts out of remediation.
+	BlockerSkipRemediation Blocker = "SkipRemediation"
+	// BlockerNoReplacer: nothing would create the Machine's replacement (no MachineHealthCheck
+	// selects it and no MachineSet owns it, or it is a control plane Machine no MachineHealthCheck selects).
+	BlockerNoReplacer Blocker = "NoReplacer"
+	// BlockerInventorySuspect: the inventory's answer looks wrong (the breaker tripped).
+	BlockerInventorySuspect Blocker = "InventorySuspect"
+	// BlockerBudget: the Machine's pool still recovers from replacements in flight.
+	BlockerBudget Blocker = "Budget"
+	// BlockerFleetBudget: the fleet's cap on replacements in flight is reached.
+	BlockerFleetBudget Blocker = "FleetBudget"
+	// BlockerPruneLimit: the revision deletes more than the prune limits allow.
+	BlockerPruneLimit Blocker = "PruneLimit"
+)
+
+// Decision is what driftd does about a finding: the action, and when it is not a plain
+// correction, why (Blocker for a blocked one, Reason in words for every one).
+type Decision struct {
+	Action  Action
+	Blocker Blocker
+	Reason  string
+}
+
+func corrected(a Action, reason string) Decision { return Decision{Action: a, Reason: reason} }
+func reported(reason string) Decision            { return Decision{Action: ActionReport, Reason: reason} }
+func blocked(b Blocker, reason string) Decision {
+	return Decision{Action: ActionBlocked, Blocker: b, Reason: reason}
+}
+
+// Decided sets f's action, blocker and reason to d.
+func (f *Finding) Decided(d Decision) {
+	f.Action, f.Blocker, f.Reason = d.Action, d.Blocker, d.Reason
+}
+
 // Corrects reports whether the action writes to the cluster or the cloud.
 func (a Action) Corrects() bool {
 	return a == ActionCreate || a == ActionApply || a == ActionDelete || a == ActionReplace
@@ -119,4 +166,7 @@ type Finding struct {
 	Action Action `json:"action"`
 	// Reason explains a report, ignored or blocked action.
 	Reason string `json:"reason,omitempty"`
+	// Blocker is why a blocked action waits, for code to branch on (Reason says it in words; the
+	// plan's JSON keeps the reason only, as it always has).
+	Blocker Blocker `json:"-"`
 }

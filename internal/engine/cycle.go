@@ -19,8 +19,9 @@ func (e *Engine) Plan(ctx context.Context) (*report.Result, error) {
 
 // Cycle runs one full cycle: fetch, render, compare every object stage by stage and correct it
 // (unless a source or render failure, detect mode or the per-object opt-outs forbid it), then look
-// for orphans and prune them last, and report. Objects that failed transiently are retried within
-// the cycle and then handed to the workqueue (SetRequeue). Every cycle has a deadline.
+// for orphans and prune them last, and report. Objects that failed transiently go to the
+// workqueue (SetRequeue), whose backoff retries them; without one (run --once) the cycle retries
+// them itself a few times. Every cycle has a deadline.
 func (e *Engine) Cycle(ctx context.Context) (*report.Result, error) {
 	start := time.Now()
 	res, err := e.run(ctx, true)
@@ -32,7 +33,8 @@ func (e *Engine) Cycle(ctx context.Context) (*report.Result, error) {
 	return res, nil
 }
 
-// transientRetries are the in-cycle retries of objects that failed transiently, and the first wait.
+// transientRetries are the in-cycle retries of objects that failed transiently, and the first
+// wait: only when no workqueue retries them (run --once, plan), so that one scheduler retries.
 const (
 	transientRetries = 3
 	transientWait    = 500 * time.Millisecond
@@ -83,9 +85,14 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 			res.Revision = s.revision
 		}
 	}
-	// Transient failures: a few quick retries within the cycle, then the workqueue's backoff.
+	// Transient failures: the workqueue's backoff retries them; without a workqueue, a few quick
+	// retries within the cycle.
+	retries := transientRetries
+	if act && e.requeue.Load() != nil {
+		retries = 0
+	}
 	wait := transientWait
-	for attempt := 0; attempt < transientRetries && len(failed) > 0 && ctx.Err() == nil; attempt++ {
+	for attempt := 0; attempt < retries && len(failed) > 0 && ctx.Err() == nil; attempt++ {
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):

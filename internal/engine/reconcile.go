@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -83,6 +84,9 @@ type outcome struct {
 	corrected bool
 	// err is a transient failure: the object is retried with backoff.
 	err error
+	// verdict is the API server's permanent refusal of the object as Git has it (or of driftd
+	// reading its kind): not retried until Git or the live object changes.
+	verdict error
 	// after asks for another look after this long (a held correction, a cluster being deleted).
 	after time.Duration
 	// unusable: the API server refuses the object as Git has it and it does not exist, so what is
@@ -105,7 +109,11 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 	var kindErr *KindError
 	if errors.As(out.err, &kindErr) {
 		e.reportKind(kindErr)
-		return reconcile.Result{}, nil // not retried: the next cycle checks the permission again
+		// Not retried: the next cycle checks the permission again.
+		return reconcile.Result{}, reconcile.TerminalError(out.err)
+	}
+	if out.verdict != nil {
+		return reconcile.Result{}, reconcile.TerminalError(out.verdict)
 	}
 	return reconcile.Result{RequeueAfter: out.after}, out.err
 }
@@ -114,6 +122,10 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
 	unlock := e.keys.lock(key)
 	defer unlock()
+	if _, err := logr.FromContext(ctx); err != nil {
+		// A cycle's own call: the workqueue's carries the logger its LogConstructor built.
+		ctx = logr.NewContext(ctx, e.deps.Log.WithValues("object", key.String()))
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ReconcileTimeout)
 	defer cancel()
 	d, ok := s.desired[key]
@@ -141,9 +153,7 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject) (evaluation, error) {
 	if slicesContains(s.pending, key) {
 		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
-		ev := e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{})
-		ev.finding.Reason = joinReason(ev.finding.Reason, "its CustomResourceDefinition is created first")
-		return ev, nil
+		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its CustomResourceDefinition is created first"), nil
 	}
 	live, err := e.getLive(ctx, d.obj)
 	if err != nil {
@@ -185,9 +195,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		case live == nil && apply.NamespaceMissing(err) && s.namespaces[d.obj.GetNamespace()]:
 			// Its namespace is part of the render and not created yet: it is missing, and created
 			// after its namespace. Not remembered: the namespace is there next time.
-			ev := e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{})
-			ev.finding.Reason = joinReason(ev.finding.Reason, "its Namespace "+d.obj.GetNamespace()+" is created first")
-			return ev, nil
+			return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its Namespace "+d.obj.GetNamespace()+" is created first"), nil
 		default:
 			return evaluation{}, fmt.Errorf("%s: %s: dry run: %w", d.file, key, err)
 		}
@@ -201,28 +209,33 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	} else if len(m.fields) == 0 && m.rejected == nil {
 		return evaluation{live: live, memo: m}, nil
 	}
-	return e.decide(ctx, s, key, d, live, class, m), nil
+	return e.decide(ctx, s, key, d, live, class, m, ""), nil
 }
 
 // decide builds the evaluation of an object that drifts (m is its memo, empty when it was not
-// dry-run).
-func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, live *unstructured.Unstructured, class diff.Class, m memo) evaluation {
+// dry-run; pending says what is created before it). diff.Decide makes the decision.
+func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, live *unstructured.Unstructured, class diff.Class, m memo, pending string) evaluation {
 	sit := e.situation(ctx, s, key, live)
-	action, reason := diff.Decide(class, d.obj, live, sit, e.opts.Policy)
-	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file,
-		Action: action, Reason: reason, Fields: m.fields}
+	sit.Pending = pending
 	if m.rejected != nil {
-		why := "the API server rejects it: " + report.Brief(m.rejected.Error())
-		if hint := apply.Hint(key.Kind, m.rejected); hint != "" {
-			why = "the API server rejects it (hint: " + hint + "): " + report.Brief(m.rejected.Error())
-		}
-		if action.Corrects() {
-			f.Action, f.Reason = diff.ActionBlocked, why
-		} else {
-			f.Reason = joinReason(reason, why)
-		}
+		sit.Rejected = rejection(key, m.rejected)
 	}
+	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file, Fields: m.fields}
+	f.Decided(diff.Decide(class, d.obj, live, sit, e.opts.Policy))
 	return evaluation{finding: f, live: live, sit: sit, memo: m}
+}
+
+// rejection says the API server's verdict on an object in words, with a hint when driftd knows one.
+func rejection(key diff.Key, err error) string {
+	if hint := apply.Hint(key.Kind, err); hint != "" {
+		return "the API server rejects it (hint: " + hint + "): " + report.Brief(err.Error())
+	}
+	return "the API server rejects it: " + report.Brief(err.Error())
+}
+
+// redecide decides again about ev's finding once the situation changed (a hold, a verdict).
+func (e *Engine) redecide(d *desiredObject, ev evaluation) {
+	ev.finding.Decided(diff.Decide(ev.finding.Class, d.obj, ev.live, ev.sit, e.opts.Policy))
 }
 
 // situation is what the decision about key depends on beyond the object: its cluster's live
@@ -267,7 +280,8 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		e.mu.Unlock()
 		if hold {
 			// Held: one Warning for the whole episode, however often the field flips meanwhile.
-			f.Action, f.Reason = diff.ActionBlocked, reason
+			ev.sit.Held = reason
+			e.redecide(d, ev)
 			e.ledger.Held(target, entry, *f, episode)
 			return outcome{finding: f, after: until.Sub(now)}
 		}
@@ -275,9 +289,9 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	announced := e.ledger.Drift(target, entry, *f)
 	m := ev.memo
 	switch {
-	case m.rejected != nil && f.Action == diff.ActionBlocked:
+	case f.Blocker == diff.BlockerRejected:
 		e.ledger.Failed(target, entry, *f, m.rejected, apply.Hint(key.Kind, m.rejected))
-		return outcome{finding: f}
+		return outcome{finding: f, verdict: fmt.Errorf("%s: %s: %w", d.file, key, m.rejected)}
 	case f.Action == diff.ActionBlocked:
 		if announced {
 			e.ledger.Blocked(target, *f)
@@ -301,13 +315,14 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 				e.memo[key] = m
 			}
 			e.mu.Unlock()
-			f.Action, f.Reason = diff.ActionBlocked, "the API server rejects it: "+r.Err.Error()
+			ev.sit.Rejected = rejection(key, r.Err)
+			e.redecide(d, ev)
 		}
 		if e.ledger.Failed(target, entry, *f, r.Err, apply.Hint(key.Kind, r.Err)) {
-			e.deps.Log.Error(r.Err, "Correction failed", "object", key.String(), "class", f.Class)
+			logOf(ctx).Error(r.Err, "Correction failed", "class", f.Class)
 		}
 		if apply.Rejected(r.Err) {
-			return outcome{finding: f}
+			return outcome{finding: f, verdict: fmt.Errorf("%s: %s: %w", d.file, key, r.Err)}
 		}
 		return outcome{finding: f, err: r.Err}
 	}
@@ -334,7 +349,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		e.mu.Unlock()
 	}
 	e.ledger.Corrected(target, entry, *f)
-	e.deps.Log.Info("Drift corrected", "object", key.String(), "class", f.Class, "action", f.Action)
+	logOf(ctx).Info("Drift corrected", "class", f.Class, "action", f.Action)
 	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 		// A Cluster created anew (after a deletion finished): its parts may be waiting for it.
 		for _, part := range s.parts[key.Namespace+"/"+key.Name] {
@@ -342,6 +357,11 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		}
 	}
 	return outcome{finding: f, corrected: true}
+}
+
+// logOf is the logger of the object being reconciled: reconcileKey puts it in the context.
+func logOf(ctx context.Context) logr.Logger {
+	return logr.FromContextOrDiscard(ctx)
 }
 
 // scrub hides in err every secret value the desired or live object holds (the API server quotes a
@@ -442,16 +462,6 @@ func (e *Engine) fromAPI(ctx context.Context, obj *unstructured.Unstructured) (*
 		return nil, err
 	}
 	return live, nil
-}
-
-func joinReason(a, b string) string {
-	switch {
-	case a == "":
-		return b
-	case b == "":
-		return a
-	}
-	return a + "; " + b
 }
 
 func slicesContains(keys []diff.Key, k diff.Key) bool {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
@@ -74,25 +76,26 @@ func scale(tb testing.TB, ns, manager string, replicas int64) {
 }
 
 // TestReconcileIsAVerdictOrARetry: what the API server answers a dry run decides what driftd
-// does. A verdict on the object (invalid) is a blocked finding, remembered until Git or the live
-// object changes; anything else (429, 503, a namespace not there yet) is an error, returned so the
-// workqueue retries it, and never remembered.
+// does. A verdict on the object (invalid) is a blocked finding, returned as a terminal error (not
+// retried: controller-runtime counts it) and remembered until Git or the live object changes;
+// anything else (429, 503, a namespace not there yet) is an error, returned so the workqueue
+// retries it, and never remembered.
 func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 	tests := []struct {
 		name     string
 		replicas string
 		fault    int // status injected on the first dry run of the MachineDeployment
 		// want after the first Reconcile
-		wantErr      bool
+		wantErr      string // "", "retry" or "verdict"
 		wantAction   diff.Action
 		wantReplicas int64
 		// dry runs of the MachineDeployment a second Reconcile makes
 		wantSecondDryRuns int
 	}{
 		{name: "valid: created", replicas: "3", wantReplicas: 3, wantSecondDryRuns: 0},
-		{name: "429: retried", replicas: "3", fault: http.StatusTooManyRequests, wantErr: true, wantReplicas: -1, wantSecondDryRuns: 2},
-		{name: "503: retried", replicas: "3", fault: http.StatusServiceUnavailable, wantErr: true, wantReplicas: -1, wantSecondDryRuns: 2},
-		{name: "invalid: a verdict, remembered", replicas: "-2", wantAction: diff.ActionBlocked, wantReplicas: -1, wantSecondDryRuns: 0},
+		{name: "429: retried", replicas: "3", fault: http.StatusTooManyRequests, wantErr: "retry", wantReplicas: -1, wantSecondDryRuns: 2},
+		{name: "503: retried", replicas: "3", fault: http.StatusServiceUnavailable, wantErr: "retry", wantReplicas: -1, wantSecondDryRuns: 2},
+		{name: "invalid: a verdict, remembered", replicas: "-2", wantErr: "verdict", wantAction: diff.ActionBlocked, wantReplicas: -1, wantSecondDryRuns: 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,8 +116,15 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 				proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/md-0"), Status: tt.fault, Times: 1})
 			}
 			res, err := e.Reconcile(ctx, mdKey(ns))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Reconcile: %v (result %+v), want an error: %v", err, res, tt.wantErr)
+			got := ""
+			switch {
+			case errors.Is(err, reconcile.TerminalError(nil)):
+				got = "verdict"
+			case err != nil:
+				got = "retry"
+			}
+			if got != tt.wantErr {
+				t.Fatalf("Reconcile: %v (result %+v): %q, want %q", err, res, got, tt.wantErr)
 			}
 			if got := liveReplicas(t, ns); got != tt.wantReplicas {
 				t.Errorf("live replicas %d, want %d", got, tt.wantReplicas)
@@ -124,8 +134,9 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 				t.Errorf("finding %+v, want action %s", f, tt.wantAction)
 			}
 			proxy.Reset()
-			if _, err := e.Reconcile(ctx, mdKey(ns)); err != nil {
-				t.Fatalf("second Reconcile: %v", err)
+			_, err = e.Reconcile(ctx, mdKey(ns))
+			if terminal := errors.Is(err, reconcile.TerminalError(nil)); (err != nil && !terminal) || terminal != (tt.wantErr == "verdict") {
+				t.Fatalf("second Reconcile: %v, want a verdict again: %v", err, tt.wantErr == "verdict")
 			}
 			dryRuns := len(proxy.Requests(func(r testenv.Request) bool {
 				return r.DryRun && strings.HasSuffix(r.Path, "/machinedeployments/md-0")
