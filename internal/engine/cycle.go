@@ -85,6 +85,15 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 			res.Revision = s.revision
 		}
 	}
+	// A kind driftd may not read is not retried: its permission is asked again a minute on.
+	forbidden := map[diff.Key]error{}
+	for key, err := range failed {
+		var kindErr *KindError
+		if errors.As(err, &kindErr) {
+			forbidden[key] = err
+			delete(failed, key)
+		}
+	}
 	// Transient failures: the workqueue's backoff retries them; without a workqueue, a few quick
 	// retries within the cycle.
 	retries := transientRetries
@@ -108,12 +117,19 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	for _, key := range sortedKeys(failed) {
 		err := failed[key]
 		var kindErr *KindError
-		if errors.As(err, &kindErr) {
+		if errors.As(err, &kindErr) { // forbidden on a retry
 			e.reportKind(kindErr)
 		} else if act {
 			e.requeueKey(key)
 		}
 		res.Errors = append(res.Errors, err)
+	}
+	for _, key := range sortedKeys(forbidden) {
+		var kindErr *KindError
+		errors.As(forbidden[key], &kindErr)
+		e.reportKind(kindErr)
+		res.Errors = append(res.Errors, forbidden[key])
+		failed[key] = forbidden[key] // unchecked: no orphan is looked for
 	}
 
 	topo, topoErrs := e.topologyFindings(ctx, s, act)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/driftd/driftd/internal/apply"
 	"github.com/driftd/driftd/internal/diff"
-	"github.com/driftd/driftd/internal/infra"
 	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/source"
@@ -137,17 +136,14 @@ type Engine struct {
 
 	// snap is the desired state of the last good render.
 	snap atomic.Pointer[snapshot]
-	// refreshMu lets one fetch and render run at a time; it guards commit and nothing else.
+	// refreshMu lets one fetch and render run at a time; it guards the fields up to keys.
 	refreshMu sync.Mutex
-	commit    string
 	// verifiedLoaded says the remembered verified commit was handed to the source; verifiedSaved is
 	// the one last stored.
 	verifiedLoaded bool
 	verifiedSaved  string
 	// failed is the commit whose render failed last; it is not rendered again.
 	failed string
-	// cloudMu lets one cloud cycle run at a time.
-	cloudMu sync.Mutex
 	// keys serialises the reconciles of one object.
 	keys keyLocks
 	// requeue hands an object whose reconcile failed transiently to the workqueue (the daemon).
@@ -169,12 +165,6 @@ type Engine struct {
 	// topologyMDs are the MachineDeployments generated from a rendered Cluster's topology, and the
 	// key of that Cluster.
 	topologyMDs map[diff.Key]diff.Key
-	// replacements are the Machine replacements the last cloud evaluation decided.
-	replacements map[diff.Key]diff.Replacement
-	// lastSeen counts what each location held of each cluster at the last look;
-	// cloudScopeByKey are the clusters of the last cloud evaluation, with their identities.
-	lastSeen        map[string]int
-	cloudScopeByKey map[string]infra.Cluster
 	// inventory is driftd's inventory, nil until read from Deps.Inventory.
 	inventory Owned
 }
@@ -211,7 +201,7 @@ func New(opts Options, deps Deps) *Engine {
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client), ledger: deps.Ledger,
 		memo: map[diff.Key]memo{}, contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{},
-		gvks: map[schema.GroupVersionKind]bool{}, topologyMDs: map[diff.Key]diff.Key{}, lastSeen: map[string]int{},
+		gvks: map[schema.GroupVersionKind]bool{}, topologyMDs: map[diff.Key]diff.Key{},
 	}
 }
 
@@ -237,20 +227,6 @@ func (e *Engine) PartsOf(cluster diff.Key) []diff.Key {
 		return nil
 	}
 	return s.parts[cluster.Namespace+"/"+cluster.Name]
-}
-
-// GVKs returns the kinds to watch: those of the current render, and MachineDeployments when a
-// rendered Cluster has a topology.
-func (e *Engine) GVKs() []schema.GroupVersionKind {
-	s := e.snap.Load()
-	if s == nil {
-		return nil
-	}
-	out := append([]schema.GroupVersionKind(nil), s.gvks...)
-	if s.topology {
-		out = append(out, diff.GVKMachineDeployment)
-	}
-	return out
 }
 
 // SetRequeue makes the engine hand objects whose reconcile failed transiently in a cycle to

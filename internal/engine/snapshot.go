@@ -50,9 +50,6 @@ type snapshot struct {
 	// pending are objects whose kind a CRD of the render defines and the API server does not
 	// serve yet: they are created once that CRD is.
 	pending []diff.Key
-	// gvks are the kinds of desired, topology whether a rendered Cluster has a topology.
-	gvks     []schema.GroupVersionKind
-	topology bool
 	// partial: some objects could not be rendered or used; errs say which and why. No orphan is
 	// looked for in a partial render.
 	partial bool
@@ -114,7 +111,7 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 		// This commit's render failed already: it is not rendered again (it would fail, or hang
 		// until its deadline, again) until the branch moves or driftd restarts.
 		next = degrade(cur, "the render of "+co.Revision()+" failed")
-	case co.Commit != e.commit || cur == nil:
+	case cur == nil || co.Commit != cur.commit:
 		rendered, rerr := e.deps.Render.Render(ctx, co.Dir, e.opts.Path)
 		if rerr != nil && ctx.Err() == nil {
 			e.failed = co.Commit
@@ -127,7 +124,7 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 			errs = append(errs, e.sourceTrouble(report.ReasonRenderFailed, fmt.Errorf("%s: %w", co.Revision(), rerr)))
 			next = degrade(cur, "the render of "+co.Revision()+" failed")
 		default:
-			e.commit, e.failed = co.Commit, ""
+			e.failed = ""
 			next = e.resolve(co.Commit, co.Revision(), rendered.Objects, rendered.Errors, rendered.Partial)
 			if len(next.errs) > 0 {
 				e.warn(report.ReasonRenderFailed, fmt.Errorf("%s rendered without the parts that cannot be used: %w", next.revision, errors.Join(next.errs...)))
@@ -331,12 +328,9 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 		}
 	}
 	s.clusters = diff.IndexClusters(plain)
-	for key, d := range s.desired {
+	for key := range s.desired {
 		if key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 			s.gitClusters[key.Namespace+"/"+key.Name] = true
-			if _, ok, _ := unstructured.NestedSlice(d.obj.Object, "spec", "topology", "workers", "machineDeployments"); ok {
-				s.topology = true
-			}
 		}
 	}
 	if e.opts.Shard != nil {
@@ -345,14 +339,9 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 	// Stage order: what others refer to (or live in) first; within a stage, as rendered.
 	slices.SortStableFunc(order, func(a, b diff.Key) int { return s.desired[a].stage - s.desired[b].stage })
 	s.order = order
-	seen := map[schema.GroupVersionKind]bool{}
 	for _, key := range order {
 		if c := s.clusters[key]; c != "" && !(key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io") {
 			s.parts[key.Namespace+"/"+c] = append(s.parts[key.Namespace+"/"+c], key)
-		}
-		if gvk := s.desired[key].obj.GroupVersionKind(); !seen[gvk] && !slices.Contains(s.pending, key) {
-			seen[gvk] = true
-			s.gvks = append(s.gvks, gvk)
 		}
 	}
 	if len(s.pending) > 0 {

@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,13 @@ func (p *APIProxy) Inject(f *Fault) *Fault {
 	defer p.mu.Unlock()
 	p.faults = append(p.faults, f)
 	return f
+}
+
+// Remove takes a fault away: requests from now on pass.
+func (p *APIProxy) Remove(f *Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = slices.DeleteFunc(p.faults, func(x *Fault) bool { return x == f })
 }
 
 // FaultHits returns how many requests f answered.
