@@ -6,8 +6,11 @@
 // act — by Reconcile, a controller-runtime reconciler keyed by object: a full cycle goes through
 // every object stage by stage (Namespaces and CRDs first, then what lives in them) and looks for
 // orphans last; a watch event or a transient failure puts one object on the workqueue, which
-// retries with backoff. Only a permanent verdict of the API server (invalid, denied) is remembered
-// until Git or the live object changes.
+// retries with backoff (the one scheduler of retries; without a workqueue, run --once, the cycle
+// retries a few times itself). Only a permanent verdict of the API server (invalid, denied) is
+// remembered until Git or the live object changes, and returned as reconcile.TerminalError.
+// Every decision is diff's: the engine gathers the situation (paused, deleting, rejected, held,
+// pending) and acts on the Decision it gets back.
 //
 // It owns the order of those steps, the safety rules that span them (no write after a source,
 // render or inventory failure; an empty render refused; no orphan search in a partial render;
