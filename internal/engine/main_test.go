@@ -136,3 +136,17 @@ func proxyClient(tb testing.TB, p *testenv.APIProxy) client.Client {
 	}
 	return c
 }
+
+// createNamespace renders e's source and creates the Namespace ns alone, as a cycle's first stage
+// does, so that a test's faults meet only the objects in it.
+func createNamespace(tb testing.TB, e *Engine, ns string) {
+	tb.Helper()
+	ctx := context.Background()
+	s, _, err := e.refresh(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if out := e.reconcileKey(ctx, s, diff.Key{Kind: "Namespace", Name: ns}, true); out.err != nil {
+		tb.Fatal(out.err)
+	}
+}

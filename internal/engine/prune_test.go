@@ -111,14 +111,7 @@ func TestOneSchedulerRetries(t *testing.T) {
 				e.SetRequeue(func(k diff.Key) { requeued = append(requeued, k) })
 			}
 			ctx := context.Background()
-			// The Namespace first, so that only cm-a's dry runs fail.
-			s, _, err := e.refresh(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out := e.reconcileKey(ctx, s, diff.Key{Kind: "Namespace", Name: ns}, true); out.err != nil {
-				t.Fatal(out.err)
-			}
+			createNamespace(t, e, ns)
 			fault := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/configmaps/cm-a"), Status: http.StatusTooManyRequests, Times: 100})
 			res, err := e.Cycle(ctx)
 			if err != nil {

@@ -104,14 +104,7 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 			proxy := env.NewAPIProxy(t)
 			e := newEngine(t, src, proxyClient(t, proxy), Options{})
 			ctx := context.Background()
-			// The namespace first, as a cycle's first stage does.
-			s, _, err := e.refresh(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out := e.reconcileKey(ctx, s, diff.Key{Kind: "Namespace", Name: ns}, true); out.err != nil {
-				t.Fatal(out.err)
-			}
+			createNamespace(t, e, ns)
 			if tt.fault != 0 {
 				proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/md-0"), Status: tt.fault, Times: 1})
 			}

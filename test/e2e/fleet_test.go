@@ -10,6 +10,7 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 var (
@@ -42,4 +43,16 @@ func breakRepo(tb testing.TB, repo *testenv.GitRepo) {
 	if err := os.Rename(filepath.Join(repo.Dir, ".git"), filepath.Join(repo.Dir, ".git-gone")); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// applied is the AWS fleet of ns in a Git repository, created by one `run --once` with
+// drv.Args and extra: what most tests start from. It returns the repository, its files and the
+// arguments.
+func applied(t *testing.T, ns string, extra ...string) (*testenv.GitRepo, map[string]string, []string) {
+	t.Helper()
+	files := fleet.AWS(ns)
+	repo := testenv.NewGitRepo(t, files)
+	args := append(drv.Args(t, repo.Dir, ns), extra...)
+	drv.RunOnce(t, ns, args...)
+	return repo, files, args
 }

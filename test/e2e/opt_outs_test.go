@@ -68,10 +68,7 @@ func TestMissingTemplateIsCreated(t *testing.T) {
 
 func TestReconcileDisabledObjectIsLeftAlone(t *testing.T) {
 	ns := "disabled"
-	files := fleet.AWS(ns)
-	repo := testenv.NewGitRepo(t, files)
-	args := drv.Args(t, repo.Dir, "disabled")
-	drv.RunOnce(t, ns, args...)
+	repo, files, args := applied(t, ns)
 
 	// The team hands the control plane's template to someone else: Git marks it disabled.
 	files["fleet/cluster.yaml"] = replaceOnce(t, files["fleet/cluster.yaml"], "  name: prod-cp\nspec:\n  template:",

@@ -90,10 +90,7 @@ ignore:
 
 func TestOrphansAreReportedAndPrunedOnlyWhenAllowed(t *testing.T) {
 	ns := "orphans"
-	files := fleet.AWS(ns)
-	repo := testenv.NewGitRepo(t, files)
-	args := drv.Args(t, repo.Dir, "orphans")
-	drv.RunOnce(t, ns, args...)
+	repo, files, args := applied(t, ns)
 	uid := drv.Get(t, diff.GVKCluster, ns, "prod").GetUID()
 
 	// The MachineHealthCheck leaves Git; its Cluster stays.

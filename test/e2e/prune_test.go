@@ -64,10 +64,7 @@ func TestATypoInGitDeletesNothingWithPrune(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := "typo-" + strings.ReplaceAll(tc.name, " ", "-")
-			files := fleet.AWS(ns)
-			repo := testenv.NewGitRepo(t, files)
-			args := append(drv.Args(t, repo.Dir, ns), "--prune")
-			drv.RunOnce(t, ns, args...)
+			repo, files, args := applied(t, ns, "--prune")
 			before := uids(t, ns)
 
 			repo.Commit(t, "a typo", map[string]string{"fleet/cluster.yaml": replaceOnce(t, files["fleet/cluster.yaml"], tc.from, tc.to)})
@@ -213,10 +210,7 @@ func TestAClusterLeavingGitIsDeletedAsAWhole(t *testing.T) {
 func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 	t.Run("paused", func(t *testing.T) {
 		ns := "prune-paused"
-		files := fleet.AWS(ns)
-		repo := testenv.NewGitRepo(t, files)
-		args := append(drv.Args(t, repo.Dir, ns), "--prune")
-		drv.RunOnce(t, ns, args...)
+		repo, files, args := applied(t, ns, "--prune")
 		cluster := drv.Get(t, diff.GVKCluster, ns, "prod")
 		cluster.SetAnnotations(map[string]string{diff.AnnotationPaused: ""})
 		if err := env.Client.Update(context.Background(), cluster); err != nil {
@@ -236,10 +230,7 @@ func TestNothingOfAPausedOrDeletingClusterIsPrunedOrWritten(t *testing.T) {
 
 	t.Run("being deleted", func(t *testing.T) {
 		ns := "prune-deleting"
-		files := fleet.AWS(ns)
-		repo := testenv.NewGitRepo(t, files)
-		args := append(drv.Args(t, repo.Dir, ns), "--prune")
-		drv.RunOnce(t, ns, args...)
+		repo, files, args := applied(t, ns, "--prune")
 		// As Cluster API does: its controller holds a finalizer, and `kubectl delete cluster`
 		// starts a teardown that deletes the parts first.
 		cluster := drv.Get(t, diff.GVKCluster, ns, "prod")
@@ -322,10 +313,7 @@ func TestAClusterMovingToAnotherShardIsHandedOverNotRecreated(t *testing.T) {
 // goes ahead.
 func TestForgedOwnershipMakesNothingAnOrphan(t *testing.T) {
 	ns := "forged"
-	files := fleet.AWS(ns)
-	repo := testenv.NewGitRepo(t, files)
-	args := drv.Args(t, repo.Dir, ns)
-	drv.RunOnce(t, ns, args...)
+	repo, files, args := applied(t, ns)
 
 	forge := func(name string) {
 		cm := &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{"owner": "team-a"}}}

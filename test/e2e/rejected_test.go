@@ -17,7 +17,6 @@ import (
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 	"github.com/driftd/driftd/internal/testenv"
-	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
 // immutableTemplates denies any change of an AWSMachineTemplate's spec, as CAPA's webhook does.
@@ -45,10 +44,7 @@ func immutableTemplates(req *admissionv1.AdmissionRequest) testenv.Decision {
 // metrics and the status, plan exit 2 with action blocked — and not dry-run again every cycle.
 func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 	ns := "rejected"
-	files := fleet.AWS(ns)
-	repo := testenv.NewGitRepo(t, files)
-	args := drv.Args(t, repo.Dir, ns)
-	drv.RunOnce(t, ns, args...)
+	repo, files, args := applied(t, ns)
 	hook := env.NewValidatingWebhook(t, "immutable-templates", ns, []admissionregistrationv1.RuleWithOperations{{
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
 		Rule: admissionregistrationv1.Rule{APIGroups: []string{"infrastructure.cluster.x-k8s.io"}, APIVersions: []string{"*"},
