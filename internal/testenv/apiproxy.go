@@ -1,7 +1,11 @@
 package testenv
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -11,7 +15,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -29,6 +36,8 @@ type APIProxy struct {
 	mu       sync.Mutex
 	faults   []*Fault
 	requests []Request
+	// inflight cancels the requests on their way upstream (watches above all), for Cut.
+	inflight map[*http.Request]context.CancelFunc
 }
 
 // Request is one request that went through the proxy.
@@ -40,18 +49,30 @@ type Request struct {
 	Watch bool
 	// FieldManager is the request's fieldManager parameter.
 	FieldManager string
-	// Status is the status code the client got.
+	// Status is the status code the client got; 0 when it got none (a hang-up, or the client gave
+	// up on a delayed request).
 	Status int
+	// Name is the object's name: in the path, or in the body of a create ("" for a list).
+	Name string
+	// At is when the proxy took the request.
+	At time.Time
 }
 
-// Fault answers the next Times requests that Match selects with Status.
+// Fault answers the next Times requests that Match selects with Status; or, with Status 0,
+// hangs up without an answer (Hangup: as a server that went away) or forwards them after Delay (a
+// slow server; a client that gives up meanwhile sends nothing upstream).
 type Fault struct {
 	Match  func(*http.Request) bool
 	Status int
 	Times  int
+	Hangup bool
+	Delay  time.Duration
 	// Hits counts the requests it answered.
 	Hits int
 }
+
+// AllRequests matches every request.
+func AllRequests(*http.Request) bool { return true }
 
 // NewAPIProxy starts a proxy in front of e's API server, stopped when the test ends.
 func (e *Env) NewAPIProxy(tb testing.TB) *APIProxy {
@@ -64,14 +85,50 @@ func (e *Env) NewAPIProxy(tb testing.TB) *APIProxy {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &APIProxy{}
+	p := &APIProxy{inflight: map[*http.Request]context.CancelFunc{}}
 	rp := httputil.NewSingleHostReverseProxy(upstream)
 	rp.Transport = transport
 	rp.FlushInterval = -1 // watches stream
+	closed := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := Request{Method: r.Method, Path: r.URL.Path, DryRun: r.URL.Query().Get("dryRun") == "All", Watch: r.URL.Query().Get("watch") == "true",
-			FieldManager: r.URL.Query().Get("fieldManager")}
-		if f := p.fault(r); f != nil {
+			FieldManager: r.URL.Query().Get("fieldManager"), Name: objectName(r.URL.Path), At: time.Now()}
+		if r.Method == http.MethodPost && rec.Name == "" {
+			// A create names its object in the body.
+			body, err := io.ReadAll(r.Body)
+			if err == nil {
+				rec.Name = nameInBody(body)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		f := p.fault(r)
+		switch {
+		case f != nil && f.Hangup:
+			p.record(rec)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
+		case f != nil && f.Status == 0:
+			// Read the body first: only then does the server notice a client that goes away.
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				p.record(rec)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			select {
+			case <-time.After(f.Delay):
+				f = nil
+			case <-r.Context().Done():
+				p.record(rec) // the client gave up: nothing reaches the API server
+				return
+			case <-closed:
+				p.record(rec)
+				return
+			}
+		}
+		if f != nil {
 			rec.Status = f.Status
 			p.record(rec)
 			w.Header().Set("Content-Type", "application/json")
@@ -80,12 +137,24 @@ func (e *Env) NewAPIProxy(tb testing.TB) *APIProxy {
 				http.StatusText(f.Status), f.Status)
 			return
 		}
+		ctx, cancel := context.WithCancel(r.Context())
+		p.mu.Lock()
+		p.inflight[r] = cancel
+		p.mu.Unlock()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		rp.ServeHTTP(sw, r)
+		rp.ServeHTTP(sw, r.WithContext(ctx))
+		p.mu.Lock()
+		delete(p.inflight, r)
+		p.mu.Unlock()
+		cancel()
 		rec.Status = sw.status
 		p.record(rec)
 	}))
-	tb.Cleanup(srv.Close)
+	tb.Cleanup(func() {
+		close(closed) // delayed requests end with the proxy
+		srv.CloseClientConnections()
+		srv.Close()
+	})
 	p.URL = srv.URL
 	return p
 }
@@ -96,6 +165,57 @@ func (p *APIProxy) Inject(f *Fault) *Fault {
 	defer p.mu.Unlock()
 	p.faults = append(p.faults, f)
 	return f
+}
+
+// Cut ends every request on its way through the proxy, watches included, as an API server that
+// restarts drops its connections.
+func (p *APIProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cancel := range p.inflight {
+		cancel()
+	}
+}
+
+// nameInBody is the name of the object a create sends: in protobuf (client-go's choice for
+// built-in kinds) or JSON.
+func nameInBody(body []byte) string {
+	if obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(body, nil, nil); err == nil {
+		if m, err := meta.Accessor(obj); err == nil {
+			return m.GetName()
+		}
+	}
+	var o struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(body, &o)
+	return o.Metadata.Name
+}
+
+// objectName is the name a request's path ends in when it names one object:
+// /api/v1/namespaces/ns/configmaps/name, /apis/g/v/namespaces/ns/kind/name[/status].
+func objectName(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return ""
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" {
+		if len(parts) == 2 {
+			return parts[1] // the Namespace itself
+		}
+		parts = parts[2:]
+	}
+	if len(parts) >= 2 {
+		return parts[1]
+	}
+	return ""
 }
 
 // Remove takes a fault away: requests from now on pass.

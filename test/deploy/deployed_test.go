@@ -27,6 +27,7 @@ import (
 	"github.com/driftd/driftd/internal/testenv"
 	"github.com/driftd/driftd/internal/testenv/driver"
 	"github.com/driftd/driftd/internal/testenv/fleet"
+	"github.com/driftd/driftd/internal/testenv/image"
 )
 
 const (
@@ -131,7 +132,7 @@ func run(t *testing.T, objs []*unstructured.Unstructured, kubeconfig string, sec
 		}
 	}
 	d := &daemon{log: &testenv.SyncBuffer{}, metrics: metrics, exited: make(chan struct{})}
-	d.cmd = exec.Command(imageBinary(t), args...)
+	d.cmd = exec.Command(image.Binary(t), args...)
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -371,3 +373,72 @@ func (d *Driver) StatusName(ns string) string {
 // Watching reports whether the driftd whose namespace is ns has written its status ConfigMap:
 // its first cycle is done and its watches have started.
 func (d *Driver) Watching(ns string) bool { return d.StatusName(ns) != "" }
+
+// Process is driftd's binary (the image's) running as a container runs it: its own process, killed
+// with the test binary, and stopped when the test ends.
+type Process struct {
+	// Out is its log.
+	Out    *testenv.SyncBuffer
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Spawn starts bin with args (after --log-development) as a process, as the kubelet starts a
+// container, and stops it when the test ends, logging its output if the test failed.
+func Spawn(tb testing.TB, bin string, args ...string) *Process {
+	tb.Helper()
+	p := &Process{Out: &testenv.SyncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, append(args[:1:1], append([]string{"--log-development"}, args[1:]...)...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.Out, p.Out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	tb.Cleanup(func() {
+		p.Stop(30 * time.Second)
+		if tb.Failed() {
+			tb.Logf("driftd %s output:\n%s", strings.Join(args, " "), p.Out.String())
+		}
+	})
+	return p
+}
+
+// Kill kills the process with SIGKILL — no shutdown of any kind — and waits for it to be gone.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// Stop sends SIGTERM and waits up to timeout (then kills); it reports whether it stopped in time.
+func (p *Process) Stop(timeout time.Duration) bool {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return true
+	case <-time.After(timeout):
+		p.Kill()
+		return false
+	}
+}
+
+// Wait waits up to timeout for the process to exit on its own and returns its exit code, or -1
+// when it is still running.
+func (p *Process) Wait(timeout time.Duration) int {
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		return -1
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,193 @@
+package faults
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
+	"github.com/driftd/driftd/internal/testenv/image"
+)
+
+// applyOf selects the writes (dry runs aside) of the MachineDeployment name in ns.
+func applyOf(ns, name string) func(testenv.Request) bool {
+	return func(r testenv.Request) bool {
+		return r.Method == http.MethodPatch && r.Name == name &&
+			strings.HasPrefix(r.Path, "/apis/cluster.x-k8s.io/v1beta2/namespaces/"+ns+"/machinedeployments/")
+	}
+}
+
+// ready asks driftd's readiness probe at addr.
+func ready(addr string) bool {
+	resp, err := testenv.HTTP.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// edited starts driftd as deployed (--leader-elect) over the AWS fleet of ns through a new API
+// proxy, waits for its first complete cycle, and returns it with the proxy (its log reset), the
+// readiness address and what it needs to be started again.
+type deployed struct {
+	proc  *driver.Process
+	proxy *testenv.APIProxy
+	probe string
+	args  []string
+	bin   string
+}
+
+func startDeployed(t *testing.T, ns, interval string) *deployed {
+	t.Helper()
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	d := &deployed{proxy: env.NewAPIProxy(t), probe: testenv.FreeAddr(t), bin: image.Binary(t)}
+	d.args = daemonArgs(t, ns, repo, d.proxy, "--leader-elect", "--interval", interval, "--health-probe-bind-address", d.probe)
+	d.proc = driver.Spawn(t, d.bin, d.args...)
+	testenv.Eventually(t, 90*time.Second, "the first complete cycle", func() bool { return cycleDone(d.proc) })
+	testenv.Eventually(t, 10*time.Second, "readiness", func() bool { return ready(d.probe) })
+	d.proxy.Reset()
+	return d
+}
+
+// TestTheAPIServerGoneForAMinute: every request driftd makes is hung up on for a minute, its
+// watches cut, while a MachineDeployment is edited behind its back. driftd writes nothing that
+// reaches the server, stops being ready (or, having lost its lease, exits for the kubelet to start
+// it again), and once the server is back corrects the edit and writes nothing else.
+func TestTheAPIServerGoneForAMinute(t *testing.T) {
+	ns := "fault-apiserver-gone"
+	d := startDeployed(t, ns, "2s")
+	outage := d.proxy.Inject(&testenv.Fault{Match: testenv.AllRequests, Hangup: true, Times: 1 << 30})
+	d.proxy.Cut()
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
+	start := time.Now()
+	testenv.Eventually(t, 30*time.Second, "driftd unready or gone", func() bool { return d.proc.Exited() || !ready(d.probe) })
+	t.Logf("unready after %s (exited: %v)", time.Since(start).Round(time.Second), d.proc.Exited())
+	time.Sleep(time.Minute - time.Since(start))
+	if d.proxy.FaultHits(outage) == 0 {
+		t.Fatal("driftd sent nothing during the outage; the test proved nothing")
+	}
+	if bad := unintended(d.proxy); len(bad) > 0 {
+		t.Errorf("writes reached the API server during the outage: %v", bad)
+	}
+
+	d.proxy.Remove(outage)
+	restarted := d.proc.Exited()
+	if restarted {
+		d.proc = driver.Spawn(t, d.bin, d.args...) // as the kubelet restarts the container
+	}
+	back := time.Now()
+	testenv.Eventually(t, 90*time.Second, "the edit corrected once the server is back", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 30*time.Second, "ready again", func() bool { return ready(d.probe) })
+	t.Logf("recovered in %s (restarted: %v)", time.Since(back).Round(time.Second), restarted)
+	if bad := unintended(d.proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
+		t.Errorf("unintended writes: %v", bad)
+	}
+}
+
+// TestEveryRequestSlowedByTwoSeconds: the API server answers every request 2 s late while driftd
+// cycles every 5 s and a MachineDeployment is edited. Cycles end (within their deadline), the
+// edit is corrected exactly once, and nothing else is written.
+func TestEveryRequestSlowedByTwoSeconds(t *testing.T) {
+	ns := "fault-apiserver-slow"
+	d := startDeployed(t, ns, "5s")
+	slow := d.proxy.Inject(&testenv.Fault{Match: testenv.AllRequests, Delay: 2 * time.Second, Times: 1 << 30})
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
+	testenv.Eventually(t, 90*time.Second, "the edit corrected while the server is slow", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	done := strings.Count(d.proc.Out.String(), `"complete": true`)
+	testenv.Eventually(t, 90*time.Second, "a complete cycle while the server is slow", func() bool {
+		return strings.Count(d.proc.Out.String(), `"complete": true`) > done
+	})
+	if d.proxy.FaultHits(slow) == 0 {
+		t.Fatal("no request was slowed; the test proved nothing")
+	}
+	d.proxy.Remove(slow)
+	if n := len(d.proxy.Requests(func(r testenv.Request) bool { return applyOf(ns, "prod-md-0")(r) && !r.DryRun })); n != 1 {
+		t.Errorf("the edit was corrected with %d writes, want 1", n)
+	}
+	if bad := unintended(d.proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
+		t.Errorf("unintended writes: %v", bad)
+	}
+}
+
+// TestWatchesCutAsAnAPIServerRestartCutsThem: every connection to the API server ends at once and
+// new ones are refused for 5 s, as when kube-apiserver restarts. driftd's watches come back by
+// themselves: an edit afterwards is corrected with no full cycle to help (the interval is an
+// hour), with one DriftDetected Event and no other write.
+func TestWatchesCutAsAnAPIServerRestartCutsThem(t *testing.T) {
+	ns := "fault-apiserver-restart"
+	d := startDeployed(t, ns, "1h")
+	restart := d.proxy.Inject(&testenv.Fault{Match: testenv.AllRequests, Hangup: true, Times: 1 << 30})
+	d.proxy.Cut()
+	time.Sleep(5 * time.Second)
+	d.proxy.Remove(restart)
+	if d.proc.Exited() {
+		t.Fatalf("driftd exited after a 5 s restart of the API server:\n%s", d.proc.Out.String())
+	}
+	drifted := len(driftEvents(t, ns))
+	// The watches may take their client's backoff to come back; edits until one is seen.
+	time.Sleep(2 * time.Second)
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
+	testenv.Eventually(t, 60*time.Second, "the edit corrected through a watch re-established", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	if n := len(driftEvents(t, ns)) - drifted; n != 1 {
+		t.Errorf("%d new DriftDetected Events for one edit, want 1", n)
+	}
+	if bad := unintended(d.proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
+		t.Errorf("unintended writes: %v", bad)
+	}
+}
+
+// driftEvents are the DriftDetected Events in ns, counted by their series.
+func driftEvents(t *testing.T, ns string) []string {
+	t.Helper()
+	var out []string
+	for _, e := range drv.AllEvents(t, ns) {
+		if strings.Contains(e, "DriftDetected") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestItsOwnConfigMapsCorruptedOrDeletedWhileDown: driftd is stopped; its memo of clean verdicts
+// is overwritten with garbage, its status ConfigMap deleted, and a MachineDeployment edited. The
+// restarted driftd takes nothing for clean on the garbage's word: it corrects the edit, writes its
+// status again, and writes nothing else.
+func TestItsOwnConfigMapsCorruptedOrDeletedWhileDown(t *testing.T) {
+	ns := "fault-own-state"
+	d := startDeployed(t, ns, "1h")
+	d.proc.Stop(30 * time.Second)
+	ctx := context.Background()
+	memo := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: system(ns), Name: "driftd-memo-" + ns}, memo); err != nil {
+		t.Fatal(err)
+	}
+	memo.BinaryData = map[string][]byte{"clean": []byte("\xff\x00garbage, not a multiple of eight bytes\x13")}
+	memo.Data = map[string]string{"unexpected": "key"}
+	if err := env.Client.Update(ctx, memo); err != nil {
+		t.Fatal(err)
+	}
+	status := &corev1.ConfigMap{}
+	status.Namespace, status.Name = system(ns), "driftd-status-"+ns
+	if err := env.Client.Delete(ctx, status); err != nil {
+		t.Fatal(err)
+	}
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
+
+	d.proxy.Reset()
+	d.proc = driver.Spawn(t, d.bin, d.args...)
+	testenv.Eventually(t, 90*time.Second, "the edit corrected after the restart", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 30*time.Second, "the status written again", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(status), &corev1.ConfigMap{}) == nil
+	})
+	if bad := unintended(d.proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
+		t.Errorf("unintended writes: %v", bad)
+	}
+}
