@@ -28,6 +28,7 @@ type Decision struct {
 type Webhook struct {
 	mu     sync.Mutex
 	decide func(*admissionv1.AdmissionRequest) Decision
+	refuse func(*admissionv1.AdmissionRequest) bool
 	calls  int
 }
 
@@ -77,6 +78,14 @@ func (w *Webhook) Decide(decide func(*admissionv1.AdmissionRequest) Decision) {
 	w.mu.Unlock()
 }
 
+// Refuse makes the webhook hang up, with no answer, on the requests refuse selects (nil: none),
+// as a webhook whose pods are gone: the API server cannot call it.
+func (w *Webhook) Refuse(refuse func(*admissionv1.AdmissionRequest) bool) {
+	w.mu.Lock()
+	w.refuse = refuse
+	w.mu.Unlock()
+}
+
 func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	review := &admissionv1.AdmissionReview{}
 	if err := json.NewDecoder(r.Body).Decode(review); err != nil || review.Request == nil {
@@ -84,9 +93,18 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.mu.Lock()
-	w.calls++
+	refuse := w.refuse
+	if refuse == nil || !refuse(review.Request) {
+		w.calls++
+	}
 	decide := w.decide
 	w.mu.Unlock()
+	if refuse != nil && refuse(review.Request) {
+		if conn, _, err := http.NewResponseController(rw).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
 	d := decide(review.Request)
 	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: d.Allowed}
 	if !d.Allowed {
