@@ -74,6 +74,33 @@ func TestCloudFindings(t *testing.T) {
 		t.Errorf("findings = %v, want %v", got, want)
 	}
 
+	t.Run("a clock ten minutes off judges every Machine alike", func(t *testing.T) {
+		// Whether a Machine's instance is missing or stopped follows the Machine's state (Running,
+		// with a Node), never driftd's clock against the cloud's: a skew can move only the report of
+		// an instance no Machine references, which is never acted on.
+		for _, skew := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
+			in := in
+			in.Now = now.Add(skew)
+			machines := 0
+			for _, f := range CloudFindings(in) {
+				if f.Class != ClassUnmanagedInstance {
+					machines++
+				}
+				if f.Class == ClassUnmanagedInstance {
+					if f.Action != ActionReport {
+						t.Errorf("skew %s: %s is %s, want a report", skew, f.Instance.ID, f.Action)
+					}
+					continue
+				}
+				if want[f.Object.Name] != f.Class {
+					t.Errorf("skew %s: %s judged %s, want %q as with the right clock", skew, f.Object.Name, f.Class, want[f.Object.Name])
+				}
+			}
+			if machines != len(want)-1 {
+				t.Errorf("skew %s: %d Machines judged, want %d as with the right clock", skew, machines, len(want)-1)
+			}
+		}
+	})
 	t.Run("no snapshot, no judgement", func(t *testing.T) {
 		in := in
 		in.Snapshots = map[string]*infra.Snapshot{}

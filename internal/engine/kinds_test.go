@@ -53,6 +53,9 @@ func TestAKindDriftdMayNotWatchIsSaidOnceAndTheRestIsChecked(t *testing.T) {
 	if _, err := e.Reconcile(ctx, configMapKey(ns, "cm-a")); !errors.Is(err, reconcile.TerminalError(nil)) {
 		t.Errorf("Reconcile of an object of the forbidden kind: %v, want a verdict", err)
 	}
+	if configMapExists(t, ns, "cm-a") {
+		t.Error("an object of the kind driftd may not read was written")
+	}
 	if err := c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); err != nil {
 		t.Errorf("the Namespace beside the forbidden kind was not created: %v", err)
 	}

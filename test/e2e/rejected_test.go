@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -70,6 +71,7 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 		t.Fatalf("plan: exit %d, finding %+v; want the template blocked with the server's reason, the hint and the field\n%s", code, f, stderr)
 	}
 
+	before := drv.ResourceVersions(t, ns, fleetKinds[:7]...)
 	metrics := testenv.FreeAddr(t)
 	drv.Start(t, ns, append(args, "--interval", "300ms", "--metrics-bind-address", metrics)...)
 	testenv.Eventually(t, 30*time.Second, "a CorrectionFailed Event with the server's message and the hint", func() bool {
@@ -105,5 +107,8 @@ func TestACorrectionTheServerRejectsIsDrift(t *testing.T) {
 	}
 	if failed != 1 {
 		t.Errorf("%d CorrectionFailed Events over several cycles, want 1: the same rejection is announced once", failed)
+	}
+	if after := drv.ResourceVersions(t, ns, fleetKinds[:7]...); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the fleet was written while its template was rejected: %v → %v", before, after)
 	}
 }

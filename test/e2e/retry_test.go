@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func TestTransientAPIErrorsAreRetriedWithoutARestart(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return drv.Watching(ns) })
 
 	// A watch re-check whose dry run fails twice.
+	proxy.Reset()
 	again := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusServiceUnavailable, Times: 2})
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 5)
 	testenv.Eventually(t, 30*time.Second, "the edit corrected after two failed re-checks", func() bool {
@@ -38,5 +40,15 @@ func TestTransientAPIErrorsAreRetriedWithoutARestart(t *testing.T) {
 	})
 	if n := proxy.FaultHits(again); n != 2 {
 		t.Errorf("the re-check faults answered %d requests, want 2", n)
+	}
+	for _, r := range proxy.Requests(testenv.Writes) {
+		if r.Status != 0 && !strings.HasSuffix(r.Path, "/machinedeployments/prod-md-0") && !strings.HasPrefix(r.Name, "driftd-") {
+			t.Errorf("unintended write during the retries: %s %s", r.Method, r.Path)
+		}
+	}
+	if n := len(proxy.Requests(func(r testenv.Request) bool {
+		return testenv.Writes(r) && r.Status < 300 && strings.HasSuffix(r.Path, "/machinedeployments/prod-md-0")
+	})); n != 1 {
+		t.Errorf("the edit was corrected with %d writes, want 1", n)
 	}
 }
