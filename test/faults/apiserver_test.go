@@ -86,7 +86,8 @@ func TestTheAPIServerGoneForAMinute(t *testing.T) {
 	back := time.Now()
 	testenv.Eventually(t, 90*time.Second, "the edit corrected once the server is back", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	testenv.Eventually(t, 30*time.Second, "ready again", func() bool { return ready(d.probe) })
-	t.Logf("recovered in %s (restarted: %v)", time.Since(back).Round(time.Second), restarted)
+	t.Logf("recovered in %s (restarted: %v); writes before and after the outage:\n  %s", time.Since(back).Round(time.Second), restarted,
+		strings.Join(writes(d.proxy), "\n  "))
 	if bad := unintended(d.proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
 		t.Errorf("unintended writes: %v", bad)
 	}

@@ -43,6 +43,7 @@ func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, "the standby to correct the edit", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	t.Logf("the edit corrected %s after the leader was killed (lease 15 s)", time.Since(killed).Round(time.Second))
 
+	t.Logf("writes of the standby:\n  %s", strings.Join(writes(standbyProxy), "\n  "))
 	var took time.Time
 	for _, r := range standbyProxy.Requests(testenv.Writes) {
 		if r.Status != 0 && strings.Contains(r.Path, "/leases/") && took.IsZero() && r.Method == "PUT" {

@@ -30,6 +30,12 @@ func daemonArgs(t *testing.T, ns string, repo *testenv.GitRepo, proxy *testenv.A
 		"--metrics-bind-address", "0"}, extra...)
 }
 
+// spawnImage starts the image's driftd with args as a process.
+func spawnImage(t *testing.T, args ...string) *driver.Process {
+	t.Helper()
+	return driver.Spawn(t, image.Binary(t), args...)
+}
+
 // cycleDone reports whether p completed a cycle.
 func cycleDone(p *driver.Process) bool {
 	return strings.Contains(p.Out.String(), `"complete": true`)
