@@ -28,9 +28,13 @@ type Look struct {
 // location stays suspect until it answers with its instances again. Clusters the snapshot could not
 // read are left as they were.
 func Vanished(prev map[string]int, looks []Look, snap *infra.Snapshot, machines []*unstructured.Unstructured) (map[string]string, map[string]int) {
+	// Every instance listed counts, terminated ones too: a location that lists a cluster's instance
+	// as terminated answered about it (the instance is gone, and judged so); only a location that
+	// lists none of them emptied itself. Leaving terminated ones out held a cluster whose only
+	// instance was terminated suspect for ever, its Machine never replaced.
 	seen := map[string]int{}
 	for _, inst := range snap.Instances {
-		if inst.Cluster != "" && inst.State != infra.StateTerminated {
+		if inst.Cluster != "" {
 			seen[inst.Cluster+"@"+inst.Region]++
 		}
 	}
