@@ -26,33 +26,7 @@ var gvkAWSMachine = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s
 func TestAKillRightAfterAMachineWasMarkedForReplacement(t *testing.T) {
 	ctx := context.Background()
 	ns := "fault-kill-replace"
-	moto := testenv.RequireMoto(t)
-	moto.UseFromEnvironment(t)
-	cfg, err := moto.AWSConfig(ctx, "eu-west-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ec2c := ec2.NewFromConfig(cfg)
-	images, err := ec2c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(images.Images) == 0 {
-		t.Fatalf("no image in moto: %v", err)
-	}
-	drv.Namespace(t, ns)
-	ids := map[string]string{}
-	for i := 1; i <= 8; i++ {
-		name := fmt.Sprintf("prod-md-0-m%d", i)
-		out, err := ec2c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: images.Images[0].ImageId, InstanceType: ec2types.InstanceTypeM6iLarge,
-			MinCount: aws.Int32(1), MaxCount: aws.Int32(1), Placement: &ec2types.Placement{AvailabilityZone: aws.String("eu-west-1a")},
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
-				{Key: aws.String("sigs.k8s.io/cluster-api-provider-aws/cluster/prod"), Value: aws.String("owned")},
-				{Key: aws.String("sigs.k8s.io/cluster-api-provider-aws/role"), Value: aws.String("node")},
-			}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[name] = aws.ToString(out.Instances[0].InstanceId)
-		env.ProvisionMachine(t, ns, "prod", "md-0", name, "aws:///eu-west-1a/"+ids[name], gvkAWSMachine, map[string]any{"instanceType": "m6i.large"})
-	}
+	ec2c, ids := eightMachines(t, ns)
 	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	proxy := env.NewAPIProxy(t)
 	args := daemonArgs(t, ns, repo, proxy, "--provider", "aws", "--cloud-interval", "1s", "--interval", "1h", "--health-probe-bind-address", "0")
@@ -96,4 +70,40 @@ func TestAKillRightAfterAMachineWasMarkedForReplacement(t *testing.T) {
 	if bad := unintended(proxy, bookkeeping(system(ns))); len(bad) > 0 {
 		t.Errorf("the restarted driftd wrote %v", bad)
 	}
+}
+
+// eightMachines starts moto (the SDK's standard variables point at it), launches eight instances
+// of cluster prod's pool md-0 in ns and provisions their Machines (Running, with a Node), as
+// CAPA and Cluster API would; it returns the EC2 client and the instance of each Machine.
+func eightMachines(t *testing.T, ns string) (*ec2.Client, map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	moto := testenv.RequireMoto(t)
+	moto.UseFromEnvironment(t)
+	cfg, err := moto.AWSConfig(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec2c := ec2.NewFromConfig(cfg)
+	images, err := ec2c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(images.Images) == 0 {
+		t.Fatalf("no image in moto: %v", err)
+	}
+	drv.Namespace(t, ns)
+	ids := map[string]string{}
+	for i := 1; i <= 8; i++ {
+		name := fmt.Sprintf("prod-md-0-m%d", i)
+		out, err := ec2c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: images.Images[0].ImageId, InstanceType: ec2types.InstanceTypeM6iLarge,
+			MinCount: aws.Int32(1), MaxCount: aws.Int32(1), Placement: &ec2types.Placement{AvailabilityZone: aws.String("eu-west-1a")},
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
+				{Key: aws.String("sigs.k8s.io/cluster-api-provider-aws/cluster/prod"), Value: aws.String("owned")},
+				{Key: aws.String("sigs.k8s.io/cluster-api-provider-aws/role"), Value: aws.String("node")},
+			}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = aws.ToString(out.Instances[0].InstanceId)
+		env.ProvisionMachine(t, ns, "prod", "md-0", name, "aws:///eu-west-1a/"+ids[name], gvkAWSMachine, map[string]any{"instanceType": "m6i.large"})
+	}
+	return ec2c, ids
 }
