@@ -33,7 +33,7 @@ type inventory struct {
 
 	mu     sync.Mutex
 	state  map[string]string // instance ID → "stopped" or "deleted"
-	answer string            // "", "empty", "incomplete" or "error"
+	answer string            // "", "empty", "incomplete", "error" or "truncated"
 	views  map[string][]instance
 	// snapshots counts the snapshots asked for (first pages), answered or not.
 	snapshots int
@@ -174,6 +174,12 @@ func (inv *inventory) snapshot(w http.ResponseWriter, r *http.Request) {
 		inv.mu.Unlock()
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if answer == "truncated" {
+		// The answer breaks off in the middle, as a connection reset mid-body does.
+		b, _ := json.Marshal(resp)
+		_, _ = w.Write(b[:len(b)/2])
+		return
+	}
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
@@ -235,7 +241,7 @@ func (inv *inventory) outOfBand(w http.ResponseWriter, r *http.Request) {
 func (inv *inventory) setAnswer(w http.ResponseWriter, r *http.Request) {
 	mode := r.PathValue("mode")
 	switch mode {
-	case "normal", "empty", "incomplete", "error":
+	case "normal", "empty", "incomplete", "error", "truncated":
 	default:
 		http.Error(w, "unknown answer "+mode, http.StatusBadRequest)
 		return

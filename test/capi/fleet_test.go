@@ -220,6 +220,13 @@ inventories:
 			t.Fatal(err)
 		}
 		waitForCloudLooks(t, 2, time.Minute)
+		// The endpoint down (503), then answering with JSON that breaks off.
+		for _, mode := range []string{"error", "truncated"} {
+			if err := env.Answer(ctx, mode); err != nil {
+				t.Fatal(err)
+			}
+			waitForCloudLooks(t, 2, time.Minute)
+		}
 		if err := env.Answer(ctx, "normal"); err != nil {
 			t.Fatal(err)
 		}
