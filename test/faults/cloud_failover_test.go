@@ -117,15 +117,7 @@ func TestTheLeaderKilledDuringACloudCycle(t *testing.T) {
 	killed := time.Now()
 	gate.open()
 
-	marked := func() []string {
-		var out []string
-		for _, name := range []string{"prod-md-0-m1", "prod-md-0-m2"} {
-			if env.MachineState(t, ns, name) == "remediate" {
-				out = append(out, name)
-			}
-		}
-		return out
-	}
+	marked := func() []string { return markedForReplacement(t, ns, "prod-md-0-m1", "prod-md-0-m2") }
 	testenv.Eventually(t, 90*time.Second, "the standby to mark a Machine", func() bool { return len(marked()) > 0 })
 	t.Logf("a Machine marked %s after the leader was killed", time.Since(killed).Round(time.Second))
 	testenv.Eventually(t, 30*time.Second, "three cloud cycles of the new leader", func() bool {

@@ -39,15 +39,7 @@ func TestAKillRightAfterAMachineWasMarkedForReplacement(t *testing.T) {
 	if _, err := ec2c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["prod-md-0-m1"], ids["prod-md-0-m2"]}}); err != nil {
 		t.Fatal(err)
 	}
-	marked := func() []string {
-		var out []string
-		for _, name := range []string{"prod-md-0-m1", "prod-md-0-m2"} {
-			if env.MachineState(t, ns, name) == "remediate" {
-				out = append(out, name)
-			}
-		}
-		return out
-	}
+	marked := func() []string { return markedForReplacement(t, ns, "prod-md-0-m1", "prod-md-0-m2") }
 	testenv.Eventually(t, 60*time.Second, "a Machine marked for replacement", func() bool { return len(marked()) > 0 })
 	first.Kill()
 	t.Logf("writes of the killed driftd since the instances were terminated:\n  %s", strings.Join(writes(proxy), "\n  "))
@@ -106,4 +98,16 @@ func eightMachines(t *testing.T, ns string) (*ec2.Client, map[string]string) {
 		env.ProvisionMachine(t, ns, "prod", "md-0", name, "aws:///eu-west-1a/"+ids[name], gvkAWSMachine, map[string]any{"instanceType": "m6i.large"})
 	}
 	return ec2c, ids
+}
+
+// markedForReplacement are the Machines of names in ns marked for their MachineHealthCheck.
+func markedForReplacement(t *testing.T, ns string, names ...string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range names {
+		if env.MachineState(t, ns, name) == "remediate" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
