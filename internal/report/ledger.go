@@ -35,7 +35,22 @@ type record struct {
 	finding  *diff.Finding
 	detected uint64 // fingerprint of the drift last announced
 	failed   uint64 // fingerprint of the failure last announced
-	episode  int    // contest episode last announced (Held)
+	episode  uint64 // contest episode last announced (Held)
+}
+
+// remember makes f the drift that remains of e and v the value of the announcement slot picks;
+// it reports whether v is new there (announce it), under one lock.
+func (l *Ledger) remember(e Entry, f diff.Finding, slot func(*record) *uint64, v uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.get(e)
+	r.finding = &f
+	p := slot(r)
+	if *p == v {
+		return false
+	}
+	*p = v
+	return true
 }
 
 // Ledger is driftd's one record of the drift that remains and of what was announced about it.
@@ -83,14 +98,8 @@ func (l *Ledger) get(e Entry) *record {
 // this very drift was already announced; it reports whether this is a new occurrence. An ignored
 // finding is kept but never announced.
 func (l *Ledger) Drift(obj runtime.Object, e Entry, f diff.Finding) bool {
-	fp := fingerprint(f)
-	l.mu.Lock()
-	r := l.get(e)
-	r.finding = &f
-	seen := r.detected == fp
-	r.detected = fp
-	l.mu.Unlock()
-	if seen || f.Action == diff.ActionIgnored {
+	fresh := l.remember(e, f, func(r *record) *uint64 { return &r.detected }, fingerprint(f))
+	if !fresh || f.Action == diff.ActionIgnored {
 		return false
 	}
 	l.events.detected(obj, f)
@@ -154,13 +163,7 @@ func (l *Ledger) Blocked(obj runtime.Object, f diff.Finding) {
 // Held announces, once per contest episode, that a correction is held because another writer
 // keeps setting the field back: CorrectionBlocked naming both writers, counted as blocked.
 func (l *Ledger) Held(obj runtime.Object, e Entry, f diff.Finding, episode int) bool {
-	l.mu.Lock()
-	r := l.get(e)
-	r.finding = &f
-	seen := r.episode == episode
-	r.episode = episode
-	l.mu.Unlock()
-	if seen {
+	if !l.remember(e, f, func(r *record) *uint64 { return &r.episode }, uint64(episode)) {
 		return false
 	}
 	l.events.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", Describe(f))
@@ -187,14 +190,7 @@ func (l *Ledger) Replaced(obj runtime.Object, f diff.Finding, method string) {
 // the same drift: a transient failure retried with backoff is not announced on every retry. It
 // reports whether it announced.
 func (l *Ledger) Failed(obj runtime.Object, e Entry, f diff.Finding, err error, hint string) bool {
-	fp := fingerprint(f) ^ hashString(err.Error())
-	l.mu.Lock()
-	r := l.get(e)
-	r.finding = &f
-	seen := r.failed == fp
-	r.failed = fp
-	l.mu.Unlock()
-	if seen {
+	if !l.remember(e, f, func(r *record) *uint64 { return &r.failed }, fingerprint(f)^hashString(err.Error())) {
 		return false
 	}
 	l.events.failed(obj, f, err, hint)

@@ -70,7 +70,10 @@ func TestTheAPIServerGoneForAMinute(t *testing.T) {
 	start := time.Now()
 	testenv.Eventually(t, 30*time.Second, "driftd unready or gone", func() bool { return d.proc.Exited() || !ready(d.probe) })
 	t.Logf("unready after %s (exited: %v)", time.Since(start).Round(time.Second), d.proc.Exited())
-	time.Sleep(time.Minute - time.Since(start))
+	hits := d.proxy.FaultHits(outage)
+	testenv.Eventually(t, 2*time.Minute, "a minute of outage, driftd trying or gone", func() bool {
+		return time.Since(start) >= time.Minute && (d.proc.Exited() || d.proxy.FaultHits(outage) > hits)
+	})
 	if d.proxy.FaultHits(outage) == 0 {
 		t.Fatal("driftd sent nothing during the outage; the test proved nothing")
 	}
@@ -127,13 +130,16 @@ func TestWatchesCutAsAnAPIServerRestartCutsThem(t *testing.T) {
 	d := startDeployed(t, ns, "1h")
 	restart := d.proxy.Inject(&testenv.Fault{Match: testenv.AllRequests, Hangup: true, Times: 1 << 30})
 	d.proxy.Cut()
-	time.Sleep(5 * time.Second)
+	down := time.Now()
+	testenv.Eventually(t, 30*time.Second, "5 s of restart with driftd reconnecting", func() bool {
+		return time.Since(down) >= 5*time.Second && d.proxy.FaultHits(restart) > 0
+	})
 	d.proxy.Remove(restart)
 	if d.proc.Exited() {
 		t.Fatalf("driftd exited after a 5 s restart of the API server:\n%s", d.proc.Out.String())
 	}
 	drifted := len(driftEvents(t, ns))
-	// The watches may take their client's backoff to come back; edits until one is seen.
+	// The watches come back after their client's backoff; the edit follows (a relist would find it too).
 	time.Sleep(2 * time.Second)
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
 	testenv.Eventually(t, 60*time.Second, "the edit corrected through a watch re-established", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })

@@ -106,7 +106,9 @@ func TestTheLeaderKilledDuringACloudCycle(t *testing.T) {
 		return cycleDone(leader) && strings.Contains(leader.Out.String(), "Cloud cycle done")
 	})
 	standby := spawnImage(t, args(standbyProxy)...)
-	time.Sleep(3 * time.Second) // the standby is up and asks for the lease
+	testenv.Eventually(t, 30*time.Second, "the standby asking for the lease", func() bool {
+		return len(standbyProxy.Requests(func(r testenv.Request) bool { return strings.Contains(r.Path, "/leases/") })) > 0
+	})
 
 	if _, err := ec2c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["prod-md-0-m1"], ids["prod-md-0-m2"]}}); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,10 @@ func TestACRDDeletedAndRestoredWhileItsKindIsWatched(t *testing.T) {
 	d.proxy.Reset()
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
 	testenv.Eventually(t, 60*time.Second, "the edit corrected while the CRD is gone", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
-	time.Sleep(5 * time.Second) // cycles meet the missing kind
+	cycles := strings.Count(d.proc.Out.String(), "Cycle done")
+	testenv.Eventually(t, 30*time.Second, "two cycles meeting the missing kind", func() bool {
+		return strings.Count(d.proc.Out.String(), "Cycle done") >= cycles+2
+	})
 	if d.proc.Exited() {
 		t.Fatalf("driftd exited without the CRD:\n%s", d.proc.Out.String())
 	}

@@ -32,7 +32,9 @@ func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	leader := replica(leaderProxy)
 	testenv.Eventually(t, 90*time.Second, "the leader's first complete cycle", func() bool { return cycleDone(leader) })
 	standby := replica(standbyProxy)
-	time.Sleep(5 * time.Second) // the standby is up and asks for the lease
+	testenv.Eventually(t, 30*time.Second, "the standby asking for the lease", func() bool {
+		return len(standbyProxy.Requests(func(r testenv.Request) bool { return strings.Contains(r.Path, "/leases/") })) > 0
+	})
 	if cycleDone(standby) {
 		t.Fatal("the standby ran a cycle beside a live leader")
 	}

@@ -47,7 +47,9 @@ func TestAnAdmissionWebhookThatCannotBeReached(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "driftd's correction refused at the webhook", func() bool {
 		return len(d.proxy.Requests(func(r testenv.Request) bool { return applyOf(ns, "prod-md-0")(r) && r.Status >= 500 })) > 0
 	})
-	time.Sleep(5 * time.Second)
+	testenv.Eventually(t, 30*time.Second, "driftd's retry refused too", func() bool {
+		return len(d.proxy.Requests(func(r testenv.Request) bool { return applyOf(ns, "prod-md-0")(r) && r.Status >= 500 })) > 1
+	})
 	if got := drv.Replicas(ns, "prod-md-0"); got != 7 {
 		t.Fatalf("replicas %d while the webhook is down; the test proved nothing", got)
 	}
