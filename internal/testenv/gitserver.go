@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
@@ -176,7 +178,7 @@ const Symlink = "\x00symlink:"
 // It returns the repository's URL.
 func (r *GitRepo) ServeHTTP(tb testing.TB, user, password string) string {
 	tb.Helper()
-	return r.serveHTTP(tb, user, password, nil)
+	return r.serveHTTP(tb, user, password, nil, nil)
 }
 
 // Gate makes a git server hang, as a remote that accepts connections and then never answers.
@@ -236,10 +238,118 @@ func (r *GitRepo) ServeHTTPGated(tb testing.TB) (string, *Gate) {
 	tb.Helper()
 	g := &Gate{}
 	tb.Cleanup(g.Release)
-	return r.serveHTTP(tb, "", "", g), g
+	return r.serveHTTP(tb, "", "", g, nil), g
 }
 
-func (r *GitRepo) serveHTTP(tb testing.TB, user, password string, gate *Gate) string {
+// PackFault breaks the packs a git server sends in answer to a fetch, a few bytes into the pack
+// data: cut off (the connection drops, as a proxy or a load balancer drops it) or stalled (the
+// server stops sending and keeps the connection open).
+type PackFault struct {
+	mu      sync.Mutex
+	mode    packMode
+	release chan struct{}
+	hits    int
+	waiting int
+}
+
+type packMode int
+
+const (
+	packIntact packMode = iota
+	packCut
+	packStall
+)
+
+// Cut makes every pack from now on break off.
+func (f *PackFault) Cut() { f.set(packCut) }
+
+// Stall makes every pack from now on stop and hang until Clear (or the client gives up).
+func (f *PackFault) Stall() { f.set(packStall) }
+
+// Clear sends packs whole again and lets the stalled ones go on (they are then cut off).
+func (f *PackFault) Clear() { f.set(packIntact) }
+
+func (f *PackFault) set(m packMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mode = m
+	if m != packStall && f.release != nil {
+		close(f.release)
+		f.release = nil
+	}
+	if m == packStall && f.release == nil {
+		f.release = make(chan struct{})
+	}
+}
+
+// Hits is how many packs were broken so far.
+func (f *PackFault) Hits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits
+}
+
+// Waiting is how many fetches are stalled in the middle of their pack now.
+func (f *PackFault) Waiting() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waiting
+}
+
+// packWriter passes an upload-pack answer through until 16 bytes past the pack's signature,
+// then breaks it as its fault says.
+type packWriter struct {
+	http.ResponseWriter
+	f      *PackFault
+	mode   packMode
+	ctx    context.Context
+	seen   []byte
+	broken bool
+}
+
+func (w *packWriter) Write(p []byte) (int, error) {
+	if w.broken {
+		return len(p), nil // the child's output is drained, never sent
+	}
+	start := len(w.seen)
+	w.seen = append(w.seen, p...)
+	i := bytes.Index(w.seen, []byte("PACK"))
+	if i < 0 || i+4+16 > len(w.seen) {
+		return w.ResponseWriter.Write(p)
+	}
+	keep := max(i+4+16-start, 0)
+	if _, err := w.ResponseWriter.Write(p[:keep]); err != nil {
+		return 0, err
+	}
+	w.ResponseWriter.(http.Flusher).Flush()
+	w.broken = true
+	w.f.mu.Lock()
+	w.f.hits++
+	release := w.f.release
+	if w.mode == packStall && release != nil {
+		w.f.waiting++
+		w.f.mu.Unlock()
+		select {
+		case <-release:
+		case <-w.ctx.Done():
+		}
+		w.f.mu.Lock()
+		w.f.waiting--
+	}
+	w.f.mu.Unlock()
+	return len(p), nil
+}
+
+// ServeHTTPPackFaults is ServeHTTP without auth, breaking the packs it sends as the returned
+// PackFault says.
+func (r *GitRepo) ServeHTTPPackFaults(tb testing.TB) (string, *PackFault) {
+	tb.Helper()
+	f := &PackFault{}
+	tb.Cleanup(f.Clear)
+	return r.serveHTTP(tb, "", "", nil, f), f
+}
+
+func (r *GitRepo) serveHTTP(tb testing.TB, user, password string, gate *Gate, pack *PackFault) string {
 	tb.Helper()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
@@ -261,6 +371,19 @@ func (r *GitRepo) serveHTTP(tb testing.TB, user, password string, gate *Gate) st
 			if !ok || u != user || p != password {
 				w.Header().Set("WWW-Authenticate", `Basic realm="fleet"`)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		if pack != nil && strings.HasSuffix(req.URL.Path, "/git-upload-pack") {
+			pack.mu.Lock()
+			mode := pack.mode
+			pack.mu.Unlock()
+			if mode != packIntact {
+				pw := &packWriter{ResponseWriter: w, f: pack, mode: mode, ctx: req.Context()}
+				backend.ServeHTTP(pw, req)
+				if pw.broken {
+					panic(http.ErrAbortHandler) // the connection drops without the answer's end
+				}
 				return
 			}
 		}

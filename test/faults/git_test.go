@@ -112,3 +112,48 @@ func gitLog(dir, commit string) ([]string, error) {
 	err = iter.ForEach(func(c *object.Commit) error { out = append(out, c.Hash.String()); return nil })
 	return out, err
 }
+
+// TestAPackCutOffOrStalledMidFetch: the Git server's answer to a fetch breaks off a few bytes into
+// the pack, fetch after fetch; then, with the cut mended and another commit, it stalls mid-pack
+// and driftd is killed with SIGKILL during that fetch. Nothing is applied from a broken pack, the
+// same process fetches the commit once packs come whole, and a driftd started on the killed one's
+// cache directory fetches and applies the head: the cache is not corrupted.
+func TestAPackCutOffOrStalledMidFetch(t *testing.T) {
+	ns := "fault-pack"
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	url, pack := repo.ServeHTTPPackFaults(t)
+	proxy := env.NewAPIProxy(t)
+	args := daemonArgs(t, ns, repo, proxy, "--repo", url, "--git-cache-dir", t.TempDir(), "--git-timeout", "20s",
+		"--interval", "2s", "--health-probe-bind-address", "0")
+	p := spawnImage(t, args...)
+	testenv.Eventually(t, 90*time.Second, "the first complete cycle", func() bool { return cycleDone(p) })
+
+	proxy.Reset()
+	pack.Cut()
+	repo.Commit(t, "four workers", workers(ns, "4"))
+	testenv.Eventually(t, 60*time.Second, "two fetches cut off mid-pack", func() bool { return pack.Hits() >= 2 })
+	if got := drv.Replicas(ns, "prod-md-0"); got != 3 {
+		t.Errorf("replicas %d from a pack cut off, want 3", got)
+	}
+	pack.Clear()
+	testenv.Eventually(t, 60*time.Second, "the commit fetched whole and applied", func() bool { return drv.Replicas(ns, "prod-md-0") == 4 })
+
+	pack.Stall()
+	repo.Commit(t, "five workers", workers(ns, "5"))
+	testenv.Eventually(t, 30*time.Second, "a fetch stalled mid-pack", func() bool { return pack.Waiting() > 0 })
+	p.Kill()
+	pack.Clear()
+	if got := drv.Replicas(ns, "prod-md-0"); got != 4 {
+		t.Errorf("replicas %d from a stalled pack, want 4", got)
+	}
+	if code := runOnce(t, args...); code != 0 {
+		t.Errorf("run --once on the killed driftd's cache: exit %d, want 0", code)
+	}
+	if got := drv.Replicas(ns, "prod-md-0"); got != 5 {
+		t.Errorf("replicas %d after a fetch on the same cache, want the head's 5", got)
+	}
+	t.Logf("%d packs broken; writes:\n  %s", pack.Hits(), strings.Join(writes(proxy), "\n  "))
+	if bad := unintended(proxy, bookkeeping(system(ns)), applyOf(ns, "prod-md-0")); len(bad) > 0 {
+		t.Errorf("unintended writes: %v", bad)
+	}
+}
