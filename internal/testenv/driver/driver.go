@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -381,6 +383,7 @@ type Process struct {
 	Out    *testenv.SyncBuffer
 	cmd    *exec.Cmd
 	exited chan struct{}
+	peak   atomic.Int64
 }
 
 // Spawn starts bin with args (after --log-development) as a process, as the kubelet starts a
@@ -395,6 +398,7 @@ func Spawn(tb testing.TB, bin string, args ...string) *Process {
 		tb.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	go p.sampleMemory()
 	tb.Cleanup(func() {
 		p.Stop(30 * time.Second)
 		if tb.Failed() {
@@ -430,6 +434,35 @@ func (p *Process) Wait(timeout time.Duration) int {
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(timeout):
 		return -1
+	}
+}
+
+// PeakRSS is the most memory the process held resident (its VmHWM), as last sampled (every
+// 100 ms while it runs). Not the exit status's rusage: that counts the test binary's memory too,
+// which the child shared until it started driftd. A render sandbox's child is not counted; it has
+// its own limit (--render-max-memory).
+func (p *Process) PeakRSS() int64 { return p.peak.Load() }
+
+func (p *Process) sampleMemory() {
+	status := fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(status); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if kib, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					var n int64
+					if _, err := fmt.Sscanf(strings.TrimSpace(kib), "%d kB", &n); err == nil {
+						p.peak.Store(n << 10)
+					}
+				}
+			}
+		}
+		select {
+		case <-p.exited:
+			return
+		case <-tick.C:
+		}
 	}
 }
 
