@@ -1,10 +1,15 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -155,4 +160,64 @@ func (m *Moto) UseFromEnvironment(tb testing.TB) {
 	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// AWSFaults is a proxy in front of moto that answers chosen requests with an AWS error, as AWS's
+// API endpoint would: see Moto.Faults.
+type AWSFaults struct {
+	mu     sync.Mutex
+	match  func(body []byte) bool
+	status int
+	code   string
+	left   int
+	hits   int
+}
+
+// Faults puts a proxy in front of moto and points AWS_ENDPOINT_URL at it for the rest of the test:
+// the requests whose body match selects (the Query API of EC2 and Auto Scaling names its action
+// there: Action=DescribeInstances&...) are answered with the error code at HTTP status, as AWS
+// answers them (RequestLimitExceeded at 503, InternalError at 500), the next left times (for ever
+// when left is negative); everything else reaches moto.
+func (m *Moto) Faults(tb testing.TB, status int, code string, left int, match func(body []byte) bool) *AWSFaults {
+	tb.Helper()
+	moto, err := url.Parse(m.Endpoint)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(moto)
+	rp.Transport = HTTP.Transport
+	f := &AWSFaults{match: match, status: status, code: code, left: left}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		f.mu.Lock()
+		hit := f.left != 0 && f.match(body)
+		if hit {
+			f.left--
+			f.hits++
+		}
+		f.mu.Unlock()
+		if !hit {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(f.status)
+		_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>%s</Code><Message>injected by the test</Message></Error></Errors><RequestID>fault</RequestID></Response>`, f.code)
+	}))
+	tb.Cleanup(srv.Close)
+	tb.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	return f
+}
+
+// Hits is how many requests were answered with the error.
+func (f *AWSFaults) Hits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits
+}
+
+// Action selects the Query API requests of action.
+func Action(action string) func(body []byte) bool {
+	return func(body []byte) bool { return bytes.Contains(body, []byte("Action="+action+"&")) }
 }

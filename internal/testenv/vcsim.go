@@ -31,6 +31,7 @@ type VCSim struct {
 	users  map[string]string   // user → password
 	logins map[string]int      // user → successful logins
 	hidden map[string][]string // user → names of folders hidden from them
+	expire bool                // retrieves answered NotAuthenticated
 }
 
 // vcsimAdmin is the simulator's administrator.
@@ -54,6 +55,7 @@ func StartVCSim(configure func(*simulator.Model)) (*VCSim, error) {
 	v.users[vcsimAdmin.Username()] = pw
 	reg := model.Map()
 	reg.SessionManager().ValidLogin = v.validLogin
+	reg.Handler = v.handle
 	vm := reg.ViewManager()
 	reg.Put(&permissionedViewManager{ViewManager: vm, sim: v})
 	v.server = model.Service.NewServer()
@@ -90,6 +92,25 @@ func (v *VCSim) HideFolders(user string, folders ...string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.hidden[user] = append(v.hidden[user], folders...)
+}
+
+// ExpireSessions, while on, answers every retrieve of properties with NotAuthenticated, the
+// fault a vCenter answers when the session ended between login and retrieve (timed out, or
+// terminated by an administrator in the middle of a read).
+func (v *VCSim) ExpireSessions(on bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.expire = on
+}
+
+// handle is the simulator's hook before each method: the place for faults of the session.
+func (v *VCSim) handle(_ *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.expire && (m.Name == "RetrievePropertiesEx" || m.Name == "ContinueRetrievePropertiesEx") {
+		return nil, &types.NotAuthenticated{NoPermission: types.NoPermission{Object: &m.This, PrivilegeId: "System.View"}}
+	}
+	return nil, nil
 }
 
 // permissionedViewManager leaves out of a user's container views what the user may not see, as a

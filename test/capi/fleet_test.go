@@ -220,8 +220,9 @@ inventories:
 			t.Fatal(err)
 		}
 		waitForCloudLooks(t, 2, time.Minute)
-		// The endpoint down (503), then answering with JSON that breaks off.
-		for _, mode := range []string{"error", "truncated"} {
+		// The endpoint down (503), answering with JSON that breaks off, and its last page slower
+		// than the 10 s timeout.
+		for _, mode := range []string{"error", "truncated", "slow"} {
 			if err := env.Answer(ctx, mode); err != nil {
 				t.Fatal(err)
 			}

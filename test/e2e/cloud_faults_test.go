@@ -1,19 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/vmware/govmomi/object"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
@@ -21,48 +16,11 @@ import (
 	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
-// throttle puts a proxy in front of moto, as AWS's API endpoint, and points the SDK's standard
-// variable at it: the requests of action (EC2's Query API names it in the body) are answered with
-// EC2's throttling error — HTTP 503, RequestLimitExceeded — while *left is above 0 (each answer
-// counts one down; a negative value throttles for ever). It returns how many it throttled.
-func throttle(t *testing.T, cloud *awsCloud, action string, left *int) func() int {
-	t.Helper()
-	moto, _ := url.Parse(cloud.moto.Endpoint)
-	rp := httputil.NewSingleHostReverseProxy(moto)
-	rp.Transport = testenv.HTTP.Transport
-	var mu sync.Mutex
-	throttled := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		mu.Lock()
-		hit := bytes.Contains(body, []byte("Action="+action+"&")) && *left != 0
-		if hit {
-			*left--
-			throttled++
-		}
-		mu.Unlock()
-		if hit {
-			w.Header().Set("Content-Type", "text/xml")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>`)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
-	return func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return throttled
-	}
-}
-
-// TestEC2ThrottlingJudgesNothingFalsely: EC2 throttles DescribeInstances (RequestLimitExceeded)
-// while one instance of four is really gone. Throttled for good, the inventory is unavailable:
-// no InstanceMissing, no Machine touched. Throttled twice, the SDK's retries get through and
-// exactly the instance that is gone is missing — no other.
+// TestEC2ThrottlingJudgesNothingFalsely: EC2 throttles DescribeInstances, or Auto Scaling
+// DescribeAutoScalingGroups (RequestLimitExceeded), while one instance of four is really gone.
+// Throttled for good, the inventory is unavailable: no InstanceMissing, no Machine touched.
+// Throttled twice, the SDK's retries get through and exactly the instance that is gone is
+// missing — no other.
 func TestEC2ThrottlingJudgesNothingFalsely(t *testing.T) {
 	ctx := context.Background()
 	ns := "cloud-throttled"
@@ -82,9 +40,16 @@ func TestEC2ThrottlingJudgesNothingFalsely(t *testing.T) {
 	_, err := cloud.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{ids["aws1-md-0-m1"]}})
 	cloud.do(t, "TerminateInstances", err)
 
-	t.Run("throttled for good: unavailable, nothing judged, nothing written", func(t *testing.T) {
-		forever := -1
-		throttled := throttle(t, cloud, "DescribeInstances", &forever)
+	for _, action := range []string{"DescribeInstances", "DescribeAutoScalingGroups"} {
+		throttledFor(t, ns, cloud, action, args)
+	}
+}
+
+// throttledFor runs the fleet of ns with args while action is throttled, for good and then twice.
+func throttledFor(t *testing.T, ns string, cloud *awsCloud, action string, args []string) {
+	ctx := context.Background()
+	t.Run(action+" throttled for good: unavailable, nothing judged, nothing written", func(t *testing.T) {
+		throttled := cloud.moto.Faults(t, http.StatusServiceUnavailable, "RequestLimitExceeded", -1, testenv.Action(action)).Hits
 		before := machineResourceVersions(t, ns)
 		code, out, errOut := drv.Exec(ctx, append([]string{"run", "--once", "--namespace", ns}, args...)...)
 		if throttled() == 0 {
@@ -104,9 +69,8 @@ func TestEC2ThrottlingJudgesNothingFalsely(t *testing.T) {
 		}
 	})
 
-	t.Run("throttled twice: retried, and only what is gone is missing", func(t *testing.T) {
-		twice := 2
-		throttled := throttle(t, cloud, "DescribeInstances", &twice)
+	t.Run(action+" throttled twice: retried, and only what is gone is missing", func(t *testing.T) {
+		throttled := cloud.moto.Faults(t, http.StatusServiceUnavailable, "RequestLimitExceeded", 2, testenv.Action(action)).Hits
 		code, doc, stderr := drv.Plan(t, args...)
 		if throttled() != 2 {
 			t.Fatalf("throttled %d requests, want 2", throttled())
@@ -121,4 +85,51 @@ func TestEC2ThrottlingJudgesNothingFalsely(t *testing.T) {
 			t.Errorf("plan after two throttled answers: exit %d, missing %v, want 2 and [aws1-md-0-m1]\n%s", code, missing, stderr)
 		}
 	})
+}
+
+// TestAVCenterSessionEndingMidRetrieveJudgesNothing: vCenter ends driftd's session between the
+// container view and the retrieve of its VMs (a session timeout, or an administrator terminating
+// it), while one VM of three is really gone. The retrieve meets NotAuthenticated: the inventory is
+// unavailable, no Machine is judged or written. With sessions lasting again, the next run logs in
+// anew and finds exactly the VM that is gone.
+func TestAVCenterSessionEndingMidRetrieveJudgesNothing(t *testing.T) {
+	ctx := context.Background()
+	ns := "cloud-vcenter-session"
+	sim, args, byName := vsphereMachines(t, ns, 3)
+	c, err := sim.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := object.NewVirtualMachine(c.Client, byName["vs1-md-0-m0"].Reference())
+	if task, err := gone.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
+		t.Fatalf("power off: %v", err)
+	}
+	if task, err := gone.Destroy(ctx); err != nil || task.Wait(ctx) != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+
+	sim.ExpireSessions(true)
+	before := machineResourceVersions(t, ns)
+	code, out, errOut := drv.Exec(ctx, append([]string{"run", "--once", "--namespace", ns}, args...)...)
+	if code != 1 || !strings.Contains(errOut, "NotAuthenticated") {
+		t.Errorf("run --once with the session ended mid-retrieve: exit %d, want 1 naming NotAuthenticated\n%s\n%s", code, errOut, out)
+	}
+	if strings.Contains(out, "InstanceMissing") || strings.Contains(errOut, "InstanceMissing") {
+		t.Errorf("InstanceMissing reported from a retrieve that failed:\n%s", out)
+	}
+	if after := machineResourceVersions(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("Machines written with the session gone: %v -> %v", before, after)
+	}
+
+	sim.ExpireSessions(false)
+	code, doc, stderr := drv.Plan(t, args...)
+	var missing []string
+	for _, f := range doc.Findings {
+		if f.Class == diff.ClassInstanceMissing {
+			missing = append(missing, f.Object.Name)
+		}
+	}
+	if code != 2 || fmt.Sprint(missing) != "[vs1-md-0-m0]" {
+		t.Errorf("plan with sessions lasting again: exit %d, missing %v, want 2 and [vs1-md-0-m0]\n%s", code, missing, stderr)
+	}
 }

@@ -15,42 +15,26 @@ import (
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
-	"github.com/driftd/driftd/internal/testenv/fleet"
 )
 
-func TestCloudDriftOnVSphere(t *testing.T) {
+// vsphereMachines runs the fleet of ns — one cluster, vs1, on a simulated vCenter of machines VMs,
+// its identity Secret created as CAPV's users create it — and provisions a Machine for each VM
+// (vs1-md-0-m0, m1, ...). It returns the simulator, the arguments of a run that reads vSphere, and
+// the VMs by their Machine's name.
+func vsphereMachines(t *testing.T, ns string, machines int) (*testenv.VCSim, []string, map[string]*simulator.VirtualMachine) {
+	t.Helper()
 	ctx := context.Background()
-	ns := "cloud-vsphere"
-	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = 2 })
+	sim := testenv.RequireVCSim(t, func(m *simulator.Model) { m.Machine = machines })
 	user := sim.URL.User.Username()
 	password, _ := sim.URL.User.Password()
-	repo := testenv.NewGitRepo(t, map[string]string{
-		"fleet/kustomization.yaml": fleet.Kustomization(ns, "vs1.yaml"),
-		"fleet/namespace.yaml":     fleet.Namespace(ns),
-		"fleet/vs1.yaml": fmt.Sprintf(`apiVersion: cluster.x-k8s.io/v1beta2
-kind: Cluster
-metadata:
-  name: vs1
-spec:
-  infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: VSphereCluster, name: vs1}
----
-apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
-kind: VSphereCluster
-metadata:
-  name: vs1
-spec:
-  server: %s
-  thumbprint: %q
-  identityRef: {kind: Secret, name: vs1-credentials}
-`, sim.URL.Host, sim.Thumbprint()),
-	})
-	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, "cloud-vsphere")...) // the fleet, Namespace first
+	repo := testenv.NewGitRepo(t, vsphereFleet(ns, "vs1", sim.URL.Host, sim.Thumbprint(), "Secret/vs1-credentials", nil))
+	drv.RunOnce(t, ns, drv.Args(t, repo.Dir, ns)...) // the fleet, Namespace first
 	// The identity Secret CAPV reads; a real fleet keeps it sealed, here it is created directly.
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vs1-credentials"},
 		StringData: map[string]string{"username": user, "password": password}}); err != nil {
 		t.Fatal(err)
 	}
-	args := append(drv.Args(t, repo.Dir, "cloud-vsphere"), "--provider", "vsphere")
+	args := append(drv.Args(t, repo.Dir, ns), "--provider", "vsphere")
 	drv.RunOnce(t, ns, args...)
 
 	vms, err := sim.VMs(ctx)
@@ -67,6 +51,13 @@ spec:
 			"network": map[string]any{"devices": []any{map[string]any{"networkName": "VM Network", "dhcp4": true}}},
 		})
 	}
+	return sim, args, byName
+}
+
+func TestCloudDriftOnVSphere(t *testing.T) {
+	ctx := context.Background()
+	sim, args, byName := vsphereMachines(t, "cloud-vsphere", 2)
+	password, _ := sim.URL.User.Password()
 	if len(byName) < 3 {
 		t.Fatalf("the simulator has only %d VMs", len(byName))
 	}

@@ -1,9 +1,12 @@
 package aws
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,6 +173,43 @@ func TestSnapshotReadsEachClusterWithItsOwnAccount(t *testing.T) {
 	snap, _ = p.Snapshot(context.Background(), []infra.Cluster{{Name: "tenant", Namespace: "tenants", Region: "eu-west-1"}})
 	if len(snap.Instances) != 0 {
 		t.Errorf("account A sees %d of account B's instances", len(snap.Instances))
+	}
+}
+
+// TestAFailureOnTheSecondPage: DescribeInstances answers its first page and fails on the second
+// (an HTTP 500, every try). The snapshot is not the first page passed off as the region: both
+// clusters of the region are unavailable, so none of their Machines is judged (a Machine whose
+// instance was on the second page would otherwise be taken for missing). Failing once, the
+// retry reads every page.
+func TestAFailureOnTheSecondPage(t *testing.T) {
+	ctx := context.Background()
+	m := cloud(t)
+	launch(t, m, "eu-west-1", "prod", "node", 8)
+	launch(t, m, "eu-west-1", "edge", "node", 4)
+	clusters := []infra.Cluster{{Name: "prod", Namespace: "fleet", Region: "eu-west-1"}, {Name: "edge", Namespace: "fleet", Region: "eu-west-1"}}
+	secondPage := func(body []byte) bool {
+		return testenv.Action("DescribeInstances")(body) && bytes.Contains(body, []byte("NextToken="))
+	}
+	snapshot := func(left int) (*infra.Snapshot, *testenv.AWSFaults, error) {
+		f := m.Faults(t, http.StatusInternalServerError, "InternalError", left, secondPage)
+		snap, err := New(Options{PageSize: 5, MaxAttempts: 2}).Snapshot(ctx, clusters)
+		return snap, f, err
+	}
+	snap, f, err := snapshot(-1)
+	if f.Hits() == 0 {
+		t.Fatalf("no second page was asked for; the test proved nothing (%v, %+v)", err, snap)
+	}
+	if err == nil || !strings.Contains(err.Error(), "DescribeInstances") || !strings.Contains(err.Error(), "InternalError") {
+		t.Errorf("snapshot with its second page failing: error %v, want one naming DescribeInstances and InternalError", err)
+	}
+	if snap.Complete || len(snap.Unavailable) != 2 {
+		t.Errorf("snapshot with its second page failing: complete %v, unavailable %v; want incomplete, both clusters unavailable", snap.Complete, snap.Unavailable)
+	}
+
+	snap, f, err = snapshot(1)
+	if err != nil || !snap.Complete || len(snap.Unavailable) != 0 || len(snap.Instances) != 12 || f.Hits() != 1 {
+		t.Errorf("second page failing once: error %v, complete %v, unavailable %v, %d instances, %d failed; want every page read: 12 instances",
+			err, snap.Complete, snap.Unavailable, len(snap.Instances), f.Hits())
 	}
 }
 
