@@ -177,6 +177,19 @@ func (p *APIProxy) Cut() {
 	}
 }
 
+// Watching reports whether a watch whose path ends in suffix (".../machinedeployments") is open
+// through the proxy now: after a Cut, whether the client has re-established it.
+func (p *APIProxy) Watching(suffix string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for r := range p.inflight {
+		if r.URL.Query().Get("watch") == "true" && strings.HasSuffix(r.URL.Path, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 // nameInBody is the name of the object a create sends: in protobuf (client-go's choice for
 // built-in kinds) or JSON.
 func nameInBody(body []byte) string {

@@ -139,8 +139,11 @@ func TestWatchesCutAsAnAPIServerRestartCutsThem(t *testing.T) {
 		t.Fatalf("driftd exited after a 5 s restart of the API server:\n%s", d.proc.Out.String())
 	}
 	drifted := len(driftEvents(t, ns))
-	// The watches come back after their client's backoff; the edit follows (a relist would find it too).
-	time.Sleep(2 * time.Second)
+	// The edit follows once the watch is back (after its client's backoff; a relist would find
+	// the edit too, so the watch must be there first for the test to mean what it says).
+	testenv.Eventually(t, 60*time.Second, "the MachineDeployments' watch re-established", func() bool {
+		return d.proxy.Watching("/machinedeployments")
+	})
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
 	testenv.Eventually(t, 60*time.Second, "the edit corrected through a watch re-established", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	if n := len(driftEvents(t, ns)) - drifted; n != 1 {
