@@ -6,6 +6,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -88,6 +91,16 @@ func start(crds envtest.CRDInstallOptions) (*Env, error) {
 	// Named explicitly: envtest would otherwise prefer KUBEBUILDER_ASSETS over the guarded wrappers.
 	env.ControlPlane.GetAPIServer().Path = filepath.Join(assets, "kube-apiserver")
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(assets, "etcd")}
+	// A folder of the test bed's own for the API server's certificates: envtest keeps it (and the
+	// port) across a restart, so clients and proxies made before RestartAPIServer still trust it.
+	certs, err := os.MkdirTemp("", "testenv-apiserver-")
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	cleanupAssets := cleanup
+	cleanup = func() { cleanupAssets(); _ = os.RemoveAll(certs) }
+	env.ControlPlane.GetAPIServer().CertDir = certs
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop()
@@ -103,6 +116,51 @@ func start(crds envtest.CRDInstallOptions) (*Env, error) {
 		return nil, err
 	}
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env, assets: dir, cleanup: cleanup}, nil
+}
+
+// RestartAPIServer restarts the kube-apiserver process as a kubelet restarts a static pod's:
+// SIGTERM (it ends its watches and requests), SIGKILL if it has not exited 10 s later, down for
+// down, then started again on the same port, certificates and etcd. It returns once the new
+// process answers its health check, and whether the old one had to be killed.
+func (e *Env) RestartAPIServer(down time.Duration) (killed bool, err error) {
+	api := e.env.ControlPlane.GetAPIServer()
+	pid, err := apiServerPID(api.SecureServing.Port)
+	if err != nil {
+		return false, err
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		killed = true
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if err := api.Stop(); err != nil { // reaps the process
+		return killed, fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	time.Sleep(down)
+	if err := api.Start(); err != nil {
+		return killed, fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
+	return killed, nil
+}
+
+// apiServerPID finds the kube-apiserver serving on port.
+func apiServerPID(port string) (int, error) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if strings.HasSuffix(args[0], "kube-apiserver") && slices.Contains(args, "--secure-port="+port) {
+			return strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return 0, fmt.Errorf("no kube-apiserver process serves port %s", port)
 }
 
 // Stop stops the control plane and removes its data. It is safe to call more than once.
