@@ -17,8 +17,9 @@ import (
 
 type planOptions struct {
 	commonOptions
-	output    string
-	namespace string
+	output        string
+	namespace     string
+	failOnRollout bool
 }
 
 func newPlanCommand() *cobra.Command {
@@ -29,7 +30,13 @@ func newPlanCommand() *cobra.Command {
 		Long: `plan fetches and renders the fleet repository, compares it with the management cluster and
 prints every drifted object with the action "driftd run" would take. It writes nothing.
 
-Exit codes: 0 no drift, 2 drift found, 1 error (including objects that could not be checked).`,
+For every change to an object Cluster API makes Machines from, it says what the change does to
+them by Cluster API's own rules: roll (Machines replaced: how many, and why), in-place, scale,
+none or unknown; and it ends with how many Machines the revision replaces in how many clusters.
+With --ref set to a branch that is not merged yet, it says that before the merge.
+
+Exit codes: 0 no drift, 2 drift found, 3 (with --fail-on-rollout) drift whose correction replaces
+Machines, 1 error (including objects that could not be checked).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.complete(cmd); err != nil {
@@ -43,6 +50,7 @@ Exit codes: 0 no drift, 2 drift found, 1 error (including objects that could not
 	}
 	o.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&o.failOnRollout, "fail-on-rollout", false, "exit 3 when applying the revision would make Cluster API replace Machines (for a pull request that needs a human to approve replacements)")
 	cmd.Flags().StringVar(&o.namespace, "namespace", podNamespace(), "driftd's namespace, where the daemon remembers the last verified commit (read, never written, by plan)")
 	return cmd
 }
@@ -78,6 +86,8 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	switch {
 	case len(res.Errors) > 0:
 		return exitError{ExitError}
+	case o.failOnRollout && diff.SumRollouts(res.Findings).Machines > 0:
+		return exitError{ExitRollout}
 	case res.Drifted():
 		return exitError{ExitDrift}
 	}
@@ -88,11 +98,13 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 type planDocument struct {
 	Revision string         `json:"revision"`
 	Findings []diff.Finding `json:"findings"`
-	Errors   []string       `json:"errors,omitempty"`
+	// Rollouts totals what the findings' corrections do to Machines.
+	Rollouts diff.Rollouts `json:"rollouts"`
+	Errors   []string      `json:"errors,omitempty"`
 }
 
 func writeJSON(w io.Writer, res *report.Result) error {
-	doc := planDocument{Revision: res.Revision, Findings: res.Findings}
+	doc := planDocument{Revision: res.Revision, Findings: res.Findings, Rollouts: diff.SumRollouts(res.Findings)}
 	if doc.Findings == nil {
 		doc.Findings = []diff.Finding{}
 	}
@@ -112,7 +124,7 @@ func writeTable(w io.Writer, res *report.Result) error {
 	}
 	fmt.Fprintf(w, "%d drifted\n\n", len(res.Findings))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tOBJECT\tCLASS\tACTION\tDETAIL")
+	fmt.Fprintln(tw, "CLUSTER\tOBJECT\tCLASS\tACTION\tMACHINES\tDETAIL")
 	for _, f := range res.Findings {
 		cluster := f.Cluster
 		if cluster == "" {
@@ -123,9 +135,29 @@ func writeTable(w io.Writer, res *report.Result) error {
 			// A webhook's message can go on for lines (a diff of the object): a row stays a row.
 			detail = strings.TrimRight(line, " ") + " … (all of it: plan -o json)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", report.Escape(cluster), report.Escape(f.Object.String()), f.Class, f.Action, report.Escape(detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", report.Escape(cluster), report.Escape(f.Object.String()), f.Class, f.Action, machinesOf(f.Rollout), report.Escape(detail))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range res.Findings {
+		if f.Rollout != nil {
+			fmt.Fprintf(w, "\n%s.\n", diff.SumRollouts(res.Findings))
+			break
+		}
+	}
+	return nil
+}
+
+// machinesOf is a finding's MACHINES cell: its effect on Machines and how many.
+func machinesOf(r *diff.Rollout) string {
+	switch {
+	case r == nil:
+		return "-"
+	case r.Effect == diff.EffectNone || r.Effect == diff.EffectUnknown:
+		return string(r.Effect)
+	}
+	return fmt.Sprintf("%s %d", r.Effect, r.Machines)
 }
 
 func detailOf(f diff.Finding) string {
@@ -138,6 +170,9 @@ func detailOf(f diff.Finding) string {
 	}
 	if f.Reason != "" {
 		parts = append(parts, f.Reason)
+	}
+	if f.Rollout != nil {
+		parts = append(parts, f.Rollout.Reason)
 	}
 	return strings.Join(parts, "; ")
 }

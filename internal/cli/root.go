@@ -12,7 +12,7 @@ import (
 	"github.com/driftd/driftd/internal/version"
 )
 
-// Exit codes of driftd. `plan` uses all three; the other commands use ExitOK and ExitError.
+// Exit codes of driftd. `plan` uses all four; the other commands use ExitOK and ExitError.
 const (
 	// ExitOK means success; for `plan`, that no drift was found.
 	ExitOK = 0
@@ -20,6 +20,9 @@ const (
 	ExitError = 1
 	// ExitDrift means `plan` found drift.
 	ExitDrift = 2
+	// ExitRollout means `plan --fail-on-rollout` found drift whose correction makes Cluster API
+	// replace Machines.
+	ExitRollout = 3
 )
 
 // exitError carries an exit code other than ExitError through cobra.

@@ -169,4 +169,7 @@ type Finding struct {
 	// Blocker is why a blocked action waits, for code to branch on (Reason says it in words; the
 	// plan's JSON keeps the reason only, as it always has).
 	Blocker Blocker `json:"-"`
+	// Rollout is what applying Git's object does to Machines, by Cluster API's rules (for the
+	// objects Cluster API makes Machines from).
+	Rollout *Rollout `json:"rollout,omitempty"`
 }

@@ -8,6 +8,9 @@ import (
 	"sort"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,6 +31,8 @@ type memo struct {
 	key      memoKey
 	fields   []diff.Field
 	rejected error
+	// rollout is what applying Git's object does to Machines (for the kinds it applies to).
+	rollout *diff.Rollout
 }
 
 // memoKey is what an evaluation depends on. generation moves with every spec change of objects
@@ -186,7 +191,11 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 					m.fields = diff.Compare(stored, fresh, ignored, masked)
 				}
 			}
+			if len(m.fields) > 0 {
+				m.rollout = e.rollout(ctx, live, stored)
+			}
 		case err == nil:
+			m.rollout = e.rollout(ctx, nil, stored)
 		case apply.Rejected(err):
 			m.rejected = err
 			if live != nil {
@@ -220,7 +229,7 @@ func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desir
 	if m.rejected != nil {
 		sit.Rejected = rejection(key, m.rejected)
 	}
-	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file, Fields: m.fields}
+	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file, Fields: m.fields, Rollout: m.rollout}
 	f.Decided(diff.Decide(class, d.obj, live, sit, e.opts.Policy))
 	return evaluation{finding: f, live: live, sit: sit, memo: m}
 }
@@ -449,6 +458,33 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 		return nil, err
 	}
 	return live, nil
+}
+
+// rollout says what applying next (the dry run of Git's object) over live (nil: it is created)
+// does to Machines, for the kinds Cluster API makes Machines from; nil for the others. The ages of
+// a MachineDeployment's Machines are read from the API (metadata only) for its rollout.after.
+func (e *Engine) rollout(ctx context.Context, live, next *unstructured.Unstructured) *diff.Rollout {
+	if next.GroupVersionKind().GroupKind() != diff.GVKMachineDeployment.GroupKind() {
+		return nil
+	}
+	var machines []time.Time
+	if live != nil {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
+		err := e.deps.Client.List(ctx, list, client.InNamespace(live.GetNamespace()),
+			client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: live.GetName()})
+		if err == nil {
+			machines = make([]time.Time, 0, len(list.Items))
+			for _, m := range list.Items {
+				machines = append(machines, m.CreationTimestamp.Time)
+			}
+		}
+	}
+	r, err := diff.MachineDeploymentRollout(live, next, machines, e.opts.Now())
+	if err != nil {
+		return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+	}
+	return r
 }
 
 // fromAPI reads obj's live object from the API server rather than the cache, or nil.

@@ -154,6 +154,22 @@ func (r *GitRepo) ResetBranch(tb testing.TB, commit string) {
 	}
 }
 
+// Propose commits files on branch, made from main's head, and leaves main where it was, as a pull
+// request's branch is pushed before its merge. Merge it with ResetBranch(the returned commit).
+func (r *GitRepo) Propose(tb testing.TB, branch, message string, files map[string]string) string {
+	tb.Helper()
+	head, err := r.repo.Head()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	commit := r.Commit(tb, message, files)
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewBranchReferenceName(branch), plumbing.NewHash(commit))); err != nil {
+		tb.Fatal(err)
+	}
+	r.ResetBranch(tb, head.Hash().String())
+	return commit
+}
+
 // Tag tags the current HEAD.
 func (r *GitRepo) Tag(tb testing.TB, name string) {
 	tb.Helper()

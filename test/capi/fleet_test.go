@@ -418,8 +418,17 @@ spec:
 		if strings.Count(rolled, "dev1-md-0-v2") != 2 {
 			t.Fatalf("fixture: the rename touched %d places; want the template and the MachineDeployment's reference", strings.Count(rolled, "dev1-md-0-v2"))
 		}
+		// Before the merge, on the pull request's branch: plan says the commit replaces both
+		// Machines of dev1-md-0, and why.
+		proposal := repo.Propose(t, "slower-workers", "workers boot slower: dev1-md-0-v2", map[string]string{"fleet/dev1.yaml": rolled})
+		code, doc, r := predict(t, repo, system, "slower-workers", "dev1-md-0")
+		if code != 3 || r.Effect != diff.EffectRoll || r.Machines != len(before) || !strings.Contains(r.Reason, "spec.infrastructureRef") ||
+			doc.Rollouts.Machines != len(before) || doc.Rollouts.Clusters != 1 {
+			t.Errorf("plan --ref slower-workers --fail-on-rollout: exit %d, %+v, totals %+v; want exit 3 and a roll of dev1-md-0's %d Machines for its infrastructureRef",
+				code, r, doc.Rollouts, len(before))
+		}
 		began, fromRoll := time.Now(), mark()
-		repo.Commit(t, "workers boot slower: dev1-md-0-v2", map[string]string{"fleet/dev1.yaml": rolled})
+		repo.ResetBranch(t, proposal) // merged
 		var brokeRollout []string
 		testenv.Eventually(t, 4*time.Minute, "dev1-md-0 rolled out onto dev1-md-0-v2 and the old template pruned", func() bool {
 			old := get(t, gvkDevMT, "dev1-md-0")
@@ -513,6 +522,10 @@ spec:
 				t.Errorf("the ClusterClass's %s is gone or was recreated", k)
 			}
 		}
+	})
+
+	step("plan --ref predicts what Cluster API then does: in place, scale, rollout.after", func(t *testing.T) {
+		rolloutPredictions(t, repo, system)
 	})
 
 	deletes := since(0, func(r testenv.Request) bool { return fleetWrites(r) && r.Method == http.MethodDelete })

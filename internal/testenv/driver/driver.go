@@ -135,6 +135,7 @@ func (d *Driver) RunOnce(tb testing.TB, ns string, args ...string) string {
 type PlanDoc struct {
 	Revision string         `json:"revision"`
 	Findings []diff.Finding `json:"findings"`
+	Rollouts diff.Rollouts  `json:"rollouts"`
 	Errors   []string       `json:"errors"`
 }
 
