@@ -38,6 +38,11 @@ type Rollout struct {
 	Machines int `json:"machines"`
 	// ControlPlane: the Machines are a control plane's.
 	ControlPlane bool `json:"controlPlane,omitempty"`
+	// Clusters are the Clusters (namespace/name) whose Machines roll, for a change that reaches
+	// several (a ClusterClass's), and ControlPlaneMachines how many of the Machines are
+	// control-plane Machines.
+	Clusters             []string `json:"clusters,omitempty"`
+	ControlPlaneMachines int      `json:"controlPlaneMachines,omitempty"`
 	// Reason names the fields and Cluster API's rule.
 	Reason string `json:"reason"`
 }
@@ -184,10 +189,14 @@ func SumRollouts(findings []Finding) Rollouts {
 		switch r.Effect {
 		case EffectRoll:
 			t.Machines += r.Machines
+			t.ControlPlaneMachines += r.ControlPlaneMachines
 			if r.ControlPlane {
 				t.ControlPlaneMachines += r.Machines
 			}
-			if r.Machines > 0 {
+			for _, c := range r.Clusters {
+				clusters[c] = true
+			}
+			if r.Machines > 0 && len(r.Clusters) == 0 {
 				clusters[f.Object.Namespace+"/"+f.Cluster] = true
 			}
 		case EffectScale:

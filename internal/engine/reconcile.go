@@ -8,7 +8,11 @@ import (
 	"sort"
 	"time"
 
+	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
+	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	"github.com/go-logr/logr"
@@ -192,10 +196,10 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 				}
 			}
 			if len(m.fields) > 0 {
-				m.rollout = e.rollout(ctx, live, stored)
+				m.rollout = e.rollout(ctx, s, key, live, stored)
 			}
 		case err == nil:
-			m.rollout = e.rollout(ctx, nil, stored)
+			m.rollout = e.rollout(ctx, s, key, nil, stored)
 		case apply.Rejected(err):
 			m.rejected = err
 			if live != nil {
@@ -461,30 +465,235 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 }
 
 // rollout says what applying next (the dry run of Git's object) over live (nil: it is created)
-// does to Machines, for the kinds Cluster API makes Machines from; nil for the others. The ages of
-// a MachineDeployment's Machines are read from the API (metadata only) for its rollout.after.
-func (e *Engine) rollout(ctx context.Context, live, next *unstructured.Unstructured) *diff.Rollout {
-	if next.GroupVersionKind().GroupKind() != diff.GVKMachineDeployment.GroupKind() {
+// does to Machines, for the kinds Cluster API makes Machines from; nil for the others. What Cluster
+// API judges with is read from the API: a MachineDeployment's Machines' ages (metadata only, for
+// its rollout.after); a KubeadmControlPlane's Cluster, Machines and their bootstrap and
+// infrastructure objects.
+func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, next *unstructured.Unstructured) *diff.Rollout {
+	switch next.GroupVersionKind().GroupKind() {
+	case diff.GVKMachineDeployment.GroupKind():
+		var machines []time.Time
+		if live != nil {
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
+			err := e.deps.Client.List(ctx, list, client.InNamespace(live.GetNamespace()),
+				client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: live.GetName()})
+			if err == nil {
+				machines = make([]time.Time, 0, len(list.Items))
+				for _, m := range list.Items {
+					machines = append(machines, m.CreationTimestamp.Time)
+				}
+			}
+		}
+		r, err := diff.MachineDeploymentRollout(live, next, machines, e.opts.Now())
+		if err != nil {
+			return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+		}
+		return r
+	case gkClusterClass:
+		if live == nil {
+			return nil // a new class: no Cluster uses it yet
+		}
+		return e.classRollout(ctx, s, live, next)
+	case gkKubeadmControlPlane:
+		unknown := func(err error) *diff.Rollout {
+			return &diff.Rollout{Effect: diff.EffectUnknown, ControlPlane: true, Reason: err.Error()}
+		}
+		var cur, des *controlplanev1.KubeadmControlPlane
+		des = &controlplanev1.KubeadmControlPlane{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(next.Object, des); err != nil {
+			return unknown(err)
+		}
+		var cp diff.ControlPlane
+		if live != nil {
+			cur = &controlplanev1.KubeadmControlPlane{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, cur); err != nil {
+				return unknown(err)
+			}
+			var err error
+			if cp, err = e.controlPlane(ctx, s, s.clusters[key], live); err != nil {
+				return unknown(err)
+			}
+		}
+		r, err := diff.ControlPlaneRollout(ctx, cur, des, cp, e.opts.Now())
+		if err != nil {
+			return unknown(err)
+		}
+		return r
+	}
+	return nil
+}
+
+// classRollout says what next, a ClusterClass, does to the Machines of the Clusters that use it
+// (read from the API): its changed template references, with the old templates' spec (live) and
+// the new ones' (Git's first), and the Machines of each MachineDeployment topology and control
+// plane of those Clusters.
+func (e *Engine) classRollout(ctx context.Context, s *snapshot, live, next *unstructured.Unstructured) *diff.Rollout {
+	changes := diff.ClassTemplateChanges(live, next)
+	if len(changes) == 0 {
 		return nil
 	}
-	var machines []time.Time
-	if live != nil {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
-		err := e.deps.Client.List(ctx, list, client.InNamespace(live.GetNamespace()),
-			client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: live.GetName()})
-		if err == nil {
-			machines = make([]time.Time, 0, len(list.Items))
-			for _, m := range list.Items {
-				machines = append(machines, m.CreationTimestamp.Time)
+	ns := live.GetNamespace()
+	rr := revisionReader{Client: e.deps.Client, desired: s.desired}
+	read := func(r client.Reader, ref map[string]any) any {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(fmt.Sprint(ref["apiVersion"]))
+		u.SetKind(fmt.Sprint(ref["kind"]))
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprint(ref["name"])}, u); err != nil {
+			return nil
+		}
+		return u.Object["spec"]
+	}
+	for i := range changes {
+		c := &changes[i]
+		c.OldSpec, c.NewSpec = read(e.deps.Client, c.OldRef), read(rr, c.NewRef)
+		c.Missing = c.OldSpec == nil || c.NewSpec == nil
+	}
+	clusters := &unstructured.UnstructuredList{}
+	clusters.SetGroupVersionKind(diff.GVKCluster.GroupVersion().WithKind("ClusterList"))
+	if err := e.deps.Client.List(ctx, clusters); err != nil {
+		return &diff.Rollout{Effect: diff.EffectUnknown, Reason: "listing the Clusters that use the class: " + err.Error()}
+	}
+	var users []diff.ClassUser
+	for _, c := range clusters.Items {
+		name, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "name")
+		cns, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "namespace")
+		if cns == "" {
+			cns = c.GetNamespace()
+		}
+		if name != live.GetName() || cns != ns {
+			continue
+		}
+		key := c.GetNamespace() + "/" + c.GetName()
+		if ref, ok, _ := unstructured.NestedString(c.Object, "spec", "controlPlaneRef", "name"); ok {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(controlplanev1.GroupVersion.WithKind("KubeadmControlPlane"))
+			u.SetNamespace(c.GetNamespace())
+			u.SetName(ref)
+			if cp, err := e.fromAPI(ctx, u); err == nil && cp != nil {
+				users = append(users, diff.ClassUser{Cluster: key, Machines: replicasOf(cp)})
+			}
+		}
+		workers, _, _ := unstructured.NestedSlice(c.Object, "spec", "topology", "workers", "machineDeployments")
+		for _, w := range workers {
+			m, _ := w.(map[string]any)
+			mds := &unstructured.UnstructuredList{}
+			mds.SetGroupVersionKind(diff.GVKMachineDeployment.GroupVersion().WithKind("MachineDeploymentList"))
+			if err := e.deps.Client.List(ctx, mds, client.InNamespace(c.GetNamespace()), client.MatchingLabels{
+				clusterv1.ClusterNameLabel: c.GetName(), clusterv1.ClusterTopologyMachineDeploymentNameLabel: fmt.Sprint(m["name"])}); err != nil {
+				return &diff.Rollout{Effect: diff.EffectUnknown, Reason: "listing the MachineDeployments of Cluster " + key + ": " + err.Error()}
+			}
+			n := 0
+			for i := range mds.Items {
+				n += replicasOf(&mds.Items[i])
+			}
+			users = append(users, diff.ClassUser{Cluster: key, Worker: fmt.Sprint(m["name"]), Class: fmt.Sprint(m["class"]), Machines: n})
+		}
+	}
+	patches, _, _ := unstructured.NestedSlice(next.Object, "spec", "patches")
+	return diff.ClassRollout(changes, users, len(patches) > 0)
+}
+
+// replicasOf is how many Machines a MachineDeployment or control plane has (status.replicas,
+// else spec.replicas).
+func replicasOf(u *unstructured.Unstructured) int {
+	if n, ok, _ := unstructured.NestedInt64(u.Object, "status", "replicas"); ok {
+		return int(n)
+	}
+	n, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	return int(n)
+}
+
+// gkKubeadmControlPlane is the kind whose control-plane Machines rollout judges.
+var (
+	gkKubeadmControlPlane = controlplanev1.GroupVersion.WithKind("KubeadmControlPlane").GroupKind()
+	gkClusterClass        = clusterv1.GroupVersion.WithKind("ClusterClass").GroupKind()
+)
+
+// controlPlane gathers what Cluster API's KubeadmControlPlane controller judges live's Machines
+// with, read from the API: the Cluster (cluster), the control plane's Machines, their
+// KubeadmConfigs and infrastructure machines; and a reader of the revision for the templates.
+func (e *Engine) controlPlane(ctx context.Context, s *snapshot, cluster string, live *unstructured.Unstructured) (diff.ControlPlane, error) {
+	ns := live.GetNamespace()
+	cp := diff.ControlPlane{KubeadmConfigs: map[string]*bootstrapv1.KubeadmConfig{}, InfraMachines: map[string]*unstructured.Unstructured{},
+		Templates: revisionReader{Client: e.deps.Client, desired: s.desired}}
+	c := &unstructured.Unstructured{}
+	c.SetGroupVersionKind(diff.GVKCluster)
+	if err := e.deps.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cluster}, c); err != nil {
+		return cp, fmt.Errorf("reading Cluster %s: %w", cluster, err)
+	}
+	cp.Cluster = &clusterv1.Cluster{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(c.Object, cp.Cluster); err != nil {
+		return cp, err
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
+	if err := e.deps.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{
+		clusterv1.ClusterNameLabel: cluster, clusterv1.MachineControlPlaneNameLabel: live.GetName()}); err != nil {
+		return cp, fmt.Errorf("listing the control plane's Machines: %w", err)
+	}
+	for i := range list.Items {
+		m := &clusterv1.Machine{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, m); err != nil {
+			return cp, err
+		}
+		cp.Machines = append(cp.Machines, m)
+		if ref := m.Spec.Bootstrap.ConfigRef; ref.IsDefined() && ref.Kind == "KubeadmConfig" {
+			u, err := e.readRef(ctx, ns, ref.APIGroup, ref.Kind, ref.Name)
+			if err != nil {
+				return cp, err
+			}
+			if u != nil {
+				kc := &bootstrapv1.KubeadmConfig{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, kc); err != nil {
+					return cp, err
+				}
+				cp.KubeadmConfigs[m.Name] = kc
+			}
+		}
+		if ref := m.Spec.InfrastructureRef; ref.IsDefined() {
+			u, err := e.readRef(ctx, ns, ref.APIGroup, ref.Kind, ref.Name)
+			if err != nil {
+				return cp, err
+			}
+			if u != nil {
+				cp.InfraMachines[m.Name] = u
 			}
 		}
 	}
-	r, err := diff.MachineDeploymentRollout(live, next, machines, e.opts.Now())
+	return cp, nil
+}
+
+// readRef reads the object a Cluster API reference names (group and kind, the version the API
+// server prefers), or nil when it does not exist.
+func (e *Engine) readRef(ctx context.Context, ns, group, kind, name string) (*unstructured.Unstructured, error) {
+	mapping, err := e.deps.Mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind})
 	if err != nil {
-		return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+		return nil, fmt.Errorf("%s.%s: %w", kind, group, err)
 	}
-	return r
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(mapping.GroupVersionKind)
+	u.SetNamespace(ns)
+	u.SetName(name)
+	return e.fromAPI(ctx, u)
+}
+
+// revisionReader reads objects as the revision under evaluation will have them: Git's rendered
+// objects first, the live ones otherwise. It writes nothing.
+type revisionReader struct {
+	client.Client
+	desired map[diff.Key]*desiredObject
+}
+
+func (r revisionReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		gvk := u.GroupVersionKind()
+		if d, ok := r.desired[diff.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: key.Namespace, Name: key.Name}]; ok {
+			d.obj.DeepCopyInto(u)
+			return nil
+		}
+	}
+	return r.Client.Get(ctx, key, obj, opts...)
 }
 
 // fromAPI reads obj's live object from the API server rather than the cache, or nil.

@@ -421,7 +421,7 @@ spec:
 		// Before the merge, on the pull request's branch: plan says the commit replaces both
 		// Machines of dev1-md-0, and why.
 		proposal := repo.Propose(t, "slower-workers", "workers boot slower: dev1-md-0-v2", map[string]string{"fleet/dev1.yaml": rolled})
-		code, doc, r := predict(t, repo, system, "slower-workers", "dev1-md-0")
+		code, doc, r := predict(t, repo, system, "slower-workers", "MachineDeployment", "dev1-md-0")
 		if code != 3 || r.Effect != diff.EffectRoll || r.Machines != len(before) || !strings.Contains(r.Reason, "spec.infrastructureRef") ||
 			doc.Rollouts.Machines != len(before) || doc.Rollouts.Clusters != 1 {
 			t.Errorf("plan --ref slower-workers --fail-on-rollout: exit %d, %+v, totals %+v; want exit 3 and a roll of dev1-md-0's %d Machines for its infrastructureRef",
@@ -524,8 +524,12 @@ spec:
 		}
 	})
 
-	step("plan --ref predicts what Cluster API then does: in place, scale, rollout.after", func(t *testing.T) {
+	step("plan --ref predicts what Cluster API then does: in place, scale, rollout.after, a control plane's version", func(t *testing.T) {
 		rolloutPredictions(t, repo, system)
+	})
+
+	step("plan --ref predicts what a ClusterClass change does to the Clusters that use it", func(t *testing.T) {
+		classPredictions(t, repo, system)
 	})
 
 	deletes := since(0, func(r testenv.Request) bool { return fleetWrites(r) && r.Method == http.MethodDelete })

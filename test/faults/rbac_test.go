@@ -85,7 +85,9 @@ func TestRBACRevokedAndRestoredMidRun(t *testing.T) {
 	if bad := unintended(proxy, bookkeeping(installed), refused, applyOf(ns, "prod-md-0")); len(bad) > 0 {
 		t.Errorf("unintended writes: %v", bad)
 	}
-	if n := len(proxy.Requests(func(r testenv.Request) bool { return applyOf(ns, "prod-md-0")(r) && testenv.Writes(r) && r.Status == http.StatusOK })); n != 1 {
+	if n := len(proxy.Requests(func(r testenv.Request) bool {
+		return applyOf(ns, "prod-md-0")(r) && testenv.Writes(r) && r.Status == http.StatusOK
+	})); n != 1 {
 		t.Errorf("%d corrections of prod-md-0 went through, want 1", n)
 	}
 }
