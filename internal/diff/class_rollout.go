@@ -137,6 +137,8 @@ func ClassRollout(changes []TemplateChange, users []ClassUser, patched bool) *Ro
 		parts = append(parts, strings.Join(unknown, "; "))
 	case r.Machines > 0:
 		r.Effect = EffectRoll
+		rolls = append(rolls, "the ClusterClass is one object for all its Clusters, so its change cannot be paced cluster by cluster; "+
+			"the Cluster API way to pace it is a new ClusterClass, and each Cluster's classRef moved to it in turn")
 	}
 	parts = append(parts, rolls...)
 	if len(same) > 0 {
