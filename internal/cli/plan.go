@@ -60,6 +60,7 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	p.opts.Rollouts = true // what each change does to Machines
 	e := engine.New(p.opts, engine.Deps{Source: p.src, Render: o.source.renderer(), Reader: p.client, Client: p.client, Mapper: p.client.RESTMapper(),
 		Verified: o.source.verifiedStore(p.client, o.namespace, p.opts.Owner), VerifiedReadOnly: true,
 		Inventory: engine.NewInventoryStore(p.client, o.namespace, p.opts.Owner), Log: logr.Discard()})

@@ -139,6 +139,15 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 	return &Rollout{Effect: EffectNone, Reason: "no field Cluster API rolls out, scales or propagates to Machines"}, nil
 }
 
+// NeedsMachineAges reports whether MachineDeploymentRollout needs the ages of live's Machines to
+// judge next: only when next sets spec.rollout.after anew to a time that has passed.
+func NeedsMachineAges(live, next *unstructured.Unstructured, now time.Time) bool {
+	after, _, _ := unstructured.NestedString(next.Object, "spec", "rollout", "after")
+	before, _, _ := unstructured.NestedString(live.Object, "spec", "rollout", "after")
+	t, err := time.Parse(time.RFC3339, after)
+	return after != "" && after != before && err == nil && !t.After(now)
+}
+
 // inPlaceFields lists the fields of a Machine template Cluster API propagates to the existing
 // Machines without a rollout (those mdutil.MachineTemplateDeepCopyRolloutFields leaves out of
 // the comparison) that differ between cur and des.

@@ -116,3 +116,24 @@ func TestSumRollouts(t *testing.T) {
 		t.Errorf("summary %q", s)
 	}
 }
+
+func TestNeedsMachineAges(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	set := func(after string) func(string) string {
+		return replace("  clusterName: prod\n  replicas", "  rollout: {after: \""+after+"\"}\n  clusterName: prod\n  replicas")
+	}
+	for _, tt := range []struct {
+		name       string
+		live, next func(string) string
+		want       bool
+	}{
+		{"no rollout.after", nil, nil, false},
+		{"set to a time past", nil, set("2026-12-02T12:00:00Z"), true},
+		{"set to a time ahead", nil, set("2026-12-04T12:00:00Z"), false},
+		{"unchanged", set("2026-12-02T12:00:00Z"), set("2026-12-02T12:00:00Z"), false},
+	} {
+		if got := NeedsMachineAges(md(t, tt.live), md(t, tt.next), now); got != tt.want {
+			t.Errorf("%s: NeedsMachineAges = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -57,6 +57,10 @@ type Options struct {
 	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
 	// with a direct GET through Client before it is reported Missing.
 	LiveFromCache bool
+	// Rollouts says what each change does to Machines (Finding.Rollout), reading what Cluster API
+	// judges with from the API; plan sets it. The daemon leaves it off: those reads would sit in
+	// the path from an edit to its correction.
+	Rollouts bool
 	// PruneLimit holds back a revision's deletions above it (PruneBlocked); nil is
 	// diff.DefaultPruneLimit.
 	PruneLimit *diff.PruneLimit

@@ -470,10 +470,13 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 // its rollout.after); a KubeadmControlPlane's Cluster, Machines and their bootstrap and
 // infrastructure objects.
 func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, next *unstructured.Unstructured) *diff.Rollout {
+	if !e.opts.Rollouts {
+		return nil
+	}
 	switch next.GroupVersionKind().GroupKind() {
 	case diff.GVKMachineDeployment.GroupKind():
 		var machines []time.Time
-		if live != nil {
+		if live != nil && diff.NeedsMachineAges(live, next, e.opts.Now()) {
 			list := &metav1.PartialObjectMetadataList{}
 			list.SetGroupVersionKind(diff.GVKMachine.GroupVersion().WithKind("MachineList"))
 			err := e.deps.Client.List(ctx, list, client.InNamespace(live.GetNamespace()),
