@@ -35,12 +35,19 @@ func TestRunServesProbesAndMetricsAndReleasesItsLease(t *testing.T) {
 			t.Errorf("GET %s = %d, want 200", path, code)
 		}
 	}
-	_, body := httpGet(t, "http://"+metrics+"/metrics")
-	for _, metric := range []string{"driftd_cycle_duration_seconds", "driftd_source_revision_info{owner=\"endpoints\",revision=\"main@sha1:", "driftd_corrections_total{owner=\"endpoints\",result=\"succeeded\"}", "driftd_last_cycle_timestamp_seconds"} {
-		if !strings.Contains(body, metric) {
-			t.Errorf("/metrics lacks %s", metric)
+	// The status ConfigMap is written as the cycle ends, its metrics a moment later: wait for them.
+	want := []string{"driftd_cycle_duration_seconds", "driftd_source_revision_info{owner=\"endpoints\",revision=\"main@sha1:", "driftd_corrections_total{owner=\"endpoints\",result=\"succeeded\"}", "driftd_last_cycle_timestamp_seconds"}
+	var missing []string
+	testenv.Eventually(t, 30*time.Second, "the first cycle's metrics", func() bool {
+		_, body := httpGet(t, "http://"+metrics+"/metrics")
+		missing = nil
+		for _, metric := range want {
+			if !strings.Contains(body, metric) {
+				missing = append(missing, metric)
+			}
 		}
-	}
+		return len(missing) == 0
+	})
 	lease := &coordinationv1.Lease{}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: system, Name: "driftd-endpoints"}, lease); err != nil {
 		t.Fatalf("no leader election lease: %v", err)
