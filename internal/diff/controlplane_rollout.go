@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -38,11 +37,11 @@ type ControlPlane struct {
 // an init-only change excluded as Cluster API excludes them —, infrastructure template,
 // rollout.after and rollout.before with the Machines' certificate expiry); then replicas, and
 // the fields Cluster API propagates in place.
-func ControlPlaneRollout(ctx context.Context, live, next *controlplanev1.KubeadmControlPlane, cp ControlPlane, now time.Time) (*Rollout, error) {
+func ControlPlaneRollout(ctx context.Context, live, next *controlplanev1.KubeadmControlPlane, cp ControlPlane, now time.Time) *Rollout {
 	want := int(ptr.Deref(next.Spec.Replicas, 1))
 	if live == nil {
 		return &Rollout{Effect: EffectScale, Machines: want, ControlPlane: true,
-			Reason: fmt.Sprintf("created: Cluster API creates %d control-plane Machines", want)}, nil
+			Reason: fmt.Sprintf("created: Cluster API creates %d control-plane Machines", want)}
 	}
 	at := metav1.NewTime(now)
 	outdated := 0
@@ -50,7 +49,7 @@ func ControlPlaneRollout(ctx context.Context, live, next *controlplanev1.Kubeadm
 	for _, m := range cp.Machines {
 		upToDate, res, err := kcp.UpToDate(ctx, cp.Templates, cp.Cluster, m, next, &at, cp.InfraMachines, cp.KubeadmConfigs)
 		if err != nil {
-			return &Rollout{Effect: EffectUnknown, ControlPlane: true, Reason: fmt.Sprintf("Machine %s: %v", m.Name, err)}, nil
+			return &Rollout{Effect: EffectUnknown, ControlPlane: true, Reason: fmt.Sprintf("Machine %s: %v", m.Name, err)}
 		}
 		if !upToDate {
 			outdated++
@@ -62,51 +61,30 @@ func ControlPlaneRollout(ctx context.Context, live, next *controlplanev1.Kubeadm
 		}
 	}
 	had := int(ptr.Deref(live.Spec.Replicas, 1))
-	scale := ""
-	if want != had {
-		scale = fmt.Sprintf("spec.replicas %d → %d", had, want)
-	}
 	if outdated > 0 {
 		reason := fmt.Sprintf("Cluster API replaces %d of %d control-plane Machines, one at a time: %s (KubeadmControlPlane UpToDate)",
-			outdated, len(cp.Machines), strings.Join(reasons, "; "))
-		if scale != "" {
-			reason += "; and scales: " + scale
-		}
-		return &Rollout{Effect: EffectRoll, Machines: outdated, ControlPlane: true, Reason: reason}, nil
+			outdated, len(cp.Machines), strings.Join(reasons, "; ")) + alsoScales(had, want)
+		return &Rollout{Effect: EffectRoll, Machines: outdated, ControlPlane: true, Reason: reason}
 	}
-	if scale != "" {
-		verb, n := "creates", want-had
-		if n < 0 {
-			verb, n = "deletes", -n
-		}
-		return &Rollout{Effect: EffectScale, Machines: n, ControlPlane: true,
-			Reason: fmt.Sprintf("%s: Cluster API %s %d control-plane Machines, replacing none", scale, verb, n)}, nil
+	if want != had {
+		return scaled(had, want, "control-plane Machines", true)
 	}
 	if fields := controlPlaneInPlace(&live.Spec.MachineTemplate, &next.Spec.MachineTemplate); len(fields) > 0 {
 		return &Rollout{Effect: EffectInPlace, Machines: len(cp.Machines), ControlPlane: true,
-			Reason: "Cluster API propagates " + strings.Join(fields, ", ") + " to the existing control-plane Machines without replacing them"}, nil
+			Reason: "Cluster API propagates " + strings.Join(fields, ", ") + " to the existing control-plane Machines without replacing them"}
 	}
 	return &Rollout{Effect: EffectNone, ControlPlane: true,
-		Reason: "no control-plane Machine is out of date by Cluster API's rule (KubeadmControlPlane UpToDate): the change is for Machines to come, or applied in the workload cluster (CoreDNS)"}, nil
+		Reason: "no control-plane Machine is out of date by Cluster API's rule (KubeadmControlPlane UpToDate): the change is for Machines to come, or applied in the workload cluster (CoreDNS)"}
 }
 
 // controlPlaneInPlace lists the fields of a KubeadmControlPlane's machine template Cluster API
 // propagates to the existing Machines without a rollout that differ between cur and des.
 func controlPlaneInPlace(cur, des *controlplanev1.KubeadmControlPlaneMachineTemplate) []string {
-	var out []string
-	for _, f := range []struct {
-		name     string
-		cur, des any
-	}{
-		{"machineTemplate.metadata.labels", cur.ObjectMeta.Labels, des.ObjectMeta.Labels},
-		{"machineTemplate.metadata.annotations", cur.ObjectMeta.Annotations, des.ObjectMeta.Annotations},
-		{"machineTemplate.spec.readinessGates", cur.Spec.ReadinessGates, des.Spec.ReadinessGates},
-		{"machineTemplate.spec.deletion", cur.Spec.Deletion, des.Spec.Deletion},
-		{"machineTemplate.spec.taints", cur.Spec.Taints, des.Spec.Taints},
-	} {
-		if !equality.Semantic.DeepEqual(f.cur, f.des) {
-			out = append(out, f.name)
-		}
-	}
-	return out
+	return changed(
+		field{"machineTemplate.metadata.labels", cur.ObjectMeta.Labels, des.ObjectMeta.Labels},
+		field{"machineTemplate.metadata.annotations", cur.ObjectMeta.Annotations, des.ObjectMeta.Annotations},
+		field{"machineTemplate.spec.readinessGates", cur.Spec.ReadinessGates, des.Spec.ReadinessGates},
+		field{"machineTemplate.spec.deletion", cur.Spec.Deletion, des.Spec.Deletion},
+		field{"machineTemplate.spec.taints", cur.Spec.Taints, des.Spec.Taints},
+	)
 }

@@ -74,10 +74,7 @@ func TestControlPlaneRollout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next := live.DeepCopy()
 			tt.edit(next)
-			r, err := ControlPlaneRollout(context.Background(), live, next, controlPlaneOf(t, live, now.Add(-time.Hour)), now)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := ControlPlaneRollout(context.Background(), live, next, controlPlaneOf(t, live, now.Add(-time.Hour)), now)
 			if r.Effect != tt.effect || r.Machines != tt.count || !r.ControlPlane || !strings.Contains(r.Reason, tt.reason) {
 				t.Errorf("rollout = %+v, want %s of %d control-plane Machines with a reason saying %q", r, tt.effect, tt.count, tt.reason)
 			}

@@ -108,15 +108,8 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 			}
 		}
 	}
-	scale := ""
-	if want != had {
-		scale = fmt.Sprintf("spec.replicas %d → %d", had, want)
-	}
 	if len(rolls) > 0 {
-		reason := "Cluster API replaces the Machines: " + strings.Join(rolls, "; ")
-		if scale != "" {
-			reason += "; and scales: " + scale
-		}
+		reason := "Cluster API replaces the Machines: " + strings.Join(rolls, "; ") + alsoScales(had, want)
 		switch {
 		case des.Spec.Rollout.Strategy.Type == clusterv1.OnDeleteMachineDeploymentStrategyType:
 			return &Rollout{Effect: EffectNone, Reason: reason + "; but its strategy is OnDelete: a Machine is replaced only when someone deletes it"}, nil
@@ -125,12 +118,8 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 		}
 		return &Rollout{Effect: EffectRoll, Machines: replaced, Reason: reason}, nil
 	}
-	if scale != "" {
-		verb, n := "creates", want-had
-		if n < 0 {
-			verb, n = "deletes", -n
-		}
-		return &Rollout{Effect: EffectScale, Machines: n, Reason: fmt.Sprintf("%s: Cluster API %s %d Machines, replacing none", scale, verb, n)}, nil
+	if want != had {
+		return scaled(had, want, "Machines", false), nil
 	}
 	if fields := inPlaceFields(&cur.Spec.Template, &des.Spec.Template); len(fields) > 0 {
 		return &Rollout{Effect: EffectInPlace, Machines: have,
@@ -152,25 +141,52 @@ func NeedsMachineAges(live, next *unstructured.Unstructured, now time.Time) bool
 // Machines without a rollout (those mdutil.MachineTemplateDeepCopyRolloutFields leaves out of
 // the comparison) that differ between cur and des.
 func inPlaceFields(cur, des *clusterv1.MachineTemplateSpec) []string {
+	return changed(
+		field{"template.metadata.labels", cur.Labels, des.Labels},
+		field{"template.metadata.annotations", cur.Annotations, des.Annotations},
+		field{"template.spec.minReadySeconds", cur.Spec.MinReadySeconds, des.Spec.MinReadySeconds},
+		field{"template.spec.readinessGates", cur.Spec.ReadinessGates, des.Spec.ReadinessGates},
+		field{"template.spec.deletion.nodeDrainTimeoutSeconds", cur.Spec.Deletion.NodeDrainTimeoutSeconds, des.Spec.Deletion.NodeDrainTimeoutSeconds},
+		field{"template.spec.deletion.nodeVolumeDetachTimeoutSeconds", cur.Spec.Deletion.NodeVolumeDetachTimeoutSeconds, des.Spec.Deletion.NodeVolumeDetachTimeoutSeconds},
+		field{"template.spec.deletion.nodeDeletionTimeoutSeconds", cur.Spec.Deletion.NodeDeletionTimeoutSeconds, des.Spec.Deletion.NodeDeletionTimeoutSeconds},
+		field{"template.spec.taints", cur.Spec.Taints, des.Spec.Taints},
+	)
+}
+
+// field is a named field of two versions of an object.
+type field struct {
+	name     string
+	cur, des any
+}
+
+// changed names the fields whose two versions differ.
+func changed(fields ...field) []string {
 	var out []string
-	for _, f := range []struct {
-		name     string
-		cur, des any
-	}{
-		{"template.metadata.labels", cur.Labels, des.Labels},
-		{"template.metadata.annotations", cur.Annotations, des.Annotations},
-		{"template.spec.minReadySeconds", cur.Spec.MinReadySeconds, des.Spec.MinReadySeconds},
-		{"template.spec.readinessGates", cur.Spec.ReadinessGates, des.Spec.ReadinessGates},
-		{"template.spec.deletion.nodeDrainTimeoutSeconds", cur.Spec.Deletion.NodeDrainTimeoutSeconds, des.Spec.Deletion.NodeDrainTimeoutSeconds},
-		{"template.spec.deletion.nodeVolumeDetachTimeoutSeconds", cur.Spec.Deletion.NodeVolumeDetachTimeoutSeconds, des.Spec.Deletion.NodeVolumeDetachTimeoutSeconds},
-		{"template.spec.deletion.nodeDeletionTimeoutSeconds", cur.Spec.Deletion.NodeDeletionTimeoutSeconds, des.Spec.Deletion.NodeDeletionTimeoutSeconds},
-		{"template.spec.taints", cur.Spec.Taints, des.Spec.Taints},
-	} {
+	for _, f := range fields {
 		if !equality.Semantic.DeepEqual(f.cur, f.des) {
 			out = append(out, f.name)
 		}
 	}
 	return out
+}
+
+// alsoScales is what a roll's reason adds when the replicas change too ("" when they do not).
+func alsoScales(had, want int) string {
+	if had == want {
+		return ""
+	}
+	return fmt.Sprintf("; and scales: spec.replicas %d → %d", had, want)
+}
+
+// scaled is the rollout of a change of replicas from had to want (which differ): what of
+// Machines (e.g. "control-plane Machines") are created or deleted, none replaced.
+func scaled(had, want int, what string, controlPlane bool) *Rollout {
+	verb, n := "creates", want-had
+	if n < 0 {
+		verb, n = "deletes", -n
+	}
+	return &Rollout{Effect: EffectScale, Machines: n, ControlPlane: controlPlane,
+		Reason: fmt.Sprintf("spec.replicas %d → %d: Cluster API %s %d %s, replacing none", had, want, verb, n, what)}
 }
 
 // Rollouts totals what a revision's findings do to Machines.

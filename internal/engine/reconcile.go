@@ -518,11 +518,7 @@ func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, n
 				return unknown(err)
 			}
 		}
-		r, err := diff.ControlPlaneRollout(ctx, cur, des, cp, e.opts.Now())
-		if err != nil {
-			return unknown(err)
-		}
-		return r
+		return diff.ControlPlaneRollout(ctx, cur, des, cp, e.opts.Now())
 	}
 	return nil
 }

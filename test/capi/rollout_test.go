@@ -146,11 +146,8 @@ func rolloutPredictions(t *testing.T, repo *testenv.GitRepo, system string) {
 			testenv.Eventually(t, 4*time.Minute, "Cluster API done with "+tc.name, func() bool { return tc.settled(before) })
 			gone, created := replaced(before, runningUIDs(tc.machines()))
 			t.Logf("Cluster API, %s after the merge: %d Machines replaced, %d created", time.Since(began).Round(time.Second), gone, created)
-			predictedCreated := 0
-			switch r.Effect {
-			case diff.EffectRoll:
-				predictedCreated = r.Machines
-			case diff.EffectScale:
+			predictedCreated := 0 // a roll creates as many as it replaces, a scale what it says
+			if r.Effect == diff.EffectRoll || r.Effect == diff.EffectScale {
 				predictedCreated = r.Machines
 			}
 			if gone != r.Replaces() || created != predictedCreated {

@@ -65,8 +65,8 @@ func TestItsNamespaceDeletedWhileItRuns(t *testing.T) {
 	old := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old-1\ndata: {a: b}\n"
 	repo := testenv.NewGitRepo(t, fleet.Prod(ns).Add("old.yaml", old).Files())
 	proxy := env.NewAPIProxy(t)
-	args := daemonArgs(t, ns, repo, proxy, "--prune", "--leader-elect", "--interval", "2s", "--health-probe-bind-address", "0")
-	first := spawnImage(t, args...)
+	flags := []string{"--prune", "--leader-elect", "--interval", "2s", "--health-probe-bind-address", "0"}
+	first := spawnImage(t, daemonArgs(t, ns, repo, proxy, flags...)...)
 	testenv.Eventually(t, 90*time.Second, "the first complete cycle", func() bool { return cycleDone(first) })
 
 	proxy.Reset()
@@ -90,7 +90,7 @@ func TestItsNamespaceDeletedWhileItRuns(t *testing.T) {
 
 	proxy.Reset()
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 8)
-	second := spawnImage(t, daemonArgs(t, ns, repo, proxy, "--prune", "--leader-elect", "--interval", "2s", "--health-probe-bind-address", "0")...)
+	second := spawnImage(t, daemonArgs(t, ns, repo, proxy, flags...)...) // its namespace created again
 	testenv.Eventually(t, 90*time.Second, "the reinstalled driftd's first complete cycle", func() bool { return cycleDone(second) })
 	testenv.Eventually(t, 30*time.Second, "the edit corrected", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	for _, r := range proxy.Requests(func(r testenv.Request) bool { return r.Method == http.MethodDelete }) {
