@@ -145,6 +145,8 @@ type driftOptions struct {
 	owner           string
 	configFile      string
 	cycleTimeout    time.Duration
+	maxRolling      int
+	rolloutTimeout  time.Duration
 	rules           *diff.Rules
 }
 
@@ -155,6 +157,8 @@ func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxPrune, "max-prune", 5, "most deletions one revision may make; more are held back (PruneBlocked) until the limit is raised; -1: no limit")
 	fs.IntVar(&o.maxPrunePercent, "max-prune-percent", 10, "largest share (%) of the objects driftd tracks one revision may delete; -1: no limit")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle (fetch, render, compare, correct, prune)")
+	fs.IntVar(&o.maxRolling, "max-rolling-clusters", 0, "most Clusters whose Machines a change replaces at once; the next Cluster's change waits until they are up to date and available, wave by wave (label "+diff.LabelRolloutWave+"); 0: no limit")
+	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", 30*time.Minute, "with --max-rolling-clusters, how long a Cluster may roll before the Clusters it holds say so (RolloutHeld Event); they wait all the same")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")
 	fs.StringVar(&o.configFile, "config", "", "YAML file with any of these flags as keys, the ignore rules under the key ignore, mask rules under mask and inventory endpoints under inventories")
 }
@@ -173,6 +177,12 @@ func (o *driftOptions) validate() error {
 	}
 	if o.maxPrunePercent < -1 || o.maxPrunePercent > 100 {
 		return fmt.Errorf("--max-prune-percent must be -1 (no limit) or 0 to 100, got %d", o.maxPrunePercent)
+	}
+	if o.maxRolling < 0 {
+		return fmt.Errorf("--max-rolling-clusters must be 0 (no limit) or more, got %d", o.maxRolling)
+	}
+	if o.rolloutTimeout <= 0 {
+		return fmt.Errorf("--rollout-timeout must be positive, got %s", o.rolloutTimeout)
 	}
 	if o.cycleTimeout <= 0 {
 		return fmt.Errorf("--cycle-timeout must be positive, got %s", o.cycleTimeout)

@@ -89,9 +89,15 @@ func ClassTemplateChanges(live, next *unstructured.Unstructured) []TemplateChang
 // name, so its MachineDeployment or control plane rolls) when the new template's spec differs from
 // the old one's; when only the name and metadata differ, the clones are patched in place and
 // nothing rolls. A class with patches is not judged: they may change the templates per Cluster.
-// A changed control-plane template is patched into the KubeadmControlPlane, whose own rules decide:
-// unknown here.
+// A control-plane template with another spec is patched into the KubeadmControlPlane, whose own
+// rules decide: unknown here.
 func ClassRollout(changes []TemplateChange, users []ClassUser, patched bool) *Rollout {
+	return classRollout(changes, users, patched, true)
+}
+
+// classRollout is ClassRollout; shared says the change is one object for all its users (a
+// ClusterClass), which cannot be paced cluster by cluster.
+func classRollout(changes []TemplateChange, users []ClassUser, patched, shared bool) *Rollout {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -106,11 +112,11 @@ func ClassRollout(changes []TemplateChange, users []ClassUser, patched bool) *Ro
 		case c.Missing:
 			unknown = append(unknown, what+" (a template could not be read)")
 			continue
-		case c.Field == "spec.controlPlane.templateRef":
-			unknown = append(unknown, what+" (patched into each KubeadmControlPlane, whose own rules decide)")
-			continue
 		case equality.Semantic.DeepEqual(c.OldSpec, c.NewSpec):
 			same = append(same, what)
+			continue
+		case c.Field == "spec.controlPlane.templateRef":
+			unknown = append(unknown, what+" (patched into each KubeadmControlPlane, whose own rules decide)")
 			continue
 		}
 		n, clusters := 0, 0
@@ -137,6 +143,9 @@ func ClassRollout(changes []TemplateChange, users []ClassUser, patched bool) *Ro
 		parts = append(parts, strings.Join(unknown, "; "))
 	case r.Machines > 0:
 		r.Effect = EffectRoll
+		if !shared {
+			break
+		}
 		rolls = append(rolls, "the ClusterClass is one object for all its Clusters, so its change cannot be paced cluster by cluster; "+
 			"the Cluster API way to pace it is a new ClusterClass, and each Cluster's classRef moved to it in turn")
 	}

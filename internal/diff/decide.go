@@ -48,6 +48,9 @@ type Situation struct {
 	Rejected string
 	// Held says why the object's correction waits (a contested field, see Contest), or "".
 	Held string
+	// Paced says why the object's change, which replaces Machines, waits for its cluster's turn
+	// in a paced rollout (see Pace), or "".
+	Paced string
 	// Pending says what is created before the object (its Namespace, its CustomResourceDefinition),
 	// or "".
 	Pending string
@@ -88,6 +91,8 @@ func decide(class Class, desired, live *unstructured.Unstructured, s Situation, 
 		return blocked(BlockerRejected, s.Rejected)
 	case s.Held != "":
 		return blocked(BlockerContested, s.Held)
+	case s.Paced != "":
+		return Decision{Action: ActionHeld, Reason: s.Paced}
 	default:
 		return corrected(correction, "")
 	}

@@ -9,6 +9,7 @@ import (
 // GroupVersions).
 var (
 	GVKCluster             = clusterv1.GroupVersion.WithKind("Cluster")
+	GVKClusterClass        = clusterv1.GroupVersion.WithKind("ClusterClass")
 	GVKMachine             = clusterv1.GroupVersion.WithKind("Machine")
 	GVKMachineSet          = clusterv1.GroupVersion.WithKind("MachineSet")
 	GVKMachineDeployment   = clusterv1.GroupVersion.WithKind("MachineDeployment")

@@ -49,6 +49,9 @@ const (
 	ActionIgnored Action = "ignored"
 	// ActionBlocked is a correction driftd may not make now (a paused cluster, a budget); Reason says why.
 	ActionBlocked Action = "blocked"
+	// ActionHeld is a change that replaces Machines waiting for its cluster's turn in a paced
+	// rollout (--max-rolling-clusters, the rollout waves); Reason names what it waits for.
+	ActionHeld Action = "held"
 )
 
 // Blocker is why a correction is blocked: one of a fixed set, so that code branches on it and

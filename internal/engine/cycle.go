@@ -48,6 +48,9 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 		return nil, err
 	}
 	res := &report.Result{Revision: s.revision, Errors: errs}
+	if e.pace != nil {
+		e.pace.unseal()
+	}
 	found := map[diff.Key]diff.Finding{}
 	unusable := map[diff.Key]bool{} // objects the API server refuses outright
 	var mu sync.Mutex
@@ -84,6 +87,23 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 			s = e.resolvePending()
 			res.Revision = s.revision
 		}
+	}
+	if e.pace != nil {
+		// Every Cluster that wants to roll is known now: the waves' first turns are given out to
+		// the changes held until this moment.
+		e.pace.seal()
+		var held []diff.Key
+		for key, f := range found {
+			if f.Action == diff.ActionHeld {
+				held = append(held, key)
+			}
+		}
+		sort.Slice(held, func(i, j int) bool { return held[i].String() < held[j].String() })
+		failed = mergeErrs(failed, e.each(ctx, held, func(key diff.Key) error {
+			out := e.reconcileKey(ctx, s, key, act)
+			record(key, out)
+			return out.err
+		}))
 	}
 	// A kind driftd may not read is not retried: its permission is asked again a minute on.
 	forbidden := map[diff.Key]error{}

@@ -61,6 +61,13 @@ type Options struct {
 	// judges with from the API; plan sets it. The daemon leaves it off: those reads would sit in
 	// the path from an edit to its correction.
 	Rollouts bool
+	// MaxRollingClusters paces the changes that replace Machines: at most this many Clusters roll
+	// at once, wave by wave (diff.LabelRolloutWave), each wave once the one before it has finished;
+	// 0 applies every change at once. It needs Rollouts.
+	MaxRollingClusters int
+	// RolloutTimeout is how long a Cluster may roll before the Clusters it holds say so
+	// (RolloutHeld); 0 never says.
+	RolloutTimeout time.Duration
 	// PruneLimit holds back a revision's deletions above it (PruneBlocked); nil is
 	// diff.DefaultPruneLimit.
 	PruneLimit *diff.PruneLimit
@@ -171,6 +178,8 @@ type Engine struct {
 	topologyMDs map[diff.Key]diff.Key
 	// inventory is driftd's inventory, nil until read from Deps.Inventory.
 	inventory Owned
+	// pace paces the changes that replace Machines; nil without Options.MaxRollingClusters.
+	pace *pacer
 }
 
 // New returns an Engine.
@@ -206,6 +215,7 @@ func New(opts Options, deps Deps) *Engine {
 		opts: opts, deps: deps, app: apply.New(deps.Client), ledger: deps.Ledger,
 		memo: map[diff.Key]memo{}, contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{},
 		gvks: map[schema.GroupVersionKind]bool{}, topologyMDs: map[diff.Key]diff.Key{},
+		pace: newPacer(opts.MaxRollingClusters, opts.RolloutTimeout),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strings"
 	"time"
 
 	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
@@ -83,6 +84,8 @@ type evaluation struct {
 	live    *unstructured.Unstructured
 	sit     diff.Situation
 	memo    memo
+	// stuck are the Clusters whose unfinished rollouts hold this change (see pacer).
+	stuck []string
 }
 
 // outcome is what reconciling one object came to.
@@ -145,6 +148,7 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 	if err != nil {
 		return outcome{err: err}
 	}
+	e.paceCheck(ctx, s, key, d, &ev)
 	if ev.finding == nil {
 		e.ledger.Clear(specEntry(key))
 		return outcome{}
@@ -310,6 +314,17 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			e.ledger.Blocked(target, *f)
 		}
 		return outcome{finding: f}
+	case f.Action == diff.ActionHeld:
+		// The Event goes on the waiting Cluster, where a person looks for its rollout.
+		cluster := target
+		ck := diff.Key{Group: diff.GVKCluster.Group, Kind: "Cluster", Namespace: key.Namespace, Name: ev.sit.Cluster}
+		if cd, ok := s.desired[ck]; ok {
+			if lc, err := e.getLive(ctx, cd.obj); err == nil && lc != nil {
+				cluster = lc
+			}
+		}
+		e.ledger.RolloutHeld(cluster, entry, *f, ev.stuck)
+		return outcome{finding: f, after: paceRecheck}
 	case f.Action == diff.ActionReport && ev.sit.Deleting:
 		return outcome{finding: f, after: 15 * time.Second} // look again once the deletion moved on
 	case !f.Action.Corrects():
@@ -319,6 +334,9 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	r := e.app.Apply(ctx, e.toApply(d, live))
 	r.Err = e.scrub(d, live, r.Err)
 	if r.Err != nil {
+		if e.pace != nil && f.Rollout.Replaces() > 0 {
+			e.pace.abandon(key.Namespace+"/"+ev.sit.Cluster, key)
+		}
 		if apply.Rejected(r.Err) {
 			// The dry run passed and the write was refused (a webhook that does not dry-run): a
 			// verdict, remembered like one.
@@ -493,6 +511,8 @@ func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, n
 			return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
 		}
 		return r
+	case gkCluster:
+		return e.clusterRollout(ctx, s, live, next)
 	case gkClusterClass:
 		if live == nil {
 			return nil // a new class: no Cluster uses it yet
@@ -528,13 +548,78 @@ func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, n
 // the new ones' (Git's first), and the Machines of each MachineDeployment topology and control
 // plane of those Clusters.
 func (e *Engine) classRollout(ctx context.Context, s *snapshot, live, next *unstructured.Unstructured) *diff.Rollout {
-	changes := diff.ClassTemplateChanges(live, next)
+	changes := e.templateChanges(ctx, s, live, next)
 	if len(changes) == 0 {
 		return nil
 	}
-	ns := live.GetNamespace()
+	clusters := &unstructured.UnstructuredList{}
+	clusters.SetGroupVersionKind(diff.GVKCluster.GroupVersion().WithKind("ClusterList"))
+	if err := e.deps.Client.List(ctx, clusters); err != nil {
+		return &diff.Rollout{Effect: diff.EffectUnknown, Reason: "listing the Clusters that use the class: " + err.Error()}
+	}
+	var users []diff.ClassUser
+	for i := range clusters.Items {
+		c := &clusters.Items[i]
+		if classOf(c) != live.GetNamespace()+"/"+live.GetName() {
+			continue
+		}
+		u, err := e.classUsers(ctx, c)
+		if err != nil {
+			return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+		}
+		users = append(users, u...)
+	}
+	patches, _, _ := unstructured.NestedSlice(next.Object, "spec", "patches")
+	return diff.ClassRollout(changes, users, len(patches) > 0)
+}
+
+// clusterRollout says what next, a Cluster, does over live to the Machines of its topology: its
+// live control plane and MachineDeployment topologies, and for a moved classRef the two classes'
+// templates (the old one live, the new one as the revision has it).
+func (e *Engine) clusterRollout(ctx context.Context, s *snapshot, live, next *unstructured.Unstructured) *diff.Rollout {
+	if _, ok, _ := unstructured.NestedMap(next.Object, "spec", "topology"); !ok {
+		return nil
+	}
+	var users []diff.ClassUser
+	var changes []diff.TemplateChange
+	patched := false
+	if live != nil {
+		var err error
+		if users, err = e.classUsers(ctx, live); err != nil {
+			return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+		}
+		if from, to := classOf(live), classOf(next); from != to {
+			read := func(r client.Reader, ref string) (*unstructured.Unstructured, error) {
+				ns, name, _ := strings.Cut(ref, "/")
+				u := &unstructured.Unstructured{}
+				u.SetGroupVersionKind(diff.GVKClusterClass)
+				if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
+					return nil, fmt.Errorf("reading ClusterClass %s: %w", ref, err)
+				}
+				return u, nil
+			}
+			old, err := read(e.deps.Client, from)
+			if err != nil {
+				return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+			}
+			nw, err := read(revisionReader{Client: e.deps.Client, desired: s.desired}, to)
+			if err != nil {
+				return &diff.Rollout{Effect: diff.EffectUnknown, Reason: err.Error()}
+			}
+			changes = e.templateChanges(ctx, s, old, nw)
+			p, _, _ := unstructured.NestedSlice(nw.Object, "spec", "patches")
+			patched = len(p) > 0
+		}
+	}
+	return diff.ClusterRollout(live, next, users, changes, patched)
+}
+
+// templateChanges are the template references next changes from live (two ClusterClasses, or
+// one in two versions), with the old templates' spec (live) and the new ones' (Git's first).
+func (e *Engine) templateChanges(ctx context.Context, s *snapshot, live, next *unstructured.Unstructured) []diff.TemplateChange {
+	changes := diff.ClassTemplateChanges(live, next)
 	rr := revisionReader{Client: e.deps.Client, desired: s.desired}
-	read := func(r client.Reader, ref map[string]any) any {
+	read := func(r client.Reader, ns string, ref map[string]any) any {
 		u := &unstructured.Unstructured{}
 		u.SetAPIVersion(fmt.Sprint(ref["apiVersion"]))
 		u.SetKind(fmt.Sprint(ref["kind"]))
@@ -545,52 +630,55 @@ func (e *Engine) classRollout(ctx context.Context, s *snapshot, live, next *unst
 	}
 	for i := range changes {
 		c := &changes[i]
-		c.OldSpec, c.NewSpec = read(e.deps.Client, c.OldRef), read(rr, c.NewRef)
+		c.OldSpec, c.NewSpec = read(e.deps.Client, live.GetNamespace(), c.OldRef), read(rr, next.GetNamespace(), c.NewRef)
 		c.Missing = c.OldSpec == nil || c.NewSpec == nil
 	}
-	clusters := &unstructured.UnstructuredList{}
-	clusters.SetGroupVersionKind(diff.GVKCluster.GroupVersion().WithKind("ClusterList"))
-	if err := e.deps.Client.List(ctx, clusters); err != nil {
-		return &diff.Rollout{Effect: diff.EffectUnknown, Reason: "listing the Clusters that use the class: " + err.Error()}
+	return changes
+}
+
+// classOf is the ClusterClass a Cluster's topology uses, as namespace/name ("" without one).
+func classOf(c *unstructured.Unstructured) string {
+	name, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "name")
+	if name == "" {
+		return ""
 	}
+	ns, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "namespace")
+	if ns == "" {
+		ns = c.GetNamespace()
+	}
+	return ns + "/" + name
+}
+
+// classUsers are a topology Cluster's live control plane and MachineDeployment topologies, with
+// their Machines.
+func (e *Engine) classUsers(ctx context.Context, c *unstructured.Unstructured) ([]diff.ClassUser, error) {
 	var users []diff.ClassUser
-	for _, c := range clusters.Items {
-		name, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "name")
-		cns, _, _ := unstructured.NestedString(c.Object, "spec", "topology", "classRef", "namespace")
-		if cns == "" {
-			cns = c.GetNamespace()
-		}
-		if name != live.GetName() || cns != ns {
-			continue
-		}
-		key := c.GetNamespace() + "/" + c.GetName()
-		if ref, ok, _ := unstructured.NestedString(c.Object, "spec", "controlPlaneRef", "name"); ok {
-			u := &unstructured.Unstructured{}
-			u.SetGroupVersionKind(controlplanev1.GroupVersion.WithKind("KubeadmControlPlane"))
-			u.SetNamespace(c.GetNamespace())
-			u.SetName(ref)
-			if cp, err := e.fromAPI(ctx, u); err == nil && cp != nil {
-				users = append(users, diff.ClassUser{Cluster: key, Machines: replicasOf(cp)})
-			}
-		}
-		workers, _, _ := unstructured.NestedSlice(c.Object, "spec", "topology", "workers", "machineDeployments")
-		for _, w := range workers {
-			m, _ := w.(map[string]any)
-			mds := &unstructured.UnstructuredList{}
-			mds.SetGroupVersionKind(diff.GVKMachineDeployment.GroupVersion().WithKind("MachineDeploymentList"))
-			if err := e.deps.Client.List(ctx, mds, client.InNamespace(c.GetNamespace()), client.MatchingLabels{
-				clusterv1.ClusterNameLabel: c.GetName(), clusterv1.ClusterTopologyMachineDeploymentNameLabel: fmt.Sprint(m["name"])}); err != nil {
-				return &diff.Rollout{Effect: diff.EffectUnknown, Reason: "listing the MachineDeployments of Cluster " + key + ": " + err.Error()}
-			}
-			n := 0
-			for i := range mds.Items {
-				n += replicasOf(&mds.Items[i])
-			}
-			users = append(users, diff.ClassUser{Cluster: key, Worker: fmt.Sprint(m["name"]), Class: fmt.Sprint(m["class"]), Machines: n})
+	key := c.GetNamespace() + "/" + c.GetName()
+	if ref, ok, _ := unstructured.NestedString(c.Object, "spec", "controlPlaneRef", "name"); ok {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(controlplanev1.GroupVersion.WithKind("KubeadmControlPlane"))
+		u.SetNamespace(c.GetNamespace())
+		u.SetName(ref)
+		if cp, err := e.fromAPI(ctx, u); err == nil && cp != nil {
+			users = append(users, diff.ClassUser{Cluster: key, Machines: replicasOf(cp)})
 		}
 	}
-	patches, _, _ := unstructured.NestedSlice(next.Object, "spec", "patches")
-	return diff.ClassRollout(changes, users, len(patches) > 0)
+	workers, _, _ := unstructured.NestedSlice(c.Object, "spec", "topology", "workers", "machineDeployments")
+	for _, w := range workers {
+		m, _ := w.(map[string]any)
+		mds := &unstructured.UnstructuredList{}
+		mds.SetGroupVersionKind(diff.GVKMachineDeployment.GroupVersion().WithKind("MachineDeploymentList"))
+		if err := e.deps.Client.List(ctx, mds, client.InNamespace(c.GetNamespace()), client.MatchingLabels{
+			clusterv1.ClusterNameLabel: c.GetName(), clusterv1.ClusterTopologyMachineDeploymentNameLabel: fmt.Sprint(m["name"])}); err != nil {
+			return nil, fmt.Errorf("listing the MachineDeployments of Cluster %s: %w", key, err)
+		}
+		n := 0
+		for i := range mds.Items {
+			n += replicasOf(&mds.Items[i])
+		}
+		users = append(users, diff.ClassUser{Cluster: key, Worker: fmt.Sprint(m["name"]), Class: fmt.Sprint(m["class"]), Machines: n})
+	}
+	return users, nil
 }
 
 // replicasOf is how many Machines a MachineDeployment or control plane has (status.replicas,
@@ -607,6 +695,7 @@ func replicasOf(u *unstructured.Unstructured) int {
 var (
 	gkKubeadmControlPlane = controlplanev1.GroupVersion.WithKind("KubeadmControlPlane").GroupKind()
 	gkClusterClass        = clusterv1.GroupVersion.WithKind("ClusterClass").GroupKind()
+	gkCluster             = clusterv1.GroupVersion.WithKind("Cluster").GroupKind()
 )
 
 // controlPlane gathers what Cluster API's KubeadmControlPlane controller judges live's Machines

@@ -31,6 +31,7 @@ const (
 	ReasonInventorySuspect            = "InventorySuspect"
 	ReasonPruneBlocked                = "PruneBlocked"
 	ReasonKindNotWatched              = "KindNotWatched"
+	ReasonRolloutHeld                 = "RolloutHeld"
 )
 
 // maxNote is the longest note events.k8s.io/v1 accepts.

@@ -3,6 +3,7 @@ package report
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -36,6 +37,7 @@ type record struct {
 	detected uint64 // fingerprint of the drift last announced
 	failed   uint64 // fingerprint of the failure last announced
 	episode  uint64 // contest episode last announced (Held)
+	stuck    uint64 // the stuck rollouts last announced as holding it (RolloutHeld)
 }
 
 // remember makes f the drift that remains of e and v the value of the announcement slot picks;
@@ -167,6 +169,23 @@ func (l *Ledger) Held(obj runtime.Object, e Entry, f diff.Finding, episode int) 
 		return false
 	}
 	l.events.emit(obj, "Warning", ReasonCorrectionBlocked, "Correct", Describe(f))
+	l.metrics.Corrections.WithLabelValues("blocked").Inc()
+	return true
+}
+
+// RolloutHeld keeps f, a change held for its Cluster's turn in a paced rollout, as the drift that
+// remains of e, and announces on obj (the waiting Cluster), once per set of stuck rollouts that
+// hold it, that they have not finished in time: RolloutHeld naming them, counted as blocked.
+// Waiting for a turn while the waves move is not announced.
+func (l *Ledger) RolloutHeld(obj runtime.Object, e Entry, f diff.Finding, stuck []string) bool {
+	var v uint64
+	if len(stuck) > 0 {
+		v = hashString(strings.Join(stuck, ","))
+	}
+	if !l.remember(e, f, func(r *record) *uint64 { return &r.stuck }, v) || v == 0 {
+		return false
+	}
+	l.events.emit(obj, "Warning", ReasonRolloutHeld, "Correct", f.Reason)
 	l.metrics.Corrections.WithLabelValues("blocked").Inc()
 	return true
 }

@@ -23,6 +23,9 @@ type Metrics struct {
 	CloudErrors *prometheus.CounterVec
 	// Revision is 1 for the source revision last rendered.
 	Revision *prometheus.GaugeVec
+	// RolloutClusters counts the Clusters of a paced rollout by state: rolling (a place of the
+	// budget taken) and waiting (a change that replaces Machines held for its turn).
+	RolloutClusters *prometheus.GaugeVec
 
 	// lastCycle and lastSuccessfulCycle have no series until a cycle ended: a standby, which runs
 	// none, exports none, so an alert on their age fires only on the leader.
@@ -56,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer, owner string) *Metrics {
 		Revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{ConstLabels: c,
 			Name: "driftd_source_revision_info", Help: "The source revision last rendered (value 1).",
 		}, []string{"revision"}),
+		RolloutClusters: prometheus.NewGaugeVec(prometheus.GaugeOpts{ConstLabels: c,
+			Name: "driftd_rollout_clusters", Help: "Clusters of a paced rollout (--max-rolling-clusters) by state: rolling (Machines being replaced) or waiting (a change that replaces Machines held for its turn).",
+		}, []string{"state"}),
 		lastCycle: prometheus.NewGaugeVec(prometheus.GaugeOpts{ConstLabels: c,
 			Name: "driftd_last_cycle_timestamp_seconds", Help: "Unix time at which the last full cycle ended (absent until this replica ran one).",
 		}, nil),
@@ -65,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer, owner string) *Metrics {
 		}, nil),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Drifted, m.CycleDuration, m.Corrections, m.CloudCalls, m.CloudErrors, m.Revision, m.lastCycle, m.lastSuccessfulCycle)
+		reg.MustRegister(m.Drifted, m.CycleDuration, m.Corrections, m.CloudCalls, m.CloudErrors, m.Revision, m.RolloutClusters, m.lastCycle, m.lastSuccessfulCycle)
 	}
 	return m
 }
