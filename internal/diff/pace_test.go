@@ -179,7 +179,9 @@ workers: {machineDeployments: [{class: default-worker, name: md-0, replicas: `+i
 	users := []ClassUser{{Cluster: "fleet/cc1", Machines: 3}, {Cluster: "fleet/cc1", Worker: "md-0", Class: "default-worker", Machines: 2}}
 	live := cluster("v1.35.0", "in-memory", 3, 2, "")
 	changes := ClassTemplateChanges(class(t, "worker"), class(t, "worker-v2"))
-	spec := func(d string) any { return map[string]any{"template": map[string]any{"spec": map[string]any{"startup": d}}} }
+	spec := func(d string) any {
+		return map[string]any{"template": map[string]any{"spec": map[string]any{"startup": d}}}
+	}
 	rotated := changes[0]
 	rotated.OldSpec, rotated.NewSpec = spec("2s"), spec("3s")
 	renamed := changes[0]
