@@ -102,6 +102,9 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 		failed = mergeErrs(failed, e.each(ctx, held, func(key diff.Key) error {
 			out := e.reconcileKey(ctx, s, key, act)
 			record(key, out)
+			if l := e.lookAgain.Load(); act && l != nil && out.finding != nil && out.finding.Action == diff.ActionHeld {
+				(*l)(key, paceRecheck) // its turn may come before the next cycle
+			}
 			return out.err
 		}))
 	}

@@ -159,6 +159,11 @@ type Engine struct {
 	keys keyLocks
 	// requeue hands an object whose reconcile failed transiently to the workqueue (the daemon).
 	requeue atomic.Pointer[func(diff.Key)]
+	// lookAgain hands an object to the workqueue to be looked at again after a while (a change
+	// held for its turn in a paced rollout).
+	lookAgain atomic.Pointer[func(diff.Key, time.Duration)]
+	// created counts the objects driftd created (see memo.created).
+	created atomic.Int64
 
 	// ledger is Deps.Ledger: the drift that remains and what was announced of it.
 	ledger *report.Ledger
@@ -246,6 +251,10 @@ func (e *Engine) PartsOf(cluster diff.Key) []diff.Key {
 // SetRequeue makes the engine hand objects whose reconcile failed transiently in a cycle to
 // requeue (the daemon's workqueue, which retries with backoff).
 func (e *Engine) SetRequeue(requeue func(diff.Key)) { e.requeue.Store(&requeue) }
+
+// SetLookAgain makes the engine hand objects it wants to look at again after a while (a change
+// held for its turn in a paced rollout) to lookAgain (the daemon's workqueue).
+func (e *Engine) SetLookAgain(lookAgain func(diff.Key, time.Duration)) { e.lookAgain.Store(&lookAgain) }
 
 func hashObject(b []byte) uint64 {
 	h := fnv.New64a()

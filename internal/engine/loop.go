@@ -109,6 +109,11 @@ func NewLoop(mgr manager.Manager, e *Engine, w *Watches, o LoopOptions, log logr
 			(*q).AddRateLimited(key)
 		}
 	})
+	e.SetLookAgain(func(key diff.Key, after time.Duration) {
+		if q := l.queue.Load(); q != nil {
+			(*q).AddAfter(key, after)
+		}
+	})
 	w.OnReady = l.watch
 	if err := mgr.Add(leaderRunnable(l.cycles)); err != nil {
 		return nil, err

@@ -38,6 +38,10 @@ type memo struct {
 	rejected error
 	// rollout is what applying Git's object does to Machines (for the kinds it applies to).
 	rollout *diff.Rollout
+	// created is how many objects driftd had created when the verdict was reached: a verdict
+	// reached before an object the revision creates existed (a Cluster moved to a ClusterClass of
+	// the same commit) is asked again once driftd created more.
+	created int64
 }
 
 // memoKey is what an evaluation depends on. generation moves with every spec change of objects
@@ -183,8 +187,8 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		e.memo[key] = m
 		e.mu.Unlock()
 	}
-	if !ok || m.key != mk {
-		m = memo{key: mk}
+	if !ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load()) {
+		m = memo{key: mk, created: e.created.Load()}
 		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
 		masked := e.opts.Rules.MaskedPaths(d.obj)
 		stored, err := apply.DryRun(ctx, e.deps.Client, e.toApply(d, live))
@@ -356,6 +360,9 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			return outcome{finding: f, verdict: fmt.Errorf("%s: %s: %w", d.file, key, r.Err)}
 		}
 		return outcome{finding: f, err: r.Err}
+	}
+	if f.Class == diff.ClassMissing {
+		e.created.Add(1)
 	}
 	if f.Class == diff.ClassModified && setByOthers(f.Fields) {
 		e.mu.Lock()
