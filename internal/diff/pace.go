@@ -58,7 +58,8 @@ type Pacing struct {
 // Pace decides which Clusters' rolling changes are applied now: at most max Clusters roll at once
 // (max ≤ 0: no limit), wave by wave (a wave begins once every Cluster of the waves before it has
 // finished rolling), in name order within a wave. A Cluster still rolling takes a place whatever
-// began its rollout, and a further change to it is applied (it is rolling already). A Cluster
+// began its rollout; a further change to it is applied when its wave is the one under way (its
+// place is its own: a fix for a stuck rollout is not held behind it). A Cluster
 // whose rollout has not finished within timeout (0: never said) is named stuck: it holds the rest
 // all the same, until it finishes or a person acts. Only Clusters that want to roll get a Pacing.
 func Pace(cs []WaveCluster, max int, now time.Time, timeout time.Duration) map[string]Pacing {
@@ -86,7 +87,9 @@ func Pace(cs []WaveCluster, max int, now time.Time, timeout time.Duration) map[s
 		switch {
 		case !c.Wants:
 			continue
-		case max <= 0 || c.Rolling != "":
+		case max <= 0 || (c.Rolling != "" && c.Wave == current):
+			// Rolling already, in the wave under way: its place is its own (a fix for a stuck
+			// rollout is not held behind it).
 			out[c.Cluster] = Pacing{Admit: true}
 			continue
 		case c.Wave == current && slots < max:

@@ -49,6 +49,11 @@ func TestPace(t *testing.T) {
 			max:      1, admitted: "f/a", reason: "rolling: f/a",
 		},
 		{
+			name:     "a new change to a cluster still rolling waits for the canary of its revision",
+			clusters: append(wants("f/b", "f/c"), WaveCluster{Cluster: "f/canary", Wave: 0, Wants: true}, WaveCluster{Cluster: "f/a", Wave: LastWave, Wants: true, Rolling: "its topology is being reconciled"}),
+			max:      1, reason: "begins once wave 0 has rolled; rolling: f/a (its topology is being reconciled)",
+		},
+		{
 			name:     "the canary wave first, though its name sorts last",
 			clusters: append(wants("f/a", "f/b", "f/c"), WaveCluster{Cluster: "f/canary", Wave: 0, Wants: true}),
 			max:      3, admitted: "f/canary", reason: "its wave (unlabelled) begins once wave 0 has rolled; rolling: f/canary",

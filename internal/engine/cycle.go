@@ -91,7 +91,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	if e.pace != nil {
 		// Every Cluster that wants to roll is known now: the waves' first turns are given out to
 		// the changes held until this moment.
-		e.pace.seal()
+		e.pace.seal(ctx, e, s)
 		var held []diff.Key
 		for key, f := range found {
 			if f.Action == diff.ActionHeld {

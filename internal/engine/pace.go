@@ -72,12 +72,18 @@ func (p *pacer) unseal() {
 	clear(p.wants)
 }
 
-// seal ends a cycle's evaluation: every Cluster that wants to roll is known.
-func (p *pacer) seal() {
+// seal ends a cycle's evaluation: every Cluster that wants to roll is known. The fleet's progress
+// is read again while a change waits or a rollout driftd began has not finished, and counted.
+func (p *pacer) seal(ctx context.Context, e *Engine, s *snapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sealed = true
-	p.read = time.Time{}
+	if len(p.wants) > 0 || len(p.began) > 0 {
+		p.refresh(ctx, e, s, e.opts.Now())
+	} else {
+		clear(p.progress) // nothing rolls that driftd waits for: a quiet fleet costs no request
+	}
+	p.count(e)
 }
 
 // drop says key no longer has a change that replaces Machines (it was applied, or it changed).
@@ -107,10 +113,6 @@ func (p *pacer) admit(ctx context.Context, e *Engine, s *snapshot, cluster strin
 	defer p.mu.Unlock()
 	p.wants[key] = want{cluster: cluster, machines: machines}
 	now := e.opts.Now()
-	if r := p.began[cluster]; r != nil {
-		r.machines[key] = machines
-		return diff.Pacing{Admit: true}
-	}
 	if !p.sealed {
 		return diff.Pacing{Reason: "rollout held: the revision is being compared across the fleet first, so that the waves keep their order"}
 	}
@@ -136,20 +138,36 @@ func (p *pacer) admit(ctx context.Context, e *Engine, s *snapshot, cluster strin
 	}
 	d := diff.Pace(cs, p.max, now, p.timeout)[cluster]
 	if d.Admit {
-		p.began[cluster] = &rollout{at: now, machines: map[diff.Key]int{key: machines}}
+		if r := p.began[cluster]; r != nil {
+			r.machines[key] = machines
+		} else {
+			p.began[cluster] = &rollout{at: now, machines: map[diff.Key]int{key: machines}}
+		}
 		p.progress[cluster] = "its rollout begins"
 	}
+	p.count(e)
+	return d
+}
+
+// count sets the metric of the Clusters rolling and waiting, as last read.
+func (p *pacer) count(e *Engine) {
 	rolling, waiting := 0, 0
-	for _, c := range cs {
-		if p.progress[c.Cluster] != "" {
+	wanting := map[string]bool{}
+	for _, w := range p.wants {
+		wanting[w.cluster] = true
+	}
+	for _, progress := range p.progress {
+		if progress != "" {
 			rolling++
-		} else if c.Wants {
+		}
+	}
+	for c := range wanting {
+		if p.progress[c] == "" {
 			waiting++
 		}
 	}
 	e.ledger.Metrics().RolloutClusters.WithLabelValues("rolling").Set(float64(rolling))
 	e.ledger.Metrics().RolloutClusters.WithLabelValues("waiting").Set(float64(waiting))
-	return d
 }
 
 // refresh reads what every Cluster of the fleet's rollout waits on (diff.RolloutProgress): the

@@ -185,7 +185,7 @@ func (l *Ledger) RolloutHeld(obj runtime.Object, e Entry, f diff.Finding, stuck 
 	if !l.remember(e, f, func(r *record) *uint64 { return &r.stuck }, v) || v == 0 {
 		return false
 	}
-	l.events.emit(obj, "Warning", ReasonRolloutHeld, "Correct", f.Reason)
+	l.events.emit(obj, "Warning", ReasonRolloutHeld, "Correct", Describe(f))
 	l.metrics.Corrections.WithLabelValues("blocked").Inc()
 	return true
 }

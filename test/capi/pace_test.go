@@ -142,7 +142,7 @@ func TestAClassChangePacedThroughTheFleet(t *testing.T) {
 	metrics := testenv.FreeAddr(t)
 	drv.Start(t, system, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", drv.Kubeconfig(t),
 		"--owner", "waves", "--git-cache-dir", t.TempDir(), "--interval", "10s", "--metrics-bind-address", metrics,
-		"--max-rolling-clusters", "1", "--rollout-timeout", "20s")
+		"--max-rolling-clusters", "1", "--rollout-timeout", "45s")
 	workers := func(c string) []string {
 		var out []string
 		for _, m := range drv.ByName(t, diff.GVKMachine, wavesNS, map[string]string{clusterv1.ClusterNameLabel: c}) {
@@ -230,6 +230,16 @@ func TestAClassChangePacedThroughTheFleet(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	testenv.Eventually(t, 2*time.Minute, "every MachineDeployment up to date and available", func() bool {
+		for _, md := range drv.ByName(t, diff.GVKMachineDeployment, wavesNS, nil) {
+			for _, f := range []string{"replicas", "upToDateReplicas", "availableReplicas"} {
+				if n, _, _ := unstructured.NestedInt64(md.Object, "status", f); n != 1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 
 	t.Run("a canary whose new Machines never become available holds the rest", func(t *testing.T) {
 		before := map[string]bool{}
@@ -240,7 +250,7 @@ func TestAClassChangePacedThroughTheFleet(t *testing.T) {
 		}
 		repo.Commit(t, "move the fleet to a class whose workers never start", moveTo("in-memory-v3", "waves-worker-v3", "1h"))
 		held := func(c string) bool {
-			return driver.HasEvent(drv.Events(t, wavesNS, "Cluster", c), "RolloutHeld", "w4", "not finished within 20s")
+			return driver.HasEvent(drv.Events(t, wavesNS, "Cluster", c), "RolloutHeld", "in-memory-v3", wavesNS+"/w4, not finished within 45s")
 		}
 		testenv.Eventually(t, 4*time.Minute, "RolloutHeld on the waiting clusters, naming the canary", func() bool {
 			return held("w1") && held("w2") && held("w3")
