@@ -524,7 +524,7 @@ spec:
 		}
 	})
 
-	step("plan --ref predicts what Cluster API then does: in place, scale, rollout.after, a control plane's version", func(t *testing.T) {
+	step("plan --ref predicts what Cluster API then does to a MachineDeployment and a control plane, rule by rule", func(t *testing.T) {
 		rolloutPredictions(t, repo, system)
 	})
 
@@ -532,8 +532,19 @@ spec:
 		classPredictions(t, repo, system)
 	})
 
+	step("plan --ref predicts a topology version bump: the control plane first, then the workers", func(t *testing.T) {
+		topologyVersionPrediction(t, repo, system)
+	})
+
+	// The templates Git renamed, each once its rollout was done: the workers' infrastructure
+	// template (the CAPI way), the control plane's, and the workers' bootstrap template.
 	deletes := since(0, func(r testenv.Request) bool { return fleetWrites(r) && r.Method == http.MethodDelete })
-	if len(deletes) != 1 || !strings.HasSuffix(deletes[0].Path, "/devmachinetemplates/dev1-md-0") {
-		t.Errorf("driftd's deletions over the whole run: %v; want only the old worker template once the rollout was done", describe(deletes))
+	var deleted []string
+	for _, d := range deletes {
+		deleted = append(deleted, d.Path[strings.LastIndex(d.Path[:strings.LastIndex(d.Path, "/")], "/")+1:])
+	}
+	slices.Sort(deleted)
+	if want := []string{"devmachinetemplates/dev1-control-plane", "devmachinetemplates/dev1-md-0", "kubeadmconfigtemplates/dev1-md-0"}; !t.Failed() && !slices.Equal(deleted, want) {
+		t.Errorf("driftd's deletions over the whole run: %v; want only the templates Git renamed, once their rollouts were done: %v", describe(deletes), want)
 	}
 }

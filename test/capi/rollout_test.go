@@ -120,6 +120,66 @@ func rolloutPredictions(t *testing.T, repo *testenv.GitRepo, system string) {
 				return gone == len(before) && len(now) == 3 && len(controlPlane(t)) == 3
 			},
 		},
+		{
+			name: "the control plane's infrastructure template", branch: "control-plane-template", effect: diff.EffectRoll, code: 3,
+			kind: "KubeadmControlPlane", target: "dev1-control-plane", machines: func() map[string]*unstructured.Unstructured { return controlPlane(t) },
+			edit: func(s string) string {
+				s = strings.Replace(s, "kind: DevMachineTemplate\nmetadata:\n  name: dev1-control-plane\n", "kind: DevMachineTemplate\nmetadata:\n  name: dev1-control-plane-v2\n", 1)
+				return strings.Replace(s, "        kind: DevMachineTemplate\n        name: dev1-control-plane\n", "        kind: DevMachineTemplate\n        name: dev1-control-plane-v2\n", 1)
+			},
+			settled: controlPlaneReplaced(t),
+		},
+		{
+			name: "the control plane's kubeadm config", branch: "control-plane-commands", effect: diff.EffectRoll, code: 3,
+			kind: "KubeadmControlPlane", target: "dev1-control-plane", machines: func() map[string]*unstructured.Unstructured { return controlPlane(t) },
+			edit: func(s string) string {
+				return strings.Replace(s, "  kubeadmConfigSpec:\n", "  kubeadmConfigSpec:\n    preKubeadmCommands: [\"echo platform\"]\n", 1)
+			},
+			settled: controlPlaneReplaced(t),
+		},
+		{
+			// Every Machine of the control plane joined (the first, which ran kubeadm init, was
+			// replaced above): an initConfiguration only the first Machine used changes none.
+			name: "an init-only change to the control plane", branch: "control-plane-init", effect: diff.EffectNone, code: 2,
+			kind: "KubeadmControlPlane", target: "dev1-control-plane", machines: func() map[string]*unstructured.Unstructured { return controlPlane(t) },
+			edit: func(s string) string {
+				return strings.Replace(s, "  kubeadmConfigSpec:\n", "  kubeadmConfigSpec:\n    initConfiguration:\n      skipPhases: [addon/kube-proxy]\n", 1)
+			},
+			settled: controlPlaneJudged(t, "spec", "kubeadmConfigSpec", "initConfiguration", "skipPhases"),
+		},
+		{
+			name: "the control plane's DNS", branch: "control-plane-dns", effect: diff.EffectNone, code: 2,
+			kind: "KubeadmControlPlane", target: "dev1-control-plane", machines: func() map[string]*unstructured.Unstructured { return controlPlane(t) },
+			edit: func(s string) string {
+				return strings.Replace(s, "    clusterConfiguration:\n", "    clusterConfiguration:\n      dns:\n        imageTag: v1.12.1\n", 1)
+			},
+			settled: controlPlaneJudged(t, "spec", "kubeadmConfigSpec", "clusterConfiguration", "dns", "imageTag"),
+		},
+		{
+			name: "the workers' bootstrap template", branch: "workers-bootstrap", effect: diff.EffectRoll, code: 3,
+			kind: "MachineDeployment", target: "dev1-md-0", machines: workers,
+			edit: func(s string) string {
+				s = strings.Replace(s, "kind: KubeadmConfigTemplate\nmetadata:\n  name: dev1-md-0\n", "kind: KubeadmConfigTemplate\nmetadata:\n  name: dev1-md-0-b2\n", 1)
+				return strings.Replace(s, "          kind: KubeadmConfigTemplate\n          name: dev1-md-0\n", "          kind: KubeadmConfigTemplate\n          name: dev1-md-0-b2\n", 1)
+			},
+			settled: workersReplaced(t),
+		},
+		{
+			name: "the workers' version", branch: "workers-v1.35.1", effect: diff.EffectRoll, code: 3,
+			kind: "MachineDeployment", target: "dev1-md-0", machines: workers,
+			edit: func(s string) string {
+				return strings.Replace(s, "      clusterName: dev1\n      version: v1.35.0\n", "      clusterName: dev1\n      version: v1.35.1\n", 1)
+			},
+			settled: workersReplaced(t),
+		},
+		{
+			name: "the workers' failure domain", branch: "workers-fd", effect: diff.EffectRoll, code: 3,
+			kind: "MachineDeployment", target: "dev1-md-0", machines: workers,
+			edit: func(s string) string {
+				return strings.Replace(s, "      clusterName: dev1\n      version: v1.35.1\n", "      clusterName: dev1\n      version: v1.35.1\n      failureDomain: fd-2\n", 1)
+			},
+			settled: workersReplaced(t),
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(file)
@@ -154,6 +214,41 @@ func rolloutPredictions(t *testing.T, repo *testenv.GitRepo, system string) {
 				t.Errorf("predicted %s of %d Machines; Cluster API replaced %d and created %d", r.Effect, r.Machines, gone, created)
 			}
 		})
+	}
+}
+
+// controlPlaneReplaced says every control-plane Machine running before is replaced by a running one.
+func controlPlaneReplaced(t *testing.T) func(before []string) bool {
+	return func(before []string) bool {
+		now := runningUIDs(controlPlane(t))
+		gone, _ := replaced(before, now)
+		return gone == len(before) && len(now) == 3 && len(controlPlane(t)) == 3
+	}
+}
+
+// workersReplaced says every worker Machine of dev1-md-0 running before is replaced by a running one.
+func workersReplaced(t *testing.T) func(before []string) bool {
+	return func(before []string) bool {
+		now := runningUIDs(pool(t, "dev1-md-0"))
+		gone, _ := replaced(before, now)
+		return gone == len(before) && len(now) == 3 && len(pool(t, "dev1-md-0")) == 3
+	}
+}
+
+// controlPlaneJudged says the merged change reached the KubeadmControlPlane (the field at path is
+// set) and Cluster API's controller has judged its Machines against it (it observed that
+// generation) and found all of them up to date, with none being replaced: its own verdict that
+// nothing rolls.
+func controlPlaneJudged(t *testing.T, path ...string) func(before []string) bool {
+	return func(before []string) bool {
+		kcp := get(t, diff.GVKKubeadmControlPlane, "dev1-control-plane")
+		if _, ok, _ := unstructured.NestedFieldNoCopy(kcp.Object, path...); !ok {
+			return false
+		}
+		g, _, _ := unstructured.NestedInt64(kcp.Object, "status", "observedGeneration")
+		upToDate, _, _ := unstructured.NestedInt64(kcp.Object, "status", "upToDateReplicas")
+		replicas, _, _ := unstructured.NestedInt64(kcp.Object, "status", "replicas")
+		return g == kcp.GetGeneration() && upToDate == 3 && replicas == 3 && len(controlPlane(t)) == 3
 	}
 }
 
@@ -266,5 +361,53 @@ func classPredictions(t *testing.T, repo *testenv.GitRepo, system string) {
 				t.Errorf("predicted %s of %d Machines; Cluster API replaced %d", r.Effect, r.Replaces(), gone)
 			}
 		})
+	}
+}
+
+// topologyVersionPrediction proposes cc1's topology version bumped, has `plan --ref` predict it
+// (every Machine of cc1 rolls: its control plane first, then its workers), merges, and compares
+// with what Cluster API's topology, control plane and MachineDeployment controllers then do: which
+// Machines are replaced (by UID), and in which order (their creation times).
+func topologyVersionPrediction(t *testing.T, repo *testenv.GitRepo, system string) {
+	b, err := os.ReadFile(filepath.Join(repo.Dir, "fleet", "cc1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "    version: v1.35.0\n", "    version: v1.35.1\n", 1)
+	if changed == string(b) {
+		t.Fatal("fixture: cc1's topology version is not where this test expects it")
+	}
+	cps := func() map[string]*unstructured.Unstructured {
+		return list(t, diff.GVKMachine, map[string]string{"cluster.x-k8s.io/cluster-name": "cc1", "cluster.x-k8s.io/control-plane": ""})
+	}
+	before := map[string][]string{"control plane": runningUIDs(cps()), "workers": runningUIDs(workersOf(t, "cc1"))}
+	commit := repo.Propose(t, "cc1-v1.35.1", "cc1 to v1.35.1", map[string]string{"fleet/cc1.yaml": changed})
+	code, doc, r := predict(t, repo, system, "cc1-v1.35.1", "Cluster", "cc1")
+	if code != 3 || r.Effect != diff.EffectRoll || r.Machines != 2 || r.ControlPlaneMachines != 1 ||
+		doc.Rollouts.Machines != 2 || doc.Rollouts.ControlPlaneMachines != 1 || !strings.Contains(r.Reason, "control plane first") {
+		t.Errorf("plan --ref: exit %d, %+v, totals %+v; want exit 3 and a roll of 2 Machines (1 control plane, first)", code, r, doc.Rollouts)
+	}
+
+	repo.ResetBranch(t, commit) // merged
+	began := time.Now()
+	fresh := map[string]*unstructured.Unstructured{}
+	testenv.Eventually(t, 5*time.Minute, "cc1's control plane and workers upgraded", func() bool {
+		for which, ms := range map[string]map[string]*unstructured.Unstructured{"control plane": cps(), "workers": workersOf(t, "cc1")} {
+			now := runningUIDs(ms)
+			gone, _ := replaced(before[which], now)
+			if gone != len(before[which]) || len(now) != len(before[which]) || len(ms) != len(before[which]) {
+				return false
+			}
+			for _, m := range ms {
+				fresh[which] = m
+			}
+		}
+		return true
+	})
+	cp, w := fresh["control plane"].GetCreationTimestamp().Time, fresh["workers"].GetCreationTimestamp().Time
+	t.Logf("Cluster API, %s after the merge: the new control-plane Machine created at %s, the new worker at %s",
+		time.Since(began).Round(time.Second), cp.Format(time.TimeOnly), w.Format(time.TimeOnly))
+	if !w.After(cp) {
+		t.Errorf("the worker was replaced (created %s) no later than the control plane (%s); the prediction says the control plane first", w.Format(time.TimeOnly), cp.Format(time.TimeOnly))
 	}
 }
