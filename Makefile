@@ -11,7 +11,7 @@ IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
 HOST_PLATFORM   := linux/$(shell $(GO) env GOARCH)
 GOTESTSUM   := $(GO) run gotest.tools/gotestsum@v1.13.0
 # Integration tests start real API servers; give a cold, loaded 2-core machine room.
-TEST_FLAGS  ?= -timeout 30m
+TEST_FLAGS  ?= -timeout 45m
 PKGS        ?= ./...
 BENCH_CLUSTERS ?= 1000
 BENCHTIME   ?= 1x
