@@ -236,19 +236,29 @@ func workersReplaced(t *testing.T) func(before []string) bool {
 }
 
 // controlPlaneJudged says the merged change reached the KubeadmControlPlane (the field at path is
-// set) and Cluster API's controller has judged its Machines against it (it observed that
-// generation) and found all of them up to date, with none being replaced: its own verdict that
-// nothing rolls.
+// set) and Cluster API's controller has judged its Machines against it and found all of them up to
+// date, with none being replaced: its RollingOut condition false at that generation, its own
+// verdict that nothing rolls. (status.observedGeneration is not waited for: after a DNS change the
+// controller's reconcile ends in an error updating CoreDNS in the development provider's workload
+// cluster, after its rollout verdict, and then it leaves observedGeneration alone.)
 func controlPlaneJudged(t *testing.T, path ...string) func(before []string) bool {
 	return func(before []string) bool {
 		kcp := get(t, diff.GVKKubeadmControlPlane, "dev1-control-plane")
 		if _, ok, _ := unstructured.NestedFieldNoCopy(kcp.Object, path...); !ok {
 			return false
 		}
-		g, _, _ := unstructured.NestedInt64(kcp.Object, "status", "observedGeneration")
+		conds, _, _ := unstructured.NestedSlice(kcp.Object, "status", "conditions")
+		judged := false
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "RollingOut" {
+				g, _ := m["observedGeneration"].(int64)
+				judged = m["status"] == "False" && g == kcp.GetGeneration()
+			}
+		}
 		upToDate, _, _ := unstructured.NestedInt64(kcp.Object, "status", "upToDateReplicas")
 		replicas, _, _ := unstructured.NestedInt64(kcp.Object, "status", "replicas")
-		return g == kcp.GetGeneration() && upToDate == 3 && replicas == 3 && len(controlPlane(t)) == 3
+		return judged && upToDate == 3 && replicas == 3 && len(controlPlane(t)) == 3
 	}
 }
 
