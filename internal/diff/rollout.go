@@ -43,6 +43,9 @@ type Rollout struct {
 	// control-plane Machines.
 	Clusters             []string `json:"clusters,omitempty"`
 	ControlPlaneMachines int      `json:"controlPlaneMachines,omitempty"`
+	// Deferred: the roll does not begin when the change is applied (a spec.rollout.after ahead, a
+	// paused MachineDeployment), so pacing does not hold it.
+	Deferred bool `json:"deferred,omitempty"`
 	// Reason names the fields and Cluster API's rule.
 	Reason string `json:"reason"`
 }
@@ -83,8 +86,10 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 	had := int(ptr.Deref(cur.Spec.Replicas, 1))
 
 	var rolls []string
+	later := true // every roll reason takes effect later (a rollout.after ahead)
 	if upToDate, res := mdutil.MachineTemplateUpToDate(&cur.Spec.Template, &des.Spec.Template); !upToDate {
 		rolls = append(rolls, strings.Join(res.LogMessages, ", ")+" (MachineTemplateUpToDate)")
+		later = false
 	}
 	replaced := have
 	if after := des.Spec.Rollout.After; !after.IsZero() && !after.Equal(&cur.Spec.Rollout.After) {
@@ -101,6 +106,7 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 				}
 			}
 			if older > 0 {
+				later = false
 				rolls = append(rolls, fmt.Sprintf("spec.rollout.after %s has passed: the %d Machines created before it are replaced", after.UTC().Format(time.RFC3339), older))
 				if len(rolls) == 1 {
 					replaced = older
@@ -115,8 +121,9 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 			return &Rollout{Effect: EffectNone, Reason: reason + "; but its strategy is OnDelete: a Machine is replaced only when someone deletes it"}, nil
 		case ptr.Deref(des.Spec.Paused, false):
 			reason += "; deferred while the MachineDeployment is paused"
+			later = true
 		}
-		return &Rollout{Effect: EffectRoll, Machines: replaced, Reason: reason}, nil
+		return &Rollout{Effect: EffectRoll, Machines: replaced, Deferred: later, Reason: reason}, nil
 	}
 	if want != had {
 		return scaled(had, want, "Machines", false), nil

@@ -93,6 +93,11 @@ func TestMachineDeploymentRollout(t *testing.T) {
 			if r.Effect != tt.effect || r.Machines != tt.count || !strings.Contains(r.Reason, tt.reason) {
 				t.Errorf("rollout = %+v, want %s of %d with a reason saying %q", r, tt.effect, tt.count, tt.reason)
 			}
+			// A roll that begins later (a rollout.after ahead, a paused MachineDeployment) is
+			// deferred: pacing does not hold it.
+			if deferred := tt.name == "rollout.after ahead" || tt.name == "paused"; r.Deferred != deferred {
+				t.Errorf("deferred = %t, want %t", r.Deferred, deferred)
+			}
 		})
 	}
 }

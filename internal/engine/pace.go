@@ -268,7 +268,7 @@ func (e *Engine) paceCheck(ctx context.Context, s *snapshot, key diff.Key, d *de
 		return
 	}
 	f := ev.finding
-	if !f.Action.Corrects() || f.Rollout.Replaces() == 0 || ev.sit.Cluster == "" {
+	if !f.Action.Corrects() || f.Rollout.Replaces() == 0 || f.Rollout.Deferred || ev.sit.Cluster == "" {
 		e.pace.drop(key)
 		return
 	}
