@@ -188,13 +188,19 @@ func TestAClassChangePacedThroughTheFleet(t *testing.T) {
 		return out
 	}
 
-	t.Run("one cluster at a time, the canary first", func(t *testing.T) {
-		before := map[string]bool{}
+	// allWorkers are the UIDs of the four clusters' running workers.
+	allWorkers := func() map[string]bool {
+		out := map[string]bool{}
 		for _, c := range clusters {
 			for _, uid := range workers(c) {
-				before[uid] = true
+				out[uid] = true
 			}
 		}
+		return out
+	}
+
+	t.Run("one cluster at a time, the canary first", func(t *testing.T) {
+		before := allWorkers()
 		commit := repo.Commit(t, "move the fleet to a class with another worker template", moveTo("in-memory-v2", "waves-worker-v2", "3s"))
 		began := time.Now()
 		testenv.Eventually(t, 8*time.Minute, "every cluster's worker replaced", func() bool {
@@ -242,12 +248,7 @@ func TestAClassChangePacedThroughTheFleet(t *testing.T) {
 	})
 
 	t.Run("a canary whose new Machines never become available holds the rest", func(t *testing.T) {
-		before := map[string]bool{}
-		for _, c := range clusters {
-			for _, uid := range workers(c) {
-				before[uid] = true
-			}
-		}
+		before := allWorkers()
 		repo.Commit(t, "move the fleet to a class whose workers never start", moveTo("in-memory-v3", "waves-worker-v3", "1h"))
 		held := func(c string) bool {
 			return driver.HasEvent(drv.Events(t, wavesNS, "Cluster", c), "RolloutHeld", "in-memory-v3", wavesNS+"/w4, not finished within 45s")
