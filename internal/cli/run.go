@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -38,6 +39,7 @@ type runOptions struct {
 	interval         time.Duration
 	cloudInterval    time.Duration
 	metricsAddr      string
+	profiling        bool
 	probeAddr        string
 	leaderElect      bool
 	leaderElectionNS string
@@ -73,6 +75,7 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "time between full cycles (watched objects are re-checked as soon as they change)")
 	fs.DurationVar(&o.cloudInterval, "cloud-interval", 2*time.Minute, "time between comparisons with the cloud inventory (with --provider)")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	fs.BoolVar(&o.profiling, "profiling", false, "serve Go's runtime profiles (/debug/pprof/: heap, CPU, goroutines) on the metrics endpoint")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: --namespace)")
@@ -124,7 +127,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	}
 	registry := prometheus.NewRegistry()
 	if o.metricsAddr != "0" {
-		if err := mgr.Add(serveMetrics(o.metricsAddr, registry)); err != nil {
+		if err := mgr.Add(serveMetrics(o.metricsAddr, registry, o.profiling)); err != nil {
 			return err
 		}
 	}
@@ -205,8 +208,8 @@ func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // serveMetrics serves /metrics on addr on every replica: driftd's metrics from its own registry
 // (one per daemon, so that daemons in one process keep their counts apart) and controller-runtime's
-// and client-go's from the global one.
-func serveMetrics(addr string, own *prometheus.Registry) everyReplica {
+// and client-go's from the global one; with profiling, Go's runtime profiles under /debug/pprof/.
+func serveMetrics(addr string, own *prometheus.Registry, profiling bool) everyReplica {
 	return func(ctx context.Context) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -214,6 +217,10 @@ func serveMetrics(addr string, own *prometheus.Registry) everyReplica {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{ctrlmetrics.Registry, own}, promhttp.HandlerOpts{}))
+		if profiling {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			<-ctx.Done()

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,7 +97,9 @@ func benchDetectionLatency(b *testing.B, f *benchFleet) {
 }
 
 // benchRunPeakRSS runs the driftd binary on the fleet until it has finished two cycles and
-// reports its peak resident memory (VmHWM).
+// reports its peak resident memory (VmHWM). Its heap then (in use, after a collection) is written
+// to bin/bench/heap-<clusters>.pprof and its largest holders logged, so that where the memory goes
+// is measured, not guessed.
 func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -112,7 +115,7 @@ func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 	for range b.N {
 		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
 		metrics := testenv.FreeAddr(b)
-		args := append([]string{"run", "--namespace", f.ns, "--health-probe-bind-address", "0"}, append(runArgs(b, f), "--interval", "5s", "--metrics-bind-address", metrics)...)
+		args := append([]string{"run", "--namespace", f.ns, "--health-probe-bind-address", "0", "--profiling"}, append(runArgs(b, f), "--interval", "5s", "--metrics-bind-address", metrics)...)
 		cmd := exec.Command(bin, args...)
 		var out testenv.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -133,10 +136,41 @@ func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 			return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 2
 		})
 		peak = max(peak, vmHWM(b, cmd.Process.Pid))
+		heapProfile(b, root, metrics, len(f.objects)/8)
 		_ = cmd.Process.Signal(os.Interrupt)
 		<-exited
 	}
 	b.ReportMetric(peak, "peak-RSS-MiB")
+}
+
+// heapProfile saves the heap profile driftd serves on addr to bin/bench/heap-<clusters>.pprof
+// under root and logs its largest holders of memory in use (go tool pprof -top).
+func heapProfile(b *testing.B, root, addr string, clusters int) {
+	resp, err := testenv.HTTP.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatalf("reading driftd's heap profile: %v", err)
+	}
+	defer resp.Body.Close()
+	dir := filepath.Join(root, "bin", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", clusters))
+	out, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index=inuse_space", file).CombinedOutput()
+	if err != nil {
+		b.Fatalf("go tool pprof: %v\n%s", err, top)
+	}
+	b.Logf("driftd's heap in use after two cycles (%s):\n%s", file, top)
 }
 
 // vmHWM is a process's peak resident set size in MiB.
