@@ -47,6 +47,9 @@ func ControlPlaneRollout(ctx context.Context, live, next *controlplanev1.Kubeadm
 	outdated := 0
 	var reasons []string
 	for _, m := range cp.Machines {
+		if m.DeletionTimestamp != nil {
+			continue // on its way out already (the end of an earlier rollout): not replaced by this one
+		}
 		upToDate, res, err := kcp.UpToDate(ctx, cp.Templates, cp.Cluster, m, next, &at, cp.InfraMachines, cp.KubeadmConfigs)
 		if err != nil {
 			return &Rollout{Effect: EffectUnknown, ControlPlane: true, Reason: fmt.Sprintf("Machine %s: %v", m.Name, err)}

@@ -80,4 +80,13 @@ func TestControlPlaneRollout(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a Machine on its way out from an earlier rollout is not replaced again", func(t *testing.T) {
+		next := live.DeepCopy()
+		next.Spec.Version = "v1.35.1"
+		cp := controlPlaneOf(t, live, now.Add(-time.Hour))
+		cp.Machines[0].DeletionTimestamp = &metav1.Time{Time: now}
+		if r := ControlPlaneRollout(context.Background(), live, next, cp, now); r.Effect != EffectRoll || r.Machines != 2 {
+			t.Errorf("rollout = %+v, want a roll of the 2 Machines not being deleted", r)
+		}
+	})
 }

@@ -79,11 +79,13 @@ func MachineDeploymentRollout(live, next *unstructured.Unstructured, machines []
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, &cur); err != nil {
 		return nil, fmt.Errorf("reading MachineDeployment %s: %w", live.GetName(), err)
 	}
+	had := int(ptr.Deref(cur.Spec.Replicas, 1))
 	have := len(machines)
 	if machines == nil {
-		have = int(ptr.Deref(cur.Status.Replicas, ptr.Deref(cur.Spec.Replicas, 1)))
+		// The Machines a roll replaces are those the MachineDeployment is meant to have: at the end
+		// of an earlier rollout status.replicas still counts the old ones on their way out.
+		have = min(int(ptr.Deref(cur.Status.Replicas, int32(had))), had)
 	}
-	had := int(ptr.Deref(cur.Spec.Replicas, 1))
 
 	var rolls []string
 	later := true // every roll reason takes effect later (a rollout.after ahead)

@@ -102,6 +102,16 @@ func TestMachineDeploymentRollout(t *testing.T) {
 	}
 }
 
+func TestMachineDeploymentRolloutAtTheEndOfAnEarlierOne(t *testing.T) {
+	// status.replicas still counts the old Machine on its way out: the roll replaces the 3 the
+	// MachineDeployment is meant to have.
+	live := md(t, replace("status:\n  replicas: 3\n", "status:\n  replicas: 4\n"))
+	r, err := MachineDeploymentRollout(live, md(t, replace("version: v1.35.0", "version: v1.36.0")), nil, time.Now())
+	if err != nil || r.Effect != EffectRoll || r.Machines != 3 {
+		t.Errorf("rollout = %+v (%v), want a roll of 3", r, err)
+	}
+}
+
 func TestSumRollouts(t *testing.T) {
 	fs := []Finding{
 		{Cluster: "a", Object: ObjectRef{Namespace: "n"}, Rollout: &Rollout{Effect: EffectRoll, Machines: 3}},

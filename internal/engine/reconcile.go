@@ -509,7 +509,9 @@ func (e *Engine) rollout(ctx context.Context, s *snapshot, key diff.Key, live, n
 			if err == nil {
 				machines = make([]time.Time, 0, len(list.Items))
 				for _, m := range list.Items {
-					machines = append(machines, m.CreationTimestamp.Time)
+					if m.DeletionTimestamp == nil { // one on its way out is not replaced again
+						machines = append(machines, m.CreationTimestamp.Time)
+					}
 				}
 			}
 		}
