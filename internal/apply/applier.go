@@ -71,6 +71,20 @@ func (a *Applier) Apply(ctx context.Context, obj *unstructured.Unstructured) Res
 	return r
 }
 
+// Create writes obj, which a dry run found missing, in one request: the server-side apply
+// fluxcd/pkg/ssa's Apply ends with (field manager driftd, ownership forced), without the read and
+// the second dry run it makes first to skip a write that changes nothing — a missing object is
+// always written, and those two requests would triple the cost of creating a fleet. Object is
+// the object as stored.
+func (a *Applier) Create(ctx context.Context, obj *unstructured.Unstructured) Result {
+	out := obj.DeepCopy()
+	err := a.client.Patch(ctx, out, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+	if err != nil {
+		return Result{Object: obj, Err: fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(obj), err)}
+	}
+	return Result{Object: out, Action: string(ssa.CreatedAction)}
+}
+
 // Delete deletes an orphan, letting its owners' garbage collection run in the background.
 func (a *Applier) Delete(ctx context.Context, obj *unstructured.Unstructured) Result {
 	obj = obj.DeepCopy() // it may be the cache's own copy

@@ -111,6 +111,7 @@ func (o *commonOptions) parts() (*parts, error) {
 	return &parts{cfg: cfg, scheme: scheme, client: c, src: src, opts: engine.Options{
 		Path: o.source.path, Policy: policy, Rules: o.drift.rules, Owner: o.drift.owner, Shard: shard,
 		PruneLimit: &diff.PruneLimit{Max: o.drift.maxPrune, Percent: o.drift.maxPrunePercent}, CycleTimeout: o.drift.cycleTimeout,
+		Workers: o.drift.workers,
 		// Pacing needs to know which changes replace Machines.
 		MaxRollingClusters: o.drift.maxRolling, RolloutTimeout: o.drift.rolloutTimeout, Rollouts: o.drift.maxRolling > 0,
 	}, cloud: o.cloud.reconcilerOptions(policy, o.drift.cycleTimeout)}, nil

@@ -107,13 +107,20 @@ func (o *sourceOptions) bind(fs *pflag.FlagSet) {
 // clusterOptions say how to reach the management cluster.
 type clusterOptions struct {
 	kubeconfig string
+	qps        float32
+	burst      int
 }
 
 func (o *clusterOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the management cluster (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+	fs.Float32Var(&o.qps, "kube-api-qps", 100, "requests a second driftd sends the API server at most, on average (its priority and fairness limits them too)")
+	fs.IntVar(&o.burst, "kube-api-burst", 200, "requests driftd sends the API server at once at most, above --kube-api-qps")
 }
 
 func (o *clusterOptions) restConfig() (*rest.Config, error) {
+	if o.qps <= 0 || o.burst < 1 {
+		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive, got %g and %d", o.qps, o.burst)
+	}
 	var cfg *rest.Config
 	var err error
 	if o.kubeconfig != "" {
@@ -131,12 +138,13 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 		cfg.Proxy = http.ProxyFromEnvironment
 	}
 	// Dry-runs of a large fleet come in bursts; the API server's own priority and fairness limits them.
-	cfg.QPS, cfg.Burst = 100, 200
+	cfg.QPS, cfg.Burst = o.qps, o.burst
 	return cfg, nil
 }
 
 // driftOptions say what driftd may do about drift.
 type driftOptions struct {
+	workers         int
 	shard           string
 	mode            string
 	prune           bool
@@ -151,6 +159,7 @@ type driftOptions struct {
 }
 
 func (o *driftOptions) bind(fs *pflag.FlagSet) {
+	fs.IntVar(&o.workers, "workers", 4, "objects a full cycle compares and writes at once")
 	fs.StringVar(&o.shard, "shard", "", "label selector on the Clusters (as Git labels them) this instance handles; give each shard its own --owner")
 	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
 	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled; never a Cluster's parts one by one)")
@@ -172,6 +181,9 @@ func (o *driftOptions) policy() (diff.Policy, error) {
 }
 
 func (o *driftOptions) validate() error {
+	if o.workers < 1 {
+		return fmt.Errorf("--workers must be 1 or more, got %d", o.workers)
+	}
 	if o.maxPrune < -1 {
 		return fmt.Errorf("--max-prune must be -1 (no limit) or more, got %d", o.maxPrune)
 	}

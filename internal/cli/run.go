@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -94,6 +96,11 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		share := daemonMemoryLimit(limit, o.source.render.MaxMemory)
+		debug.SetMemoryLimit(share)
+		logger.Info("Memory limit", "GOMEMLIMIT", limit, "daemon", share, "render", o.source.render.MaxMemory)
+	}
 	if o.once {
 		return o.runOnce(ctx, p, out, logger)
 	}
@@ -169,6 +176,13 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// daemonMemoryLimit is the Go runtime's soft memory limit of the daemon when GOMEMLIMIT is limit
+// (the Deployment sets it to the container's memory limit): what the render's process, which shares
+// the container, may hold (render) is left to it, and the daemon keeps at least half.
+func daemonMemoryLimit(limit, render int64) int64 {
+	return max(limit-render, limit/2)
+}
 
 // checkSandbox starts one render child that tries to reach a listener of this process and to start
 // a program, and logs what the sandbox refused, so an operator sees at start whether it holds where

@@ -39,9 +39,13 @@ func (e *Engine) Rendered() *cloud.Rendered {
 	return &r
 }
 
-// Live reads obj's live object (nil when it does not exist).
+// Live reads obj's live object, whole (nil when it does not exist).
 func (e *Engine) Live(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	return e.getLive(ctx, obj)
+	live, err := e.getLive(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return e.whole(ctx, live)
 }
 
 // List lists the objects of a kind in a namespace with the labels given, once the kind is readable.
@@ -52,7 +56,12 @@ func (e *Engine) List(ctx context.Context, gvk schema.GroupVersionKind, namespac
 	if len(labels) > 0 {
 		opts = append(opts, client.MatchingLabels(labels))
 	}
-	if err := e.listReady(ctx, list, opts...); err != nil {
+	if e.thin(gvk) {
+		// Not cached whole: from the API (the cloud layer lists only kinds cached whole).
+		if err := e.deps.Client.List(ctx, list, opts...); err != nil {
+			return nil, fmt.Errorf("listing %s in %s: %w", gvk.Kind, namespace, err)
+		}
+	} else if err := e.listReady(ctx, list, opts...); err != nil {
 		return nil, fmt.Errorf("listing %s in %s: %w", gvk.Kind, namespace, err)
 	}
 	out := make([]*unstructured.Unstructured, 0, len(list.Items))

@@ -8,11 +8,13 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 )
 
@@ -101,9 +103,7 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 		k.forbidden = &KindError{GVK: gvk, Resource: mapping.Resource.GroupResource(), Verbs: denied}
 		return k.forbidden
 	}
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	inf, err := w.cache.GetInformer(ctx, u, cache.BlockUntilSynced(false))
+	inf, err := w.cache.GetInformer(ctx, cached(gvk), cache.BlockUntilSynced(false))
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", gvk.Kind, err)
 	}
@@ -125,6 +125,20 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 		w.OnReady(gvk)
 	}
 	return nil
+}
+
+// cached is the object the daemon's cache holds of gvk: its metadata for a kind diff.MetadataOnly
+// names, the whole object otherwise. Every informer of the kind is started with it, so that one
+// kind is never held twice.
+func cached(gvk schema.GroupVersionKind) client.Object {
+	if diff.MetadataOnly(gvk) {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		return m
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u
 }
 
 // reportKind says once, as a Warning Event on the status ConfigMap and in the log, that a kind

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -193,18 +193,16 @@ func (l *Loop) watch(gvk schema.GroupVersionKind) {
 	if l.watched[gvk] {
 		return
 	}
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	toKeys := handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, o *unstructured.Unstructured) []diff.Key {
-		key := diff.KeyOf(o)
+	toKeys := handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []diff.Key {
+		key := diff.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}
 		var out []diff.Key
 		if l.engine.Tracks(key) {
 			out = append(out, key)
 		}
 		return append(out, l.engine.PartsOf(key)...)
 	})
-	src := source.TypedKind[*unstructured.Unstructured, diff.Key](l.cache, u, toKeys,
-		predicate.TypedResourceVersionChangedPredicate[*unstructured.Unstructured]{})
+	src := source.TypedKind[client.Object, diff.Key](l.cache, cached(gvk), toKeys,
+		predicate.TypedResourceVersionChangedPredicate[client.Object]{})
 	if err := l.ctrl.Watch(src); err != nil {
 		l.log.Error(err, "Cannot watch kind", "kind", gvk.String())
 		return

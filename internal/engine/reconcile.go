@@ -188,6 +188,10 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		e.mu.Unlock()
 	}
 	if !ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load()) {
+		if live, err = e.whole(ctx, live); err != nil {
+			return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
+		}
+		mk = memoKeyOf(d, live)
 		m = memo{key: mk, created: e.created.Load()}
 		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
 		masked := e.opts.Rules.MaskedPaths(d.obj)
@@ -335,7 +339,16 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		return outcome{finding: f}
 	}
 
-	r := e.app.Apply(ctx, e.toApply(d, live))
+	live, err := e.whole(ctx, live)
+	if err != nil {
+		return outcome{finding: f, err: fmt.Errorf("%s: reading %s: %w", d.file, key, err)}
+	}
+	var r apply.Result
+	if live == nil {
+		r = e.app.Create(ctx, e.toApply(d, nil))
+	} else {
+		r = e.app.Apply(ctx, e.toApply(d, live))
+	}
 	r.Err = e.scrub(d, live, r.Err)
 	if r.Err != nil {
 		if e.pace != nil && f.Rollout.Replaces() > 0 {
@@ -378,7 +391,11 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	// The Event is recorded on the object as it is now: its new resourceVersion keeps it apart
 	// from earlier corrections, which the Event recorder would otherwise fold into one series
 	// that keeps the first note.
-	if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
+	fresh := r.Object // a created object as stored
+	if live != nil {
+		fresh, err = e.fromAPI(ctx, d.obj)
+	}
+	if err == nil && fresh != nil {
 		target = fresh
 		// What driftd just applied equals Git (a dry run now would say so): remembered, so the
 		// watch event of this very write costs no request.
@@ -471,6 +488,18 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 		if err := e.deps.Kinds.Ready(ctx, obj.GroupVersionKind()); err != nil {
 			return nil, err
 		}
+	}
+	if e.thin(obj.GroupVersionKind()) {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(obj.GroupVersionKind())
+		err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), m)
+		if apierrors.IsNotFound(err) {
+			return e.fromAPI(ctx, obj)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return thinObject(obj.GroupVersionKind(), &m.ObjectMeta), nil
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
@@ -791,6 +820,40 @@ func (r revisionReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 		}
 	}
 	return r.Client.Get(ctx, key, obj, opts...)
+}
+
+// thin says whether getLive returns only the metadata of gvk's objects: the daemon caches no more
+// of the kinds diff.MetadataOnly names.
+func (e *Engine) thin(gvk schema.GroupVersionKind) bool {
+	return e.opts.LiveFromCache && diff.MetadataOnly(gvk)
+}
+
+// thinObject is the live object getLive returns for a kind cached as metadata: its type and
+// metadata, no content. whole reads the rest.
+func thinObject(gvk schema.GroupVersionKind, m *metav1.ObjectMeta) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGroupVersionKind(gvk)
+	u.SetNamespace(m.Namespace)
+	u.SetName(m.Name)
+	u.SetUID(m.UID)
+	u.SetResourceVersion(m.ResourceVersion)
+	u.SetGeneration(m.Generation)
+	u.SetCreationTimestamp(m.CreationTimestamp)
+	u.SetDeletionTimestamp(m.DeletionTimestamp)
+	u.SetLabels(m.Labels)
+	u.SetAnnotations(m.Annotations)
+	u.SetOwnerReferences(m.OwnerReferences)
+	u.SetFinalizers(m.Finalizers)
+	return u
+}
+
+// whole returns live (read by getLive) with its content: for a kind cached as metadata, read from
+// the API (nil when it is gone since). Only what changed, or is corrected, is read so.
+func (e *Engine) whole(ctx context.Context, live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	if live == nil || !e.thin(live.GroupVersionKind()) {
+		return live, nil
+	}
+	return e.fromAPI(ctx, live)
 }
 
 // fromAPI reads obj's live object from the API server rather than the cache, or nil.

@@ -136,7 +136,7 @@ func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 			return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 2
 		})
 		peak = max(peak, vmHWM(b, cmd.Process.Pid))
-		heapProfile(b, root, metrics, len(f.objects)/8)
+		b.Logf("driftd's heap in use after two cycles:\n%s", heapProfile(b, root, metrics, len(f.objects)/8))
 		_ = cmd.Process.Signal(os.Interrupt)
 		<-exited
 	}
@@ -144,8 +144,8 @@ func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 }
 
 // heapProfile saves the heap profile driftd serves on addr to bin/bench/heap-<clusters>.pprof
-// under root and logs its largest holders of memory in use (go tool pprof -top).
-func heapProfile(b *testing.B, root, addr string, clusters int) {
+// under root and returns its largest holders of memory in use (go tool pprof -top).
+func heapProfile(b *testing.B, root, addr string, clusters int) string {
 	resp, err := testenv.HTTP.Get("http://" + addr + "/debug/pprof/heap?gc=1")
 	if err != nil {
 		b.Fatalf("reading driftd's heap profile: %v", err)
@@ -170,7 +170,7 @@ func heapProfile(b *testing.B, root, addr string, clusters int) {
 	if err != nil {
 		b.Fatalf("go tool pprof: %v\n%s", err, top)
 	}
-	b.Logf("driftd's heap in use after two cycles (%s):\n%s", file, top)
+	return file + "\n" + string(top)
 }
 
 // vmHWM is a process's peak resident set size in MiB.

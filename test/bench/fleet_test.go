@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,12 +78,23 @@ func (f *benchFleet) apply(tb testing.TB) {
 	}
 }
 
-// fleetSize is BENCH_CLUSTERS, or def.
+// fleetSize is the first size of BENCH_CLUSTERS, or def.
 func fleetSize(def int) int {
-	if n, err := strconv.Atoi(os.Getenv("BENCH_CLUSTERS")); err == nil && n > 0 {
-		return n
+	if s := fleetSizes(); len(s) > 0 {
+		return s[0]
 	}
 	return def
+}
+
+// fleetSizes are the sizes BENCH_CLUSTERS lists, comma-separated (1000 when it is not set).
+func fleetSizes() []int {
+	var out []int
+	for _, f := range strings.Split(cmp.Or(os.Getenv("BENCH_CLUSTERS"), "1000"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // requestCounter counts the HTTP requests a rest.Config sends, and among them the dry runs.

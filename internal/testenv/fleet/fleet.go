@@ -172,3 +172,26 @@ func Merge(files ...map[string]string) map[string]string {
 	}
 	return out
 }
+
+// Namespaced is a fleet of n AWS clusters c00000, c00001, … as a platform team at scale writes it:
+// each cluster in a folder and a Namespace of its own (its kustomization sets it), with its CNI as a
+// ConfigMap and the ClusterResourceSet that installs it — 11 objects a cluster. The fleet folder's
+// kustomization lists the clusters' folders.
+func Namespaced(n int) map[string]string {
+	files := map[string]string{}
+	var kust strings.Builder
+	kust.WriteString("resources:\n")
+	for i := range n {
+		name := fmt.Sprintf("c%05d", i)
+		c, w := AWSCluster(name)
+		dir := Dir + "/" + name + "/"
+		files[dir+"kustomization.yaml"] = Kustomization(name, "cluster.yaml", "workers.yaml", "cni.yaml")
+		files[dir+"namespace.yaml"] = Namespace(name)
+		files[dir+"cluster.yaml"] = c
+		files[dir+"workers.yaml"] = w
+		files[dir+"cni.yaml"] = strings.ReplaceAll(Read("aws/cni.yaml"), "NAME", name)
+		fmt.Fprintf(&kust, "- %s\n", name)
+	}
+	files[Dir+"/kustomization.yaml"] = kust.String()
+	return files
+}

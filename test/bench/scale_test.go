@@ -1,0 +1,469 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/testenv"
+	"github.com/driftd/driftd/internal/testenv/driver"
+	"github.com/driftd/driftd/internal/testenv/fleet"
+)
+
+// scaleRow is what BenchmarkScale measured at one fleet size.
+type scaleRow struct {
+	clusters, objects, live       int
+	created                       time.Duration // from driftd's start on an empty management cluster to its first complete report
+	createRequests                map[string]float64
+	quietCycles                   float64
+	quietWrites, quietDryRuns     float64 // per quiet cycle, from the API server's own counters
+	quietCycle                    time.Duration
+	p50, p99, maxLatency          time.Duration // edit → corrected, seen by a watcher
+	peakRSS, heap                 float64       // MiB
+	restartRequests               float64
+	restartWrites, restartDryRuns float64
+	restart                       time.Duration // from the restarted driftd's start to its first complete report
+}
+
+// BenchmarkScale runs the driftd binary as it is deployed over a fleet of BENCH_CLUSTERS clusters
+// (a comma-separated list runs each size in turn, each on a management cluster of its own, and
+// prints them side by side), each cluster in a Namespace of its own (fleet.Namespaced, 11 objects),
+// and measures from outside: creating the fleet from an empty management cluster; then, with the
+// live objects Cluster API would have made beside Git's (a MachineSet, Machines, infrastructure
+// machines and bootstrap configs for every pool), the quiet cycle (writes and dry runs counted by
+// the API server itself, and its duration), edit → corrected latency while full cycles and the
+// render of a new commit run, peak RSS and the heap, and a restart after one change.
+func BenchmarkScale(b *testing.B) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(b.TempDir(), "driftd")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/driftd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building driftd: %v\n%s", err, out)
+	}
+	b.Setenv("GOMEMLIMIT", strconv.Itoa(1<<30)) // as the Deployment sets it, from its limit
+	var rows []scaleRow
+	for _, n := range fleetSizes() {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				rows = append(rows, benchScale(b, root, bin, n))
+			}
+		})
+	}
+	b.Log("\n" + scaleTable(rows))
+	if err := os.WriteFile(filepath.Join(root, "bin", "bench", "scale.md"), []byte(scaleTable(rows)), 0o644); err != nil {
+		b.Log(err)
+	}
+}
+
+const scaleInterval = 30 * time.Second
+
+func benchScale(b *testing.B, root, bin string, n int) scaleRow {
+	env, err := testenv.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	ctx := context.Background()
+	files := fleet.Namespaced(n)
+	repo := testenv.NewGitRepo(b, files)
+	const ns, owner = "driftd-system", "scale"
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		b.Fatal(err)
+	}
+	row := scaleRow{clusters: n, objects: 11 * n}
+	api := apiCounters{env: env}
+	metrics := testenv.FreeAddr(b)
+	// As config/ runs it (a leader elected, the render's budget, GOMEMLIMIT from the limit of 1Gi),
+	// a full cycle every scaleInterval.
+	args := append(driver.New(env).Args(b, repo.Dir, owner), "--namespace", ns, "--interval", scaleInterval.String(),
+		"--leader-elect", "--render-max-memory", "384Mi",
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--profiling")
+	start := func() (*driver.Process, time.Time) {
+		t0 := time.Now()
+		return driver.Spawn(b, bin, append([]string{"run"}, args...)...), t0
+	}
+	completeCycles := func() float64 { return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") }
+	waitCycles := func(p *driver.Process, want float64, within time.Duration) {
+		testenv.Eventually(b, within, fmt.Sprintf("driftd's cycle %v", want), func() bool {
+			if p.Exited() {
+				b.Fatalf("driftd exited:\n%s", tail(p.Out.String()))
+			}
+			return completeCycles() >= want
+		})
+	}
+
+	// Created from empty.
+	before := api.read(b)
+	p, t0 := start()
+	waitCycles(p, 1, 30*time.Minute)
+	row.created = time.Since(t0)
+	row.createRequests = api.read(b).minus(before).byVerb()
+	clusters := &unstructured.UnstructuredList{}
+	clusters.SetGroupVersionKind(diff.GVKCluster.GroupVersion().WithKind("ClusterList"))
+	if err := env.Client.List(ctx, clusters); err != nil || len(clusters.Items) != n {
+		b.Fatalf("after the first cycle: %d Clusters (%v), want %d\n%s", len(clusters.Items), err, n, tail(p.Out.String()))
+	}
+
+	// What Cluster API would have made, then a cycle that has seen it.
+	row.live = provisionFleet(b, env, n)
+	waitCycles(p, completeCycles()+1, 10*time.Minute)
+
+	// Quiet cycles.
+	cycles0, sum0 := completeCycles(), testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_sum")
+	quiet0 := api.read(b)
+	waitCycles(p, cycles0+3, 10*time.Minute)
+	quiet := api.read(b).minus(quiet0)
+	row.quietCycles = completeCycles() - cycles0
+	row.quietWrites, row.quietDryRuns = quiet.writes()/row.quietCycles, quiet.dryRuns()/row.quietCycles
+	row.quietCycle = time.Duration((testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_sum") - sum0) / row.quietCycles * float64(time.Second))
+
+	// Edit → corrected, while full cycles and the render of a new commit run.
+	lat := editLatencies(b, env, n, func() {
+		repo.Commit(b, "label a cluster", map[string]string{
+			fleet.Dir + "/c00000/cluster.yaml": strings.Replace(files[fleet.Dir+"/c00000/cluster.yaml"], "name: c00000\n", "name: c00000\n  labels:\n    tier: gold\n", 1),
+		})
+	})
+	row.p50, row.p99, row.maxLatency = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
+	row.peakRSS = float64(p.PeakRSS()) / (1 << 20)
+	row.heap = heapInUse(b, root, metrics, n)
+
+	// A restart after one change made while driftd was down.
+	if !p.Stop(time.Minute) {
+		b.Fatal("driftd did not stop within a minute of SIGTERM")
+	}
+	scale(b, env, "c00001", "c00001-md-0", 7)
+	before = api.read(b)
+	p, t0 = start()
+	waitCycles(p, 1, 10*time.Minute)
+	row.restart = time.Since(t0)
+	restart := api.read(b).minus(before)
+	row.restartRequests, row.restartWrites, row.restartDryRuns = restart.total(), restart.writes(), restart.dryRuns()
+	if r := replicas(b, env, "c00001", "c00001-md-0"); r != 3 {
+		b.Errorf("the change made while driftd was down is not corrected: replicas %d", r)
+	}
+	p.Stop(time.Minute)
+
+	b.ReportMetric(row.created.Seconds(), "created-s")
+	b.ReportMetric(float64(row.objects)/row.created.Seconds(), "created-objects/s")
+	b.ReportMetric(row.quietWrites+row.quietDryRuns, "quiet-writes+dryruns/cycle")
+	b.ReportMetric(row.quietCycle.Seconds(), "quiet-cycle-s")
+	b.ReportMetric(ms(row.p50), "corrected-p50-ms")
+	b.ReportMetric(ms(row.p99), "corrected-p99-ms")
+	b.ReportMetric(row.peakRSS, "peak-RSS-MiB")
+	b.ReportMetric(row.heap, "heap-MiB")
+	b.ReportMetric(row.restartRequests, "restart-requests")
+	b.ReportMetric(row.restart.Seconds(), "restart-s")
+	return row
+}
+
+// editLatencies scales 100 random MachineDeployments by another field manager, one every 300 ms
+// (so full cycles run meanwhile), calling during halfway (a new commit), and returns for each the
+// time until a watcher sees driftd's correction.
+func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) []time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dyn := dynamic.NewForConfigOrDie(env.Config)
+	mds := dyn.Resource(diff.GVKMachineDeployment.GroupVersion().WithResource("machinedeployments"))
+	w, err := mds.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	edited := map[string]time.Time{} // namespace → when its MachineDeployment was scaled
+	var lat []time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			if r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas"); r != 3 {
+				continue
+			}
+			mu.Lock()
+			if t, ok := edited[u.GetNamespace()]; ok {
+				lat = append(lat, time.Since(t))
+				delete(edited, u.GetNamespace())
+			}
+			mu.Unlock()
+		}
+	}()
+	const edits = 100
+	for i := range edits {
+		if i == edits/2 {
+			during()
+		}
+		c := fmt.Sprintf("c%05d", rand.IntN(n-2)+2) // c00000 and c00001 are the commit's and the restart's
+		mu.Lock()
+		if _, busy := edited[c]; busy {
+			mu.Unlock()
+			continue
+		}
+		edited[c] = time.Now()
+		mu.Unlock()
+		scale(b, env, c, c+"-md-0", int64(10+i))
+		time.Sleep(300 * time.Millisecond)
+	}
+	testenv.Eventually(b, time.Minute, "every edit corrected", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(edited) == 0
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return lat
+}
+
+func scale(tb testing.TB, env *testenv.Env, ns, name string, replicas int64) {
+	tb.Helper()
+	md := &unstructured.Unstructured{}
+	md.SetGroupVersionKind(diff.GVKMachineDeployment)
+	md.SetNamespace(ns)
+	md.SetName(name)
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	if err := env.Client.Patch(context.Background(), md, client.RawPatch(types.MergePatchType, patch), client.FieldOwner("kubectl-edit")); err != nil {
+		tb.Fatalf("scaling %s/%s: %v", ns, name, err)
+	}
+}
+
+func replicas(tb testing.TB, env *testenv.Env, ns, name string) int64 {
+	md := &unstructured.Unstructured{}
+	md.SetGroupVersionKind(diff.GVKMachineDeployment)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, md); err != nil {
+		tb.Fatal(err)
+	}
+	r, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
+	return r
+}
+
+// provisionFleet creates, in every cluster's Namespace, what Cluster API makes for its pools: the
+// MachineDeployment's MachineSet and, for each of the 3 control plane and 3 worker Machines, the
+// Machine, its AWSMachine and its KubeadmConfig (19 objects a cluster). It returns how many.
+func provisionFleet(tb testing.TB, env *testenv.Env, n int) int {
+	tb.Helper()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	var count atomic.Int64
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				for _, o := range liveObjects(fmt.Sprintf("c%05d", i)) {
+					if err := env.Client.Create(context.Background(), o); err != nil {
+						firstErr.CompareAndSwap(nil, fmt.Errorf("%s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err))
+						continue
+					}
+					count.Add(1)
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		tb.Fatalf("creating the live objects: %v", err)
+	}
+	return int(count.Load())
+}
+
+// liveObjects are the objects Cluster API would have made for cluster c (its Namespace is c).
+func liveObjects(c string) []*unstructured.Unstructured {
+	obj := func(apiVersion, kind, name string, labels map[string]string, spec map[string]any) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+		u.SetNamespace(c)
+		u.SetName(name)
+		u.SetLabels(labels)
+		return u
+	}
+	ms := c + "-md-0-7f9c4"
+	msLabels := map[string]string{"cluster.x-k8s.io/cluster-name": c, "cluster.x-k8s.io/deployment-name": c + "-md-0"}
+	out := []*unstructured.Unstructured{obj("cluster.x-k8s.io/v1beta2", "MachineSet", ms, msLabels, map[string]any{
+		"clusterName": c, "replicas": int64(3),
+		"selector": map[string]any{"matchLabels": map[string]any{"cluster.x-k8s.io/set-name": ms}},
+		"template": map[string]any{
+			"metadata": map[string]any{"labels": map[string]any{"cluster.x-k8s.io/set-name": ms}},
+			"spec": map[string]any{"clusterName": c, "version": "v1.31.4",
+				"bootstrap":         map[string]any{"configRef": map[string]any{"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": c + "-md-0"}},
+				"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSMachineTemplate", "name": c + "-md-0"}},
+		},
+	})}
+	for i, name := range []string{c + "-cp-x7k2p", c + "-cp-m4q9d", c + "-cp-t2v8w", ms + "-a1b2c", ms + "-d3e4f", ms + "-g5h6j"} {
+		labels := map[string]string{"cluster.x-k8s.io/cluster-name": c}
+		if i < 3 {
+			labels["cluster.x-k8s.io/control-plane"] = ""
+			labels["cluster.x-k8s.io/control-plane-name"] = c + "-cp"
+		} else {
+			labels["cluster.x-k8s.io/deployment-name"] = c + "-md-0"
+			labels["cluster.x-k8s.io/set-name"] = ms
+		}
+		providerID := fmt.Sprintf("aws:///eu-west-1a/i-0%015x", rand.Uint64()>>4)
+		out = append(out,
+			obj("infrastructure.cluster.x-k8s.io/v1beta2", "AWSMachine", name, labels, map[string]any{
+				"instanceType": "m6i.large", "providerID": providerID, "ami": map[string]any{"id": "ami-0abcdef1234567890"},
+				"sshKeyName": "platform", "iamInstanceProfile": "nodes.cluster-api-provider-aws.sigs.k8s.io"}),
+			obj("bootstrap.cluster.x-k8s.io/v1beta2", "KubeadmConfig", name, labels, map[string]any{
+				"joinConfiguration": map[string]any{"nodeRegistration": map[string]any{"name": "{{ ds.meta_data.local_hostname }}",
+					"kubeletExtraArgs": []any{map[string]any{"name": "cloud-provider", "value": "external"}}}}}),
+			obj("cluster.x-k8s.io/v1beta2", "Machine", name, labels, map[string]any{
+				"clusterName": c, "version": "v1.31.4", "providerID": providerID,
+				"bootstrap":         map[string]any{"configRef": map[string]any{"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfig", "name": name}, "dataSecretName": name},
+				"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSMachine", "name": name}}),
+		)
+	}
+	return out
+}
+
+// heapInUse saves driftd's heap profile (heapProfile) and returns its bytes in use, in MiB: the
+// total go tool pprof -top reports.
+func heapInUse(b *testing.B, root, addr string, clusters int) float64 {
+	top := heapProfile(b, root, addr, clusters)
+	m := regexp.MustCompile(`of ([0-9.]+)([kMG]?B) total`).FindStringSubmatch(top)
+	if m == nil {
+		b.Fatalf("no total in go tool pprof's output:\n%s", top)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v * map[string]float64{"B": 1.0 / (1 << 20), "kB": 1.0 / (1 << 10), "MB": 1, "GB": 1 << 10}[m[2]]
+}
+
+// apiCounters reads the API server's own request counters (apiserver_request_total).
+type apiCounters struct{ env *testenv.Env }
+
+// requests are apiserver_request_total's series: verb, dry run, resource → count.
+type requests map[[3]string]float64
+
+func (a apiCounters) read(tb testing.TB) requests {
+	tb.Helper()
+	raw, err := kubernetes.NewForConfigOrDie(a.env.Config).RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		tb.Fatalf("reading the API server's metrics: %v", err)
+	}
+	families, err := new(expfmt.TextParser).TextToMetricFamilies(strings.NewReader(string(raw)))
+	if err != nil {
+		tb.Fatalf("parsing the API server's metrics: %v", err)
+	}
+	out := requests{}
+	if f, ok := families["apiserver_request_total"]; ok {
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["resource"] == "" {
+				continue // /metrics, /healthz: the bench's own reads
+			}
+			out[[3]string{l["verb"], l["dry_run"], l["resource"]}] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func (r requests) minus(before requests) requests {
+	out := requests{}
+	for k, v := range r {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func (r requests) total() (n float64) {
+	for _, v := range r {
+		n += v
+	}
+	return n
+}
+
+// writes are the requests that change something (dry runs aside).
+func (r requests) writes() (n float64) {
+	for k, v := range r {
+		if k[1] == "" && k[0] != "GET" && k[0] != "LIST" && k[0] != "WATCH" {
+			n += v
+		}
+	}
+	return n
+}
+
+func (r requests) dryRuns() (n float64) {
+	for k, v := range r {
+		if k[1] != "" {
+			n += v
+		}
+	}
+	return n
+}
+
+// byVerb sums by verb, dry runs as "dry-run", Events apart as "event".
+func (r requests) byVerb() map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range r {
+		switch {
+		case k[1] != "":
+			out["dry-run"] += v
+		case k[2] == "events":
+			out["event"] += v
+		default:
+			out[k[0]] += v
+		}
+	}
+	return out
+}
+
+func scaleTable(rows []scaleRow) string {
+	var s strings.Builder
+	s.WriteString("| clusters (objects + live) | created from empty | requests while creating | quiet cycle: writes / dry runs, duration | edit → corrected p50 / p99 / max | peak RSS (per cluster) | heap in use | restart after 1 change: requests (writes / dry runs), first report |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		var verbs []string
+		for _, v := range []string{"dry-run", "APPLY", "PATCH", "POST", "PUT", "GET", "LIST", "WATCH", "event"} {
+			if n := r.createRequests[v]; n > 0 {
+				verbs = append(verbs, fmt.Sprintf("%s %.0f", v, n))
+			}
+		}
+		fmt.Fprintf(&s, "| %d (%d + %d) | %.0f s (%.0f objects/s) | %s | %.0f / %.0f, %.2f s | %.2f / %.2f / %.2f s | %.0f MiB (%.3f) | %.0f MiB | %.0f (%.0f / %.0f), %.1f s |\n",
+			r.clusters, r.objects, r.live, r.created.Seconds(), float64(r.objects)/r.created.Seconds(), strings.Join(verbs, ", "),
+			r.quietWrites, r.quietDryRuns, r.quietCycle.Seconds(), r.p50.Seconds(), r.p99.Seconds(), r.maxLatency.Seconds(),
+			r.peakRSS, r.peakRSS/float64(r.clusters), r.heap, r.restartRequests, r.restartWrites, r.restartDryRuns, r.restart.Seconds())
+	}
+	return s.String()
+}
+
+func tail(s string) string {
+	if len(s) > 8000 {
+		return "…" + s[len(s)-8000:]
+	}
+	return s
+}
