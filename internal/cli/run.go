@@ -124,7 +124,8 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 			DefaultTransform:             cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data)
-				// and ConfigMaps; cache only driftd's own. Others are read with a GET when Git names them.
+				// and ConfigMaps; cache only driftd's own (engine.CachedByLabel). Others are read with a
+				// GET when Git names them.
 				&corev1.Secret{}:    ownerOnly,
 				&corev1.ConfigMap{}: ownerOnly,
 			}},

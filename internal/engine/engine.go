@@ -54,8 +54,9 @@ type Options struct {
 	// objects of no cluster (a ClusterClass, a namespace) are handled by every instance. Nil
 	// selects every Cluster.
 	Shard labels.Selector
-	// LiveFromCache says Reader is a cache: an object the cache does not hold is confirmed missing
-	// with a direct GET through Client before it is reported Missing.
+	// LiveFromCache says Reader is a cache holding every object of the kinds it is asked for, but
+	// those CachedByLabel names (an object of theirs the cache does not hold is confirmed missing
+	// with a direct GET through Client) and those diff.MetadataOnly names as metadata only.
 	LiveFromCache bool
 	// Rollouts says what each change does to Machines (Finding.Rollout), reading what Cluster API
 	// judges with from the API; plan sets it. The daemon leaves it off: those reads would sit in
@@ -77,7 +78,7 @@ type Options struct {
 	CycleTimeout time.Duration
 	// ReconcileTimeout is the deadline of one object's reconcile; one minute when zero.
 	ReconcileTimeout time.Duration
-	// Workers is how many objects a cycle evaluates at once; 4 when zero.
+	// Workers is how many objects a cycle evaluates at once; 8 when zero.
 	Workers int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -199,7 +200,7 @@ func New(opts Options, deps Deps) *Engine {
 		opts.ReconcileTimeout = time.Minute
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 8
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

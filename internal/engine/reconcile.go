@@ -494,7 +494,7 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 		m.SetGroupVersionKind(obj.GroupVersionKind())
 		err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), m)
 		if apierrors.IsNotFound(err) {
-			return e.fromAPI(ctx, obj)
+			return e.missingFromCache(ctx, obj)
 		}
 		if err != nil {
 			return nil, err
@@ -505,9 +505,7 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 	live.SetGroupVersionKind(obj.GroupVersionKind())
 	err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
 	if apierrors.IsNotFound(err) && e.opts.LiveFromCache {
-		// The cache may be narrower than the cluster (Secrets and ConfigMaps are cached by owner
-		// label only): ask the API before calling anything missing. Only missing objects cost this.
-		return e.fromAPI(ctx, obj)
+		return e.missingFromCache(ctx, obj)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -820,6 +818,25 @@ func (r revisionReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 		}
 	}
 	return r.Client.Get(ctx, key, obj, opts...)
+}
+
+// missingFromCache is getLive's answer for an object the cache does not hold. The cache holds
+// every object of a kind but those CachedByLabel names (cached by driftd's owner label only): for
+// those the API is asked before anything is called missing. Creating a fleet costs no read per
+// object so; an object someone else created in the instant before its watch event arrived is
+// applied over as if missing — the correction a Modified finding would make a moment later.
+func (e *Engine) missingFromCache(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	if CachedByLabel(obj.GroupVersionKind().GroupKind()) {
+		return e.fromAPI(ctx, obj)
+	}
+	return nil, nil
+}
+
+// CachedByLabel says whether the daemon caches the objects of gk only when they carry driftd's
+// owner label: Secrets and ConfigMaps, which a management cluster holds many of (kubeconfigs,
+// certificates, bootstrap data), few of them driftd's.
+func CachedByLabel(gk schema.GroupKind) bool {
+	return gk.Group == "" && (gk.Kind == "Secret" || gk.Kind == "ConfigMap")
 }
 
 // thin says whether getLive returns only the metadata of gvk's objects: the daemon caches no more

@@ -104,6 +104,8 @@ func (r *GitRepo) commit(tb testing.TB, message string, files map[string]string,
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Each Add reads and writes the whole index: a fleet of thousands of files is added at once.
+	many := len(files) > 200
 	for path, content := range files {
 		full := filepath.Join(r.Dir, path)
 		if content == Delete {
@@ -123,8 +125,16 @@ func (r *GitRepo) commit(tb testing.TB, message string, files map[string]string,
 		} else if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
 			tb.Fatal(err)
 		}
+		if many {
+			continue
+		}
 		if _, err := wt.Add(path); err != nil {
 			tb.Fatalf("adding %s: %v", path, err)
+		}
+	}
+	if many {
+		if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+			tb.Fatalf("adding the files: %v", err)
 		}
 	}
 	hash, err := wt.Commit(message, &git.CommitOptions{
