@@ -144,8 +144,9 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err := mgr.Add(recorder); err != nil {
 		return err
 	}
-	p.opts.LiveFromCache = true
+	p.opts.LiveFromCache, p.opts.Cloud = true, len(o.cloud.providers) > 0
 	watches := engine.NewWatches(mgr.GetCache(), p.client, mgr.GetRESTMapper())
+	watches.Cloud = p.opts.Cloud
 	ledger := report.NewLedger(report.NewEvents(recorder), report.NewMetrics(registry, p.opts.Owner), status)
 	e := engine.New(p.opts, engine.Deps{
 		Source: p.src, Render: o.source.renderer(), Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,

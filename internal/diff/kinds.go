@@ -23,14 +23,22 @@ var (
 
 // MetadataOnly says whether the daemon caches only the metadata of gvk's objects. driftd compares
 // an object's content only when its generation, labels or annotations moved (the memo is keyed on
-// them), and then reads it whole from the API; only what it reads on every cycle, pacing or cloud
-// comparison is cached whole: Cluster API's own objects and the providers' clusters, machines, pools,
-// control planes and identities. Templates of any provider — the largest objects of a fleet — and
-// every other kind (ConfigMaps with their manifests, ClusterResourceSets, Namespaces…) are cached
-// as metadata.
-func MetadataOnly(gvk schema.GroupVersionKind) bool {
-	if strings.HasSuffix(gvk.Kind, "Template") {
+// them), and then reads it whole from the API; only what it reads on every cycle is cached whole:
+// Clusters (paused or not), MachineDeployments and MachinePools (the topology's pools, their
+// replicas), ClusterClasses, and — when cloud, the comparison with the cloud inventory, reads the
+// fleet — every other non-template kind of Cluster API's core, infrastructure and control plane
+// groups (the providers' clusters, machines, pools and identities, control planes' replicas,
+// MachineHealthChecks). Templates of any provider — the largest objects of a fleet — and every other
+// kind (ConfigMaps with their manifests, ClusterResourceSets, Namespaces…) are cached as metadata.
+func MetadataOnly(gvk schema.GroupVersionKind, cloud bool) bool {
+	core := clusterv1.GroupVersion.Group
+	switch {
+	case strings.HasSuffix(gvk.Kind, "Template"):
 		return true
+	case gvk.Group == core && (gvk.Kind == "Cluster" || gvk.Kind == "MachineDeployment" || gvk.Kind == "MachinePool" || gvk.Kind == "ClusterClass"):
+		return false
+	case cloud:
+		return gvk.Group != core && gvk.Group != "infrastructure."+core && gvk.Group != "controlplane."+core
 	}
-	return gvk.Group != clusterv1.GroupVersion.Group && !strings.HasSuffix(gvk.Group, "."+clusterv1.GroupVersion.Group)
+	return true
 }

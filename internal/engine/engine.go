@@ -58,6 +58,9 @@ type Options struct {
 	// those CachedByLabel names (an object of theirs the cache does not hold is confirmed missing
 	// with a direct GET through Client) and those diff.MetadataOnly names as metadata only.
 	LiveFromCache bool
+	// Cloud says the comparison with the cloud reads the fleet (Fleet's Live and List): the kinds it
+	// reads are cached whole.
+	Cloud bool
 	// Rollouts says what each change does to Machines (Finding.Rollout), reading what Cluster API
 	// judges with from the API; plan sets it. The daemon leaves it off: those reads would sit in
 	// the path from an edit to its correction.

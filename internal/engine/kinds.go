@@ -45,6 +45,9 @@ type Watches struct {
 	SyncTimeout time.Duration
 	// OnReady is called once for every kind that became readable (the daemon watches it then).
 	OnReady func(schema.GroupVersionKind)
+	// Cloud says the comparison with the cloud reads the fleet from the cache: the kinds it reads
+	// are cached whole (diff.MetadataOnly). It must equal the engine's Options.Cloud.
+	Cloud bool
 
 	mu    sync.Mutex
 	kinds map[schema.GroupVersionKind]*kindWatch
@@ -103,7 +106,7 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 		k.forbidden = &KindError{GVK: gvk, Resource: mapping.Resource.GroupResource(), Verbs: denied}
 		return k.forbidden
 	}
-	inf, err := w.cache.GetInformer(ctx, cached(gvk), cache.BlockUntilSynced(false))
+	inf, err := w.cache.GetInformer(ctx, cached(gvk, w.Cloud), cache.BlockUntilSynced(false))
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", gvk.Kind, err)
 	}
@@ -130,8 +133,8 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 // cached is the object the daemon's cache holds of gvk: its metadata for a kind diff.MetadataOnly
 // names, the whole object otherwise. Every informer of the kind is started with it, so that one
 // kind is never held twice.
-func cached(gvk schema.GroupVersionKind) client.Object {
-	if diff.MetadataOnly(gvk) {
+func cached(gvk schema.GroupVersionKind, cloud bool) client.Object {
+	if diff.MetadataOnly(gvk, cloud) {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(gvk)
 		return m

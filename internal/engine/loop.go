@@ -201,7 +201,7 @@ func (l *Loop) watch(gvk schema.GroupVersionKind) {
 		}
 		return append(out, l.engine.PartsOf(key)...)
 	})
-	src := source.TypedKind[client.Object, diff.Key](l.cache, cached(gvk), toKeys,
+	src := source.TypedKind[client.Object, diff.Key](l.cache, cached(gvk, l.watches.Cloud), toKeys,
 		predicate.TypedResourceVersionChangedPredicate[client.Object]{})
 	if err := l.ctrl.Watch(src); err != nil {
 		l.log.Error(err, "Cannot watch kind", "kind", gvk.String())

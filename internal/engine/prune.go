@@ -144,6 +144,16 @@ func (e *Engine) orphans(ctx context.Context, s *snapshot) ([]diff.Orphan, map[d
 			gone[k] = true // deleted, or another object of that name: not driftd's
 			continue
 		}
+		// Whole: what an orphan refers to tells the cluster of the others (a control plane's
+		// machine template). Orphans are few; a kind cached as metadata is read from the API.
+		if live, err = e.whole(ctx, live); err != nil || live == nil {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("looking for orphaned %s: %w", k, err))
+			} else {
+				gone[k] = true
+			}
+			continue
+		}
 		found = append(found, live)
 	}
 	// The cluster of each orphan: from an earlier render, the inventory, its own labels or owner

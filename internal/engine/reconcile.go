@@ -842,7 +842,7 @@ func CachedByLabel(gk schema.GroupKind) bool {
 // thin says whether getLive returns only the metadata of gvk's objects: the daemon caches no more
 // of the kinds diff.MetadataOnly names.
 func (e *Engine) thin(gvk schema.GroupVersionKind) bool {
-	return e.opts.LiveFromCache && diff.MetadataOnly(gvk)
+	return e.opts.LiveFromCache && diff.MetadataOnly(gvk, e.opts.Cloud)
 }
 
 // thinObject is the live object getLive returns for a kind cached as metadata: its type and
