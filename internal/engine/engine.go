@@ -185,8 +185,10 @@ type Engine struct {
 	// topologyMDs are the MachineDeployments generated from a rendered Cluster's topology, and the
 	// key of that Cluster.
 	topologyMDs map[diff.Key]diff.Key
-	// inventory is driftd's inventory, nil until read from Deps.Inventory.
-	inventory Owned
+	// inventory is driftd's inventory, nil until read from Deps.Inventory; inventoryStored says
+	// Deps.Inventory holds it as it is.
+	inventory       Owned
+	inventoryStored bool
 	// pace paces the changes that replace Machines; nil without Options.MaxRollingClusters.
 	pace *pacer
 }

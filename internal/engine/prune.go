@@ -197,7 +197,7 @@ func (e *Engine) inventoryNow(ctx context.Context) (Owned, error) {
 		}
 	}
 	e.mu.Lock()
-	e.inventory = inv
+	e.inventory, e.inventoryStored = inv, e.deps.Inventory != nil
 	e.mu.Unlock()
 	return inv, nil
 }
@@ -227,13 +227,19 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 		}
 	}
 	e.inventory = next
+	// A quiet cycle changes nothing of it: not encoded again (it is as large as the fleet).
+	unchanged := e.inventoryStored && maps.Equal(next, inv)
 	e.mu.Unlock()
-	if e.deps.Inventory == nil || !e.statusWritable() {
+	if unchanged || e.deps.Inventory == nil || !e.statusWritable() {
 		return
 	}
-	if err := e.deps.Inventory.Save(ctx, next); err != nil && !errors.Is(err, context.Canceled) {
+	err = e.deps.Inventory.Save(ctx, next)
+	if err != nil && !errors.Is(err, context.Canceled) {
 		e.deps.Log.Error(err, "Cannot store driftd's inventory; objects created since the last store are not pruned once they leave Git")
 	}
+	e.mu.Lock()
+	e.inventoryStored = err == nil
+	e.mu.Unlock()
 }
 
 // referrerKinds are the kinds whose spec refers to the objects a fleet's clusters are made of.
