@@ -717,14 +717,21 @@ func (e *Engine) classUsers(ctx context.Context, c *unstructured.Unstructured) (
 	return users, nil
 }
 
-// replicasOf is how many Machines a MachineDeployment or control plane has (status.replicas,
-// else spec.replicas).
+// replicasOf is how many Machines of a MachineDeployment or control plane a rollout replaces: those
+// it has and is meant to have (the fewer of status.replicas and spec.replicas; either alone when
+// only one is set).
 func replicasOf(u *unstructured.Unstructured) int {
-	if n, ok, _ := unstructured.NestedInt64(u.Object, "status", "replicas"); ok {
-		return int(n)
+	spec, hasSpec, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	status, hasStatus, _ := unstructured.NestedInt64(u.Object, "status", "replicas")
+	switch {
+	case hasSpec && hasStatus:
+		// At the end of an earlier rollout status.replicas still counts the Machines on their way
+		// out; they are not replaced again (as diff.MachineDeploymentRollout counts).
+		return int(min(spec, status))
+	case hasStatus:
+		return int(status)
 	}
-	n, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
-	return int(n)
+	return int(spec)
 }
 
 // gkKubeadmControlPlane is the kind whose control-plane Machines rollout judges.

@@ -241,3 +241,23 @@ spec:
 		t.Errorf("remaining after the cycle: %+v", res.Remaining())
 	}
 }
+
+// TestReplicasOfLeavesOutMachinesOnTheirWayOut: at the end of an earlier rollout status.replicas
+// still counts the old Machines being deleted; a new rollout replaces only those meant to stay.
+func TestReplicasOfLeavesOutMachinesOnTheirWayOut(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		obj  map[string]any
+		want int
+	}{
+		{"steady", map[string]any{"spec": map[string]any{"replicas": int64(3)}, "status": map[string]any{"replicas": int64(3)}}, 3},
+		{"an earlier rollout ending", map[string]any{"spec": map[string]any{"replicas": int64(1)}, "status": map[string]any{"replicas": int64(2)}}, 1},
+		{"scaling up", map[string]any{"spec": map[string]any{"replicas": int64(3)}, "status": map[string]any{"replicas": int64(1)}}, 1},
+		{"no status yet", map[string]any{"spec": map[string]any{"replicas": int64(2)}}, 2},
+		{"no spec replicas (an autoscaler's)", map[string]any{"spec": map[string]any{}, "status": map[string]any{"replicas": int64(4)}}, 4},
+	} {
+		if got := replicasOf(&unstructured.Unstructured{Object: tt.obj}); got != tt.want {
+			t.Errorf("%s: replicasOf = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

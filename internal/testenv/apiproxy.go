@@ -177,6 +177,18 @@ func (p *APIProxy) Cut() {
 	}
 }
 
+// Open returns the requests on their way through the proxy now — watches above all, which a
+// client keeps open for as long as it runs and Requests lists only once they end.
+func (p *APIProxy) Open() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Request, 0, len(p.inflight))
+	for r := range p.inflight {
+		out = append(out, Request{Method: r.Method, Path: r.URL.Path, Watch: r.URL.Query().Get("watch") == "true", Name: objectName(r.URL.Path)})
+	}
+	return out
+}
+
 // Watching reports whether a watch whose path ends in suffix (".../machinedeployments") is open
 // through the proxy now: after a Cut, whether the client has re-established it.
 func (p *APIProxy) Watching(suffix string) bool {
