@@ -101,16 +101,7 @@ func benchDetectionLatency(b *testing.B, f *benchFleet) {
 // to bin/bench/heap-<clusters>.pprof and its largest holders logged, so that where the memory goes
 // is measured, not guessed.
 func benchRunPeakRSS(b *testing.B, f *benchFleet) {
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin := filepath.Join(b.TempDir(), "driftd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/driftd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building driftd: %v\n%s", err, out)
-	}
+	root, bin := buildDriftd(b)
 	var peak float64
 	for range b.N {
 		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: report.StatusName(f.owner)}})
@@ -141,6 +132,22 @@ func benchRunPeakRSS(b *testing.B, f *benchFleet) {
 		<-exited
 	}
 	b.ReportMetric(peak, "peak-RSS-MiB")
+}
+
+// buildDriftd builds the driftd binary into a temporary folder and returns the module root and
+// the binary's path.
+func buildDriftd(b *testing.B) (root, bin string) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin = filepath.Join(b.TempDir(), "driftd")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/driftd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building driftd: %v\n%s", err, out)
+	}
+	return root, bin
 }
 
 // heapProfile saves the heap profile driftd serves on addr to bin/bench/heap-<clusters>.pprof

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,11 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
@@ -57,16 +54,7 @@ type scaleRow struct {
 // the API server itself, and its duration), edit → corrected latency while full cycles and the
 // render of a new commit run, peak RSS and the heap, and a restart after one change.
 func BenchmarkScale(b *testing.B) {
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin := filepath.Join(b.TempDir(), "driftd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/driftd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building driftd: %v\n%s", err, out)
-	}
+	root, bin := buildDriftd(b)
 	b.Setenv("GOMEMLIMIT", strconv.Itoa(1<<30)) // as the Deployment sets it, from its limit
 	var rows []scaleRow
 	for _, n := range fleetSizes() {
@@ -93,6 +81,7 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	ctx := context.Background()
 	files := fleet.Namespaced(n)
 	repo := testenv.NewGitRepo(b, files)
+	// driftd's own namespace, which installing config/ creates; the fleet's Namespaces come from Git.
 	const ns, owner = "driftd-system", "scale"
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		b.Fatal(err)
@@ -170,14 +159,14 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	if !p.Stop(time.Minute) {
 		b.Fatal("driftd did not stop within a minute of SIGTERM")
 	}
-	scale(b, env, "c00001", "c00001-md-0", 7)
+	driver.New(env).Scale(b, "kubectl-edit", "c00001", "c00001-md-0", 7)
 	before = api.read(b)
 	p, t0 = start()
 	firstReport(p, 10*time.Minute)
 	row.restart = time.Since(t0)
 	restart := api.read(b).minus(before)
 	row.restartRequests, row.restartWrites, row.restartDryRuns = restart.total(), restart.writes(), restart.dryRuns()
-	if r := replicas(b, env, "c00001", "c00001-md-0"); r != 3 {
+	if r := driver.New(env).Replicas("c00001", "c00001-md-0"); r != 3 {
 		b.Errorf("the change made while driftd was down is not corrected: replicas %d", r)
 	}
 	p.Stop(time.Minute)
@@ -244,7 +233,7 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) []time.
 		}
 		edited[c] = time.Now()
 		mu.Unlock()
-		scale(b, env, c, c+"-md-0", int64(10+i))
+		driver.New(env).Scale(b, "kubectl-edit", c, c+"-md-0", int64(10+i))
 		time.Sleep(300 * time.Millisecond)
 	}
 	testenv.Eventually(b, time.Minute, "every edit corrected", func() bool {
@@ -257,28 +246,6 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) []time.
 	mu.Lock()
 	defer mu.Unlock()
 	return lat
-}
-
-func scale(tb testing.TB, env *testenv.Env, ns, name string, replicas int64) {
-	tb.Helper()
-	md := &unstructured.Unstructured{}
-	md.SetGroupVersionKind(diff.GVKMachineDeployment)
-	md.SetNamespace(ns)
-	md.SetName(name)
-	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
-	if err := env.Client.Patch(context.Background(), md, client.RawPatch(types.MergePatchType, patch), client.FieldOwner("kubectl-edit")); err != nil {
-		tb.Fatalf("scaling %s/%s: %v", ns, name, err)
-	}
-}
-
-func replicas(tb testing.TB, env *testenv.Env, ns, name string) int64 {
-	md := &unstructured.Unstructured{}
-	md.SetGroupVersionKind(diff.GVKMachineDeployment)
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, md); err != nil {
-		tb.Fatal(err)
-	}
-	r, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
-	return r
 }
 
 // provisionFleet creates, in every cluster's Namespace, what Cluster API makes for its pools: the
