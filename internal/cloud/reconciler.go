@@ -56,7 +56,8 @@ type Rendered struct {
 	Degraded string
 	// Clusters are the rendered Clusters this instance handles, in order.
 	Clusters []*unstructured.Unstructured
-	// Objects are the rendered objects this instance handles, by key.
+	// Objects are the rendered Cluster API objects (of the groups cluster.x-k8s.io and
+	// *.cluster.x-k8s.io) this instance handles, by key.
 	Objects map[diff.Key]*unstructured.Unstructured
 }
 

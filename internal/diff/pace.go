@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -19,7 +20,7 @@ const LabelRolloutWave = "driftd.io/rollout-wave"
 const LastWave = math.MaxInt
 
 // WaveOf is the wave LabelRolloutWave puts a Cluster in, or an error naming the value.
-func WaveOf(cluster *unstructured.Unstructured) (int, error) {
+func WaveOf(cluster metav1.Object) (int, error) {
 	v, ok := cluster.GetLabels()[LabelRolloutWave]
 	if !ok {
 		return LastWave, nil

@@ -23,13 +23,15 @@ func (e *Engine) Rendered() *cloud.Rendered {
 		return nil
 	}
 	s.view.once.Do(func() {
-		r := &cloud.Rendered{Revision: s.revision, Objects: make(map[diff.Key]*unstructured.Unstructured, len(s.desired))}
+		r := &cloud.Rendered{Revision: s.revision, Objects: map[diff.Key]*unstructured.Unstructured{}}
 		for key, d := range s.desired {
-			r.Objects[key] = d.obj
+			if key.Group == diff.GVKCluster.Group || strings.HasSuffix(key.Group, "."+diff.GVKCluster.Group) {
+				r.Objects[key] = d.object()
+			}
 		}
 		for _, key := range s.order {
-			if key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
-				r.Clusters = append(r.Clusters, s.desired[key].obj)
+			if key.Kind == "Cluster" && key.Group == diff.GVKCluster.Group {
+				r.Clusters = append(r.Clusters, r.Objects[key])
 			}
 		}
 		s.view.r = r

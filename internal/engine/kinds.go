@@ -156,7 +156,7 @@ func (e *Engine) reportKind(err *KindError) {
 func (e *Engine) waitForKinds(ctx context.Context, s *snapshot) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, key := range s.pending {
-		gvk := s.desired[key].obj.GroupVersionKind()
+		gvk := s.desired[key].gvk
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			if _, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
 				break

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -251,11 +252,11 @@ func (e *Engine) pools(ctx context.Context, cluster *unstructured.Unstructured) 
 }
 
 // fleetClusters are the Clusters of the snapshot, as Git has them.
-func fleetClusters(s *snapshot) []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
+func fleetClusters(s *snapshot) []*metav1.PartialObjectMetadata {
+	var out []*metav1.PartialObjectMetadata
 	for _, key := range s.order {
 		if key.Kind == "Cluster" && key.Group == diff.GVKCluster.Group {
-			out = append(out, s.desired[key].obj)
+			out = append(out, s.desired[key].ref())
 		}
 	}
 	return out

@@ -223,7 +223,7 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 	for _, key := range s.order {
 		d := s.desired[key]
 		if m, ok := e.memo[key]; ok && m.key.uid != "" {
-			next[key] = OwnedObject{Version: d.obj.GroupVersionKind().Version, UID: m.key.uid, Cluster: s.clusters[key]}
+			next[key] = OwnedObject{Version: d.gvk.Version, UID: m.key.uid, Cluster: s.clusters[key]}
 		}
 	}
 	e.inventory = next
@@ -337,7 +337,7 @@ func (e *Engine) clusterStates(ctx context.Context, s *snapshot, orphans []diff.
 		ref.SetNamespace(o.Object.GetNamespace())
 		ref.SetName(o.Cluster)
 		if d, ok := s.desired[diff.KeyOf(ref)]; ok {
-			st.Paused = diff.IsPaused(d.obj)
+			st.Paused = d.paused
 		}
 		live, err := e.getLive(ctx, ref)
 		if err != nil {

@@ -172,7 +172,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
 		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its CustomResourceDefinition is created first"), nil
 	}
-	live, err := e.getLive(ctx, d.obj)
+	live, err := e.getLive(ctx, d.ref())
 	if err != nil {
 		return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
 	}
@@ -193,8 +193,9 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		}
 		mk = memoKeyOf(d, live)
 		m = memo{key: mk, created: e.created.Load()}
-		ignored := e.opts.Rules.IgnoredPaths(d.obj, live)
-		masked := e.opts.Rules.MaskedPaths(d.obj)
+		desired := d.object()
+		ignored := e.opts.Rules.IgnoredPaths(desired, live)
+		masked := e.opts.Rules.MaskedPaths(desired)
 		stored, err := apply.DryRun(ctx, e.deps.Client, e.toApply(d, live))
 		err = e.scrub(d, live, err)
 		switch {
@@ -203,7 +204,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 			if len(m.fields) > 0 && len(live.GetManagedFields()) == 0 && e.opts.LiveFromCache {
 				// The cache keeps no managedFields (they would double its memory); only a drifted
 				// object needs them, to say who set each value: read it once from the API.
-				if fresh, err := e.fromAPI(ctx, d.obj); err == nil && fresh != nil {
+				if fresh, err := e.fromAPI(ctx, d.ref()); err == nil && fresh != nil {
 					m.fields = diff.Compare(stored, fresh, ignored, masked)
 				}
 			}
@@ -215,12 +216,12 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		case apply.Rejected(err):
 			m.rejected = err
 			if live != nil {
-				m.fields = diff.CompareSet(d.obj, live, ignored, masked)
+				m.fields = diff.CompareSet(desired, live, ignored, masked)
 			}
-		case live == nil && apply.NamespaceMissing(err) && s.namespaces[d.obj.GetNamespace()]:
+		case live == nil && apply.NamespaceMissing(err) && s.namespaces[d.namespace]:
 			// Its namespace is part of the render and not created yet: it is missing, and created
 			// after its namespace. Not remembered: the namespace is there next time.
-			return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its Namespace "+d.obj.GetNamespace()+" is created first"), nil
+			return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its Namespace "+d.namespace+" is created first"), nil
 		default:
 			return evaluation{}, fmt.Errorf("%s: %s: dry run: %w", d.file, key, err)
 		}
@@ -245,8 +246,9 @@ func (e *Engine) decide(ctx context.Context, s *snapshot, key diff.Key, d *desir
 	if m.rejected != nil {
 		sit.Rejected = rejection(key, m.rejected)
 	}
-	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(d.obj), File: d.file, Fields: m.fields, Rollout: m.rollout}
-	f.Decided(diff.Decide(class, d.obj, live, sit, e.opts.Policy))
+	desired := d.object()
+	f := &diff.Finding{Layer: diff.LayerSpec, Class: class, Cluster: sit.Cluster, Object: diff.RefOf(desired), File: d.file, Fields: m.fields, Rollout: m.rollout}
+	f.Decided(diff.Decide(class, desired, live, sit, e.opts.Policy))
 	return evaluation{finding: f, live: live, sit: sit, memo: m}
 }
 
@@ -260,7 +262,7 @@ func rejection(key diff.Key, err error) string {
 
 // redecide decides again about ev's finding once the situation changed (a hold, a verdict).
 func (e *Engine) redecide(d *desiredObject, ev evaluation) {
-	ev.finding.Decided(diff.Decide(ev.finding.Class, d.obj, ev.live, ev.sit, e.opts.Policy))
+	ev.finding.Decided(diff.Decide(ev.finding.Class, d.object(), ev.live, ev.sit, e.opts.Policy))
 }
 
 // situation is what the decision about key depends on beyond the object: its cluster's live
@@ -275,8 +277,8 @@ func (e *Engine) situation(ctx context.Context, s *snapshot, key diff.Key, live 
 	}
 	ck := diff.Key{Group: "cluster.x-k8s.io", Kind: "Cluster", Namespace: key.Namespace, Name: sit.Cluster}
 	if d, ok := s.desired[ck]; ok {
-		sit.Paused = diff.IsPaused(d.obj)
-		if lc, err := e.getLive(ctx, d.obj); err == nil && lc != nil {
+		sit.Paused = d.paused
+		if lc, err := e.getLive(ctx, d.ref()); err == nil && lc != nil {
 			sit.Paused = sit.Paused || diff.IsPaused(lc)
 			sit.Deleting = sit.Deleting || lc.GetDeletionTimestamp() != nil
 		}
@@ -289,9 +291,11 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	now := e.opts.Now()
 	f, live := ev.finding, ev.live
 	entry := specEntry(key)
-	var target runtime.Object = d.obj
+	var target runtime.Object
 	if live != nil {
 		target = live
+	} else {
+		target = d.object()
 	}
 	if f.Action.Corrects() && f.Class == diff.ClassModified && setByOthers(f.Fields) {
 		e.mu.Lock()
@@ -327,7 +331,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		cluster := target
 		ck := diff.Key{Group: diff.GVKCluster.Group, Kind: "Cluster", Namespace: key.Namespace, Name: ev.sit.Cluster}
 		if cd, ok := s.desired[ck]; ok {
-			if lc, err := e.getLive(ctx, cd.obj); err == nil && lc != nil {
+			if lc, err := e.getLive(ctx, cd.ref()); err == nil && lc != nil {
 				cluster = lc
 			}
 		}
@@ -393,7 +397,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	// that keeps the first note.
 	fresh := r.Object // a created object as stored
 	if live != nil {
-		fresh, err = e.fromAPI(ctx, d.obj)
+		fresh, err = e.fromAPI(ctx, d.ref())
 	}
 	if err == nil && fresh != nil {
 		target = fresh
@@ -425,8 +429,9 @@ func (e *Engine) scrub(d *desiredObject, live *unstructured.Unstructured, err er
 	if err == nil {
 		return nil
 	}
-	masked := e.opts.Rules.MaskedPaths(d.obj)
-	secrets := append(diff.SecretValues(d.obj, masked), diff.SecretValues(live, masked)...)
+	desired := d.object()
+	masked := e.opts.Rules.MaskedPaths(desired)
+	secrets := append(diff.SecretValues(desired, masked), diff.SecretValues(live, masked)...)
 	msg := err.Error()
 	clean := diff.Scrub(msg, secrets)
 	if clean == msg {
@@ -474,24 +479,25 @@ func (e *Engine) requeueKey(key diff.Key) {
 // toApply is the desired object with ignored fields set to their live values, as it is dry-run
 // and applied.
 func (e *Engine) toApply(d *desiredObject, live *unstructured.Unstructured) *unstructured.Unstructured {
-	obj := d.obj.DeepCopy()
+	obj := d.object()
 	if live != nil {
-		diff.KeepLive(obj, live, e.opts.Rules.IgnoredPaths(d.obj, live))
+		diff.KeepLive(obj, live, e.opts.Rules.IgnoredPaths(obj, live))
 	}
 	return obj
 }
 
 // getLive reads the live object of obj, or nil when it does not exist. Objects read from the
 // cache are shared with it and must not be changed.
-func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (e *Engine) getLive(ctx context.Context, obj client.Object) (*unstructured.Unstructured, error) {
+	gvk := obj.GetObjectKind().GroupVersionKind()
 	if e.deps.Kinds != nil {
-		if err := e.deps.Kinds.Ready(ctx, obj.GroupVersionKind()); err != nil {
+		if err := e.deps.Kinds.Ready(ctx, gvk); err != nil {
 			return nil, err
 		}
 	}
-	if e.thin(obj.GroupVersionKind()) {
+	if e.thin(gvk) {
 		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(obj.GroupVersionKind())
+		m.SetGroupVersionKind(gvk)
 		err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), m)
 		if apierrors.IsNotFound(err) {
 			return e.missingFromCache(ctx, obj)
@@ -499,10 +505,10 @@ func (e *Engine) getLive(ctx context.Context, obj *unstructured.Unstructured) (*
 		if err != nil {
 			return nil, err
 		}
-		return thinObject(obj.GroupVersionKind(), &m.ObjectMeta), nil
+		return thinObject(gvk, &m.ObjectMeta), nil
 	}
 	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
+	live.SetGroupVersionKind(gvk)
 	err := e.deps.Reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
 	if apierrors.IsNotFound(err) && e.opts.LiveFromCache {
 		return e.missingFromCache(ctx, obj)
@@ -820,7 +826,7 @@ func (r revisionReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		gvk := u.GroupVersionKind()
 		if d, ok := r.desired[diff.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: key.Namespace, Name: key.Name}]; ok {
-			d.obj.DeepCopyInto(u)
+			u.Object = d.object().Object
 			return nil
 		}
 	}
@@ -832,8 +838,8 @@ func (r revisionReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 // those the API is asked before anything is called missing. Creating a fleet costs no read per
 // object so; an object someone else created in the instant before its watch event arrived is
 // applied over as if missing — the correction a Modified finding would make a moment later.
-func (e *Engine) missingFromCache(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	if CachedByLabel(obj.GroupVersionKind().GroupKind()) {
+func (e *Engine) missingFromCache(ctx context.Context, obj client.Object) (*unstructured.Unstructured, error) {
+	if CachedByLabel(obj.GetObjectKind().GroupVersionKind().GroupKind()) {
 		return e.fromAPI(ctx, obj)
 	}
 	return nil, nil
@@ -881,9 +887,9 @@ func (e *Engine) whole(ctx context.Context, live *unstructured.Unstructured) (*u
 }
 
 // fromAPI reads obj's live object from the API server rather than the cache, or nil.
-func (e *Engine) fromAPI(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (e *Engine) fromAPI(ctx context.Context, obj client.Object) (*unstructured.Unstructured, error) {
 	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
+	live.SetGroupVersionKind(obj.GetObjectKind().GroupVersionKind())
 	if err := e.deps.Client.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil

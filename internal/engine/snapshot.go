@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -66,12 +68,51 @@ type renderedView struct {
 	r    *cloud.Rendered
 }
 
-// desiredObject is one rendered object, ready to dry-run and apply.
+// desiredObject is one rendered object, ready to dry-run and apply. It holds the object as JSON
+// and decodes it (object) only to compare, apply or report it: a quiet cycle reads nothing but
+// its identity, hash and, for a Cluster, whether Git pauses it. A decoded object takes three to
+// four times the memory of its JSON, and a large fleet's snapshot is the daemon's largest part.
 type desiredObject struct {
-	obj   *unstructured.Unstructured
-	file  string
-	hash  uint64
-	stage int
+	raw             []byte
+	gvk             schema.GroupVersionKind
+	namespace, name string
+	file            string
+	hash            uint64
+	stage           int
+	// For a Cluster: its labels (its shard, its rollout wave), whether Git pauses it
+	// (diff.IsPaused) and whether its topology has MachineDeployments.
+	labels           map[string]string
+	paused, topology bool
+}
+
+func newDesiredObject(obj *unstructured.Unstructured, raw []byte, file string) *desiredObject {
+	d := &desiredObject{
+		raw: bytes.Clone(raw), gvk: obj.GroupVersionKind(), namespace: obj.GetNamespace(), name: obj.GetName(),
+		file: file, hash: hashObject(raw), stage: apply.Stage(obj),
+	}
+	if d.gvk.GroupKind() == diff.GVKCluster.GroupKind() {
+		_, d.topology, _ = unstructured.NestedSlice(obj.Object, "spec", "topology", "workers", "machineDeployments")
+		d.labels, d.paused = obj.GetLabels(), diff.IsPaused(obj)
+	}
+	return d
+}
+
+// object decodes the desired object: a copy of its own, which the caller may change.
+func (d *desiredObject) object() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(d.raw); err != nil {
+		// raw is what MarshalJSON made of a decoded object. Carrying on with less than the
+		// object could apply less than Git holds; nothing is written instead.
+		panic(fmt.Sprintf("%s: %s %s/%s does not decode again: %v", d.file, d.gvk.Kind, d.namespace, d.name, err))
+	}
+	return u
+}
+
+// ref is the desired object's type and name (and a Cluster's labels), to read its live object by.
+func (d *desiredObject) ref() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: d.namespace, Name: d.name, Labels: d.labels}}
+	m.SetGroupVersionKind(d.gvk)
+	return m
 }
 
 // refresh fetches the source and, when the commit moved (or a pending kind may be served now),
@@ -234,7 +275,7 @@ func (e *Engine) publish(s *snapshot) {
 	}
 	for key, d := range s.desired {
 		e.known[key] = s.clusters[key]
-		e.gvks[d.obj.GroupVersionKind()] = true
+		e.gvks[d.gvk] = true
 	}
 }
 
@@ -316,7 +357,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 			s.partial = true
 			continue
 		}
-		s.desired[key] = &desiredObject{obj: obj, file: o.File, hash: hashObject(js), stage: apply.Stage(obj)}
+		s.desired[key] = newDesiredObject(obj, js, o.File)
 		s.rendered[key] = true
 		order = append(order, key)
 		plain = append(plain, obj)
@@ -355,7 +396,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 func (s *snapshot) shard(order []diff.Key, sel labels.Selector) []diff.Key {
 	selected := map[string]bool{} // namespace/name of selected Clusters
 	for key, d := range s.desired {
-		if key.Group == "cluster.x-k8s.io" && key.Kind == "Cluster" && sel.Matches(labels.Set(d.obj.GetLabels())) {
+		if key.Group == "cluster.x-k8s.io" && key.Kind == "Cluster" && sel.Matches(labels.Set(d.labels)) {
 			selected[key.Namespace+"/"+key.Name] = true
 		}
 	}

@@ -21,10 +21,11 @@ func (e *Engine) topologyFindings(ctx context.Context, s *snapshot, act bool) (m
 		if key.Kind != "Cluster" || key.Group != "cluster.x-k8s.io" {
 			continue
 		}
-		cluster := s.desired[key].obj
-		if _, ok, _ := unstructured.NestedSlice(cluster.Object, "spec", "topology", "workers", "machineDeployments"); !ok {
+		d := s.desired[key]
+		if !d.topology {
 			continue
 		}
+		cluster := d.object()
 		mds, err := e.generatedMachineDeployments(ctx, cluster)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: listing the MachineDeployments of its topology: %w", key, err))
@@ -92,11 +93,12 @@ func (e *Engine) reconcileTopology(ctx context.Context, s *snapshot, key diff.Ke
 	if !ok {
 		return outcome{}
 	}
-	mds, err := e.generatedMachineDeployments(ctx, d.obj)
+	cluster := d.object()
+	mds, err := e.generatedMachineDeployments(ctx, cluster)
 	if err != nil {
 		return outcome{err: fmt.Errorf("%s: listing the MachineDeployments of its topology: %w", clusterKey, err)}
 	}
-	for _, f := range diff.TopologyFindings(d.obj, mds, e.situation(ctx, s, clusterKey, nil)) {
+	for _, f := range diff.TopologyFindings(cluster, mds, e.situation(ctx, s, clusterKey, nil)) {
 		if f.Object.Key() == key {
 			e.noteTopology(key, f, findByKey(mds, key), act)
 			return outcome{finding: &f}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -151,33 +152,44 @@ func buildDriftd(b *testing.B) (root, bin string) {
 }
 
 // heapProfile saves the heap profile driftd serves on addr to bin/bench/heap-<clusters>.pprof
-// under root and returns its largest holders of memory in use (go tool pprof -top).
+// and returns the file's name and go tool pprof -top's summary of the bytes in use.
 func heapProfile(b *testing.B, root, addr string, clusters int) string {
-	resp, err := testenv.HTTP.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	top, err := saveProfile(root, addr, "heap?gc=1", fmt.Sprintf("heap-%d.pprof", clusters), "-sample_index=inuse_space")
 	if err != nil {
-		b.Fatalf("reading driftd's heap profile: %v", err)
+		b.Fatal(err)
+	}
+	return top
+}
+
+// saveProfile saves the profile driftd serves at /debug/pprof/<query> on addr to bin/bench/<name>
+// and returns the file's name and go tool pprof -top's summary of it. It calls no b method, so
+// that a profile can be taken while the benchmark goes on.
+func saveProfile(root, addr, query, name string, pprofArgs ...string) (string, error) {
+	resp, err := testenv.HTTP.Get("http://" + addr + "/debug/pprof/" + query)
+	if err != nil {
+		return "", fmt.Errorf("reading driftd's profile %s: %w", query, err)
 	}
 	defer resp.Body.Close()
 	dir := filepath.Join(root, "bin", "bench")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
+		return "", err
 	}
-	file := filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", clusters))
+	file := filepath.Join(dir, name)
 	out, err := os.Create(file)
 	if err != nil {
-		b.Fatal(err)
+		return "", err
 	}
 	if _, err := io.Copy(out, resp.Body); err != nil {
-		b.Fatal(err)
+		return "", errors.Join(err, out.Close())
 	}
 	if err := out.Close(); err != nil {
-		b.Fatal(err)
+		return "", err
 	}
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index=inuse_space", file).CombinedOutput()
+	top, err := exec.Command("go", append(append([]string{"tool", "pprof", "-top", "-nodecount=25"}, pprofArgs...), file)...).CombinedOutput()
 	if err != nil {
-		b.Fatalf("go tool pprof: %v\n%s", err, top)
+		return "", fmt.Errorf("go tool pprof: %w\n%s", err, top)
 	}
-	return file + "\n" + string(top)
+	return file + "\n" + string(top), nil
 }
 
 // vmHWM is a process's peak resident set size in MiB.

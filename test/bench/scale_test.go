@@ -138,8 +138,17 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	// Quiet cycles.
 	cycles0, sum0 := completeCycles(), testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_sum")
 	quiet0 := api.read(b)
+	cpu := make(chan string, 1)
+	go func() { // where a quiet cycle's time goes, saved beside the heap profile
+		top, err := saveProfile(root, metrics, "profile?seconds=45", fmt.Sprintf("cpu-quiet-%d.pprof", n), "-cum")
+		if err != nil {
+			top = err.Error()
+		}
+		cpu <- top
+	}()
 	waitCycles(p, cycles0+3, 10*time.Minute)
 	quiet := api.read(b).minus(quiet0)
+	b.Logf("driftd's CPU over 45 s of quiet cycles:\n%s", <-cpu)
 	row.quietCycles = completeCycles() - cycles0
 	row.quietWrites, row.quietDryRuns = quiet.writes()/row.quietCycles, quiet.dryRuns()/row.quietCycles
 	row.quietLeases = quiet.leaseRenewals() / row.quietCycles
