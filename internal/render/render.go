@@ -50,6 +50,11 @@ type Options struct {
 	// Progress, when set, is told each file the render reads (for a render stopped at its deadline
 	// to say where it was).
 	Progress func(file string)
+	// Emit, when set, receives the objects in order as soon as their part of the fleet is rendered,
+	// and Result.Objects stays empty: a large fleet is never held whole (the sandbox's child writes
+	// each object to the daemon as it comes). A render that fails after some were emitted (a
+	// budget exceeded) still returns its error: what was emitted is to be dropped.
+	Emit func(Object)
 }
 
 // Render builds dir (a folder of the checkout at root, "" or "." for the root) with kustomize.
@@ -62,11 +67,9 @@ func Render(root, dir string, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("reading the checkout: %w", err)
 	}
 	t.check, t.progress = checkFile, opts.Progress
-	r := &renderer{fs: t, tree: t}
+	r := &renderer{fs: t, tree: t, emit: opts.Emit}
 	res, err := r.render(dir)
-	if res != nil {
-		_ = t.countObjects(len(res.Objects))
-	}
+	_ = t.countObjects(r.count)
 	if over := t.budget(); over != nil {
 		return nil, over
 	}
@@ -86,19 +89,19 @@ func (r *renderer) render(dir string) (*Result, error) {
 	}
 	res := &Result{}
 	if entries, fields, ok := r.splitEntries(target); ok {
-		objs, errs, err := r.buildSplit(target, entries, fields)
+		errs, err := r.buildSplit(target, entries, fields)
 		if err != nil {
 			return nil, err
 		}
 		res.Errors = append(r.refusals(), errs...)
 		res.Partial = len(res.Errors) > 0
-		if len(objs) == 0 {
+		if r.count == 0 {
 			if len(res.Errors) > 0 {
 				return nil, errors.Join(res.Errors...)
 			}
 			return res, ErrEmptyRender
 		}
-		res.Objects = objs
+		res.Objects = r.objs
 		return res, nil
 	}
 	objs, err := r.build(target)
@@ -114,16 +117,33 @@ func (r *renderer) render(dir string) (*Result, error) {
 	}
 	res.Errors = append(r.refusals(), res.Errors...)
 	res.Partial = len(res.Errors) > 0
-	if len(objs) == 0 {
+	r.out(objs)
+	if r.count == 0 {
 		return res, ErrEmptyRender
 	}
-	res.Objects = objs
+	res.Objects = r.objs
 	return res, nil
 }
 
 type renderer struct {
 	fs   filesys.FileSystem
 	tree *tree
+	// emit (Options.Emit) takes the objects as they come; without it they are kept in objs.
+	emit  func(Object)
+	objs  []Object
+	count int
+}
+
+// out hands on rendered objects, in order: to emit, or to the result.
+func (r *renderer) out(objs []Object) {
+	r.count += len(objs)
+	if r.emit == nil {
+		r.objs = append(r.objs, objs...)
+		return
+	}
+	for _, o := range objs {
+		r.emit(o)
+	}
 }
 
 // refusals are the locations outside the checkout refused so far, each naming its file and field.

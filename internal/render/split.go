@@ -54,24 +54,26 @@ type part struct {
 	file  bool
 	objs  []Object
 	err   error
+	done  chan struct{} // closed once built
 }
 
 // buildSplit renders each entry of dir's kustomization on its own, in parallel, through a
-// synthetic kustomization beside it that carries the same per-object fields. It returns the
-// objects in the entries' order and one error per entry that failed, naming it.
-func (r *renderer) buildSplit(dir string, entries []string, fields map[string]any) ([]Object, []error, error) {
+// synthetic kustomization beside it that carries the same per-object fields. It hands on the
+// objects in the entries' order (out) as each entry is done, and returns one error per entry that
+// failed, naming it.
+func (r *renderer) buildSplit(dir string, entries []string, fields map[string]any) ([]error, error) {
 	parts := make([]*part, len(entries))
 	for i, e := range entries {
-		p := &part{entry: e, dir: path.Join(dir, fmt.Sprintf(".driftd-part-%d", i)), file: !r.fs.IsDir(path.Join(dir, e))}
+		p := &part{entry: e, dir: path.Join(dir, fmt.Sprintf(".driftd-part-%d", i)), file: !r.fs.IsDir(path.Join(dir, e)), done: make(chan struct{})}
 		k := map[string]any{"resources": []any{path.Join("..", e)}}
 		for f, v := range fields {
 			k[f] = v
 		}
 		if err := r.fs.MkdirAll(p.dir); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := r.writeKustomization(path.Join(p.dir, "kustomization.yaml"), k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		parts[i] = p
 	}
@@ -89,18 +91,26 @@ func (r *renderer) buildSplit(dir string, entries []string, fields map[string]an
 					restrictions = types.LoadRestrictionsNone
 				}
 				p.objs, p.err = r.buildWith(p.dir, restrictions)
+				close(p.done)
 			}
 		})
 	}
-	for _, p := range parts {
-		work <- p
-	}
-	close(work)
-	wg.Wait()
+	// The workers stay at most a few parts ahead of the one handed on: parts wait to be built, not
+	// to be handed on, so the fleet is never held whole.
+	ahead := make(chan struct{}, 4*max(1, runtime.GOMAXPROCS(0)))
+	go func() {
+		for _, p := range parts {
+			ahead <- struct{}{}
+			work <- p
+		}
+		close(work)
+	}()
+	defer wg.Wait()
 
-	var objs []Object
 	var errs []error
 	for _, p := range parts {
+		<-p.done
+		<-ahead
 		target := path.Join(dir, p.entry)
 		if p.err != nil && !p.file {
 			// Drop only the broken part of a folder, as a whole render would.
@@ -120,7 +130,8 @@ func (r *renderer) buildSplit(dir string, entries []string, fields map[string]an
 			errs = append(errs, fmt.Errorf("%s: %w", display(target), p.err))
 			continue
 		}
-		objs = append(objs, p.objs...)
+		r.out(p.objs)
+		p.objs = nil
 	}
-	return objs, errs, nil
+	return errs, nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,7 +102,10 @@ func child(in io.Reader, out io.Writer) int {
 	}
 	w := bufio.NewWriterSize(out, 1<<16)
 	enc := json.NewEncoder(w)
+	var mu sync.Mutex // the render's workers tell what they read while objects go out
 	send := func(m message) {
+		mu.Lock()
+		defer mu.Unlock()
 		_ = enc.Encode(m)
 		if m.Object == nil {
 			_ = w.Flush() // the parent learns at once where the render is
@@ -124,7 +128,19 @@ func child(in io.Reader, out io.Writer) int {
 	limits := req.Limits.WithDefaults()
 	debug.SetMemoryLimit(limits.MaxMemory / 10 * 9)
 	testHook(req.Root)
-	res, err := render.Render(req.Root, req.Path, render.Options{Limits: limits, Progress: func(f string) { send(message{Read: f}) }})
+	var failed []error // objects that cannot be sent
+	emit := func(o render.Object) {
+		js, err := o.MarshalJSON()
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %s %s: %w", o.File, o.GetKind(), o.GetName(), err))
+			return
+		}
+		send(message{Object: js, File: o.File})
+	}
+	res, err := render.Render(req.Root, req.Path, render.Options{Limits: limits, Progress: func(f string) { send(message{Read: f}) }, Emit: emit})
+	if res != nil && len(failed) > 0 {
+		res.Errors, res.Partial = append(res.Errors, failed...), true
+	}
 	switch {
 	case errors.Is(err, render.ErrEmptyRender):
 		d := &done{Empty: true}
@@ -135,15 +151,7 @@ func child(in io.Reader, out io.Writer) int {
 	case err != nil:
 		send(message{Done: &done{Failed: err.Error()}})
 	default:
-		for _, o := range res.Objects {
-			js, err := o.MarshalJSON()
-			if err != nil {
-				res.Errors = append(res.Errors, fmt.Errorf("%s: %s %s: %w", o.File, o.GetKind(), o.GetName(), err))
-				res.Partial = true
-				continue
-			}
-			send(message{Object: js, File: o.File})
-		}
+		// The objects went out as they were rendered (emit).
 		send(message{Done: &done{Errors: texts(res.Errors), Partial: res.Partial}})
 	}
 	if err := w.Flush(); err != nil {

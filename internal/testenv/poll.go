@@ -13,7 +13,14 @@ import (
 // amounts from run to run.
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	ticker := time.NewTicker(50 * time.Millisecond)
+	EventuallyEvery(tb, 50*time.Millisecond, timeout, what, cond)
+}
+
+// EventuallyEvery is Eventually asking cond every period: for a condition that costs the process
+// it asks (a scrape of its metrics) more than a benchmark may add to what it measures.
+func EventuallyEvery(tb testing.TB, period, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	ticker := time.NewTicker(period)
 	defer ticker.Stop()
 	deadline := time.After(timeout)
 	for !cond() {
