@@ -63,11 +63,12 @@ func BenchmarkScale(b *testing.B) {
 				rows = append(rows, benchScale(b, root, bin, n))
 			}
 		})
+		// Written after each size: a long run cut short keeps what it measured.
+		if err := os.WriteFile(filepath.Join(root, "bin", "bench", "scale.md"), []byte(scaleTable(rows)), 0o644); err != nil {
+			b.Log(err)
+		}
 	}
 	fmt.Println(scaleTable(rows))
-	if err := os.WriteFile(filepath.Join(root, "bin", "bench", "scale.md"), []byte(scaleTable(rows)), 0o644); err != nil {
-		b.Log(err)
-	}
 }
 
 const scaleInterval = 30 * time.Second
