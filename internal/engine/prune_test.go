@@ -112,7 +112,8 @@ func TestOneSchedulerRetries(t *testing.T) {
 			}
 			ctx := context.Background()
 			createNamespace(t, e, ns)
-			fault := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/configmaps/cm-a"), Status: http.StatusTooManyRequests, Times: 100})
+			// cm-a is missing: its creation is the first request that checks it.
+			fault := proxy.Inject(&testenv.Fault{Match: testenv.Patch("/configmaps/cm-a"), Status: http.StatusTooManyRequests, Times: 100})
 			res, err := e.Cycle(ctx)
 			if err != nil {
 				t.Fatal(err)

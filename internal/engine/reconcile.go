@@ -148,7 +148,7 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 	if !ok {
 		return e.reconcileTopology(ctx, s, key, act)
 	}
-	ev, err := e.evaluate(ctx, s, key, d)
+	ev, err := e.evaluate(ctx, s, key, d, act)
 	if err != nil {
 		return outcome{err: err}
 	}
@@ -166,8 +166,9 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 	return out
 }
 
-// evaluate compares one desired object with its live object and decides the action.
-func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject) (evaluation, error) {
+// evaluate compares one desired object with its live object and decides the action. With act
+// set, a missing object about to be created is not dry-run first (createsUnchecked).
+func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *desiredObject, act bool) (evaluation, error) {
 	if slicesContains(s.pending, key) {
 		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
 		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its CustomResourceDefinition is created first"), nil
@@ -186,6 +187,11 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		e.mu.Lock()
 		e.memo[key] = m
 		e.mu.Unlock()
+	}
+	if live == nil && act && e.createsUnchecked() && (!ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load())) {
+		// The creation itself is the check: the API server validates it as it would the dry run,
+		// and a refusal is remembered as the dry run's would be (act).
+		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{key: mk, created: e.created.Load()}, ""), nil
 	}
 	if !ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load()) {
 		if live, err = e.whole(ctx, live); err != nil {
@@ -236,6 +242,13 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		return evaluation{live: live, memo: m}, nil
 	}
 	return e.decide(ctx, s, key, d, live, class, m, ""), nil
+}
+
+// createsUnchecked says whether a missing object is created without a dry run before: when driftd
+// corrects and predicts no rollout (the prediction reads the dry run's object). A fleet created from
+// empty costs one request per object so, not two.
+func (e *Engine) createsUnchecked() bool {
+	return e.opts.Policy.Mode == diff.ModeCorrect && !e.opts.Rollouts
 }
 
 // decide builds the evaluation of an object that drifts (m is its memo, empty when it was not
@@ -358,14 +371,20 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		if e.pace != nil && f.Rollout.Replaces() > 0 {
 			e.pace.abandon(key.Namespace+"/"+ev.sit.Cluster, key)
 		}
+		if live == nil && apply.NamespaceMissing(r.Err) && s.namespaces[d.namespace] {
+			// Created without a dry run (createsUnchecked) before its Namespace of the render:
+			// created after it, as the dry run would have said.
+			ev.sit.Pending = "its Namespace " + d.namespace + " is created first"
+			e.redecide(d, ev)
+			return outcome{finding: f}
+		}
 		if apply.Rejected(r.Err) {
-			// The dry run passed and the write was refused (a webhook that does not dry-run): a
-			// verdict, remembered like one.
+			// The write was refused: after a dry run that passed (a webhook that does not dry-run)
+			// or in its place (createsUnchecked). A verdict, remembered like one.
+			m := ev.memo
+			m.rejected = r.Err
 			e.mu.Lock()
-			if m, ok := e.memo[key]; ok {
-				m.rejected = r.Err
-				e.memo[key] = m
-			}
+			e.memo[key] = m
 			e.mu.Unlock()
 			ev.sit.Rejected = rejection(key, r.Err)
 			e.redecide(d, ev)
@@ -374,7 +393,8 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			logOf(ctx).Error(r.Err, "Correction failed", "class", f.Class)
 		}
 		if apply.Rejected(r.Err) {
-			return outcome{finding: f, verdict: fmt.Errorf("%s: %s: %w", d.file, key, r.Err)}
+			// An object the API server refuses to create is unusable, as a dry run would find it.
+			return outcome{finding: f, verdict: fmt.Errorf("%s: %s: %w", d.file, key, r.Err), unusable: live == nil}
 		}
 		return outcome{finding: f, err: r.Err}
 	}

@@ -75,8 +75,8 @@ func scale(tb testing.TB, ns, manager string, replicas int64) {
 	}
 }
 
-// TestReconcileIsAVerdictOrARetry: what the API server answers a dry run decides what driftd
-// does. A verdict on the object (invalid) is a blocked finding, returned as a terminal error (not
+// TestReconcileIsAVerdictOrARetry: what the API server answers the first request that checks an
+// object (a missing one's creation) decides what driftd does. A verdict on the object (invalid) is a blocked finding, returned as a terminal error (not
 // retried: controller-runtime counts it) and remembered until Git or the live object changes;
 // anything else (429, 503, a namespace not there yet) is an error, returned so the workqueue
 // retries it, and never remembered.
@@ -84,19 +84,19 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 	tests := []struct {
 		name     string
 		replicas string
-		fault    int // status injected on the first dry run of the MachineDeployment
+		fault    int // status injected on the first request that writes the MachineDeployment: its creation
 		// want after the first Reconcile
 		wantErr      string // "", "retry" or "verdict"
 		wantAction   diff.Action
 		wantReplicas int64
-		// dry runs of the MachineDeployment a second Reconcile makes (a transient failure is not
-		// remembered: the object is dry-run again, then created without a second dry run)
-		wantSecondDryRuns int
+		// patches of the MachineDeployment a second Reconcile makes (a transient failure is not
+		// remembered: the object is created again, without a dry run; a verdict is)
+		wantSecondPatches int
 	}{
-		{name: "valid: created", replicas: "3", wantReplicas: 3, wantSecondDryRuns: 0},
-		{name: "429: retried", replicas: "3", fault: http.StatusTooManyRequests, wantErr: "retry", wantReplicas: -1, wantSecondDryRuns: 1},
-		{name: "503: retried", replicas: "3", fault: http.StatusServiceUnavailable, wantErr: "retry", wantReplicas: -1, wantSecondDryRuns: 1},
-		{name: "invalid: a verdict, remembered", replicas: "-2", wantErr: "verdict", wantAction: diff.ActionBlocked, wantReplicas: -1, wantSecondDryRuns: 0},
+		{name: "valid: created", replicas: "3", wantReplicas: 3, wantSecondPatches: 0},
+		{name: "429: retried", replicas: "3", fault: http.StatusTooManyRequests, wantErr: "retry", wantReplicas: -1, wantSecondPatches: 1},
+		{name: "503: retried", replicas: "3", fault: http.StatusServiceUnavailable, wantErr: "retry", wantReplicas: -1, wantSecondPatches: 1},
+		{name: "invalid: a verdict, remembered", replicas: "-2", wantErr: "verdict", wantAction: diff.ActionBlocked, wantReplicas: -1, wantSecondPatches: 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +107,7 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 			ctx := context.Background()
 			createNamespace(t, e, ns)
 			if tt.fault != 0 {
-				proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/md-0"), Status: tt.fault, Times: 1})
+				proxy.Inject(&testenv.Fault{Match: testenv.Patch("/machinedeployments/md-0"), Status: tt.fault, Times: 1})
 			}
 			res, err := e.Reconcile(ctx, mdKey(ns))
 			got := ""
@@ -132,11 +132,11 @@ func TestReconcileIsAVerdictOrARetry(t *testing.T) {
 			if terminal := errors.Is(err, reconcile.TerminalError(nil)); (err != nil && !terminal) || terminal != (tt.wantErr == "verdict") {
 				t.Fatalf("second Reconcile: %v, want a verdict again: %v", err, tt.wantErr == "verdict")
 			}
-			dryRuns := len(proxy.Requests(func(r testenv.Request) bool {
-				return r.DryRun && strings.HasSuffix(r.Path, "/machinedeployments/md-0")
+			patches := len(proxy.Requests(func(r testenv.Request) bool {
+				return r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/machinedeployments/md-0")
 			}))
-			if dryRuns != tt.wantSecondDryRuns {
-				t.Errorf("the second Reconcile made %d dry runs, want %d", dryRuns, tt.wantSecondDryRuns)
+			if patches != tt.wantSecondPatches {
+				t.Errorf("the second Reconcile made %d patches, want %d", patches, tt.wantSecondPatches)
 			}
 		})
 	}

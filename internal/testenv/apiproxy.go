@@ -327,7 +327,15 @@ func (p *APIProxy) KubeconfigFile(tb testing.TB) string {
 // DryRunPatch matches a server-side apply dry run of the object at path suffix (".../<resource>/<name>").
 func DryRunPatch(suffix string) func(*http.Request) bool {
 	return func(r *http.Request) bool {
-		return r.Method == http.MethodPatch && r.URL.Query().Get("dryRun") == "All" && strings.HasSuffix(r.URL.Path, suffix)
+		return Patch(suffix)(r) && r.URL.Query().Get("dryRun") == "All"
+	}
+}
+
+// Patch matches every PATCH of a path ending in suffix, dry run or not: the first request that
+// checks a missing object is its creation, an existing one's is its dry run.
+func Patch(suffix string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		return r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, suffix)
 	}
 }
 

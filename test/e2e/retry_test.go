@@ -18,12 +18,13 @@ func TestTransientAPIErrorsAreRetriedWithoutARestart(t *testing.T) {
 	ns := "retry"
 	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
 	proxy := env.NewAPIProxy(t)
-	first := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusTooManyRequests, Times: 1})
-	second := proxy.Inject(&testenv.Fault{Match: testenv.DryRunPatch("/machinedeployments/prod-md-0"), Status: http.StatusServiceUnavailable, Times: 1})
+	// Created without a dry run before (the creation is the check): the faults answer its creation.
+	first := proxy.Inject(&testenv.Fault{Match: testenv.Patch("/machinedeployments/prod-md-0"), Status: http.StatusTooManyRequests, Times: 1})
+	second := proxy.Inject(&testenv.Fault{Match: testenv.Patch("/machinedeployments/prod-md-0"), Status: http.StatusServiceUnavailable, Times: 1})
 	drv.Start(t, ns, "--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
 		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "1h")
 
-	testenv.Eventually(t, 30*time.Second, "the MachineDeployment created despite a 429 and a 503 on its dry run", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the MachineDeployment created despite a 429 and a 503 on its creation", func() bool {
 		return drv.Replicas(ns, "prod-md-0") == 3
 	})
 	if proxy.FaultHits(first) != 1 || proxy.FaultHits(second) != 1 {
