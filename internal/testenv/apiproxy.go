@@ -142,13 +142,23 @@ func (e *Env) NewAPIProxy(tb testing.TB) *APIProxy {
 		p.inflight[r] = cancel
 		p.mu.Unlock()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		if !rec.Watch {
+			// Recorded before the client has the answer: a test that reads Requests once its
+			// call returned finds it there. A watch is recorded when it ends.
+			sw.answered = func(status int) {
+				rec.Status = status
+				p.record(rec)
+			}
+		}
 		rp.ServeHTTP(sw, r.WithContext(ctx))
 		p.mu.Lock()
 		delete(p.inflight, r)
 		p.mu.Unlock()
 		cancel()
-		rec.Status = sw.status
-		p.record(rec)
+		if sw.answered == nil || !sw.wrote {
+			rec.Status = sw.status
+			p.record(rec)
+		}
 	}))
 	tb.Cleanup(func() {
 		close(closed) // delayed requests end with the proxy
@@ -342,11 +352,25 @@ func Patch(suffix string) func(*http.Request) bool {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// answered, when set, is called once with the status before it goes to the client.
+	answered func(status int)
+	wrote    bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
+	if w.answered != nil && !w.wrote {
+		w.answered(code)
+	}
+	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 func (w *statusWriter) Flush() {
