@@ -93,6 +93,48 @@ func TestAnOrphanIsPrunedOnlyAfterACycleThatAppliedEverything(t *testing.T) {
 	}
 }
 
+// TestAnObjectRefusedAtItsCreationHoldsBackThePrune: a new object is created without a dry run
+// before (createsUnchecked), so its creation is where the API server refuses it. That refusal
+// makes the render unusable for pruning as a dry run's would (the refused object might be the
+// orphan, renamed): the orphan stays, in that cycle and the next, which remembers the verdict, and
+// goes once Git's new object is valid.
+func TestAnObjectRefusedAtItsCreationHoldsBackThePrune(t *testing.T) {
+	ns := "prune-refused-creation"
+	src := newDirSource(t, configMaps(ns, "one", "cm-a", "cm-b"))
+	e := newEngine(t, src, env.Client, Options{Policy: diff.Policy{Mode: diff.ModeCorrect, Prune: true}})
+	ctx := context.Background()
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("first cycle: %v %v", err, res.Errors)
+	}
+	withMD := func(replicas string) map[string]string {
+		files := configMaps(ns, "one", "cm-a") // cm-b leaves Git
+		files["md.yaml"] = fleet(ns, replicas)["md.yaml"]
+		files["kustomization.yaml"] += "- md.yaml\n"
+		return files
+	}
+	src.Set(t, withMD("-2"))
+	for _, cycle := range []string{"the cycle that creates it", "the next cycle"} {
+		res, err := e.Cycle(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !configMapExists(t, ns, "cm-b") {
+			t.Fatalf("cm-b pruned in %s, while the API server refuses md-0", cycle)
+		}
+		i := slices.IndexFunc(res.Findings, func(f diff.Finding) bool { return f.Object.Key() == mdKey(ns) })
+		if i < 0 || res.Findings[i].Blocker != diff.BlockerRejected {
+			t.Errorf("%s: findings %+v, want md-0 blocked as rejected", cycle, res.Findings)
+		}
+	}
+	src.Set(t, withMD("3"))
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("cycle with a valid md-0: %v %v", err, res.Errors)
+	}
+	if configMapExists(t, ns, "cm-b") {
+		t.Error("cm-b not pruned once every object of the render was created")
+	}
+}
+
 // TestOneSchedulerRetries: a transient failure is retried by the workqueue alone in the daemon (the
 // cycle makes one try and hands the object over), and by the cycle itself without a workqueue
 // (run --once), a few times.
