@@ -30,6 +30,10 @@ const envChild = "DRIFTD_RENDER_CHILD"
 // such hook.
 const envTestHook = "DRIFTD_RENDER_TEST_HOOK"
 
+// renderNice is the render child's nice value: under CPU contention its threads get about a tenth
+// of what the daemon's do.
+const renderNice = 10
+
 // request is what the parent asks of a child, on its standard input.
 type request struct {
 	Root   string        `json:"root,omitempty"`
@@ -95,6 +99,8 @@ func RunChildIfAsked() {
 func child(in io.Reader, out io.Writer) int {
 	// The child goes first when memory runs out: the kernel's OOM killer takes it, not the daemon.
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+	// And it yields the CPU: a render is throughput, a correction is latency.
+	_ = lowerPriority(renderNice)
 	egress.DenyDefaultTransport()
 	seccomp := "on"
 	if err := confine(); err != nil {

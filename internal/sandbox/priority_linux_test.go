@@ -1,0 +1,101 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftd/driftd/internal/render"
+	"github.com/driftd/driftd/internal/testenv/fixture"
+)
+
+// TestTheRenderChildYieldsTheCPU: every thread of a render's child runs renderNice below the
+// daemon, which keeps its own priority.
+func TestTheRenderChildYieldsTheCPU(t *testing.T) {
+	own := niceValues(t, os.Getpid())
+	daemon := own[os.Getpid()]
+	want := min(19, daemon+renderNice)
+	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
+	t.Setenv(envTestHook, "block:fleet/HANG")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Renderer{Limits: render.Limits{Timeout: time.Minute}}.Render(ctx, root, "fleet")
+		done <- err
+	}()
+	var pid int
+	for deadline := time.Now().Add(30 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no render child started")
+		}
+		pid = childPID(t)
+	}
+	// The child blocks once it has its request; by then its runtime has its threads.
+	time.Sleep(500 * time.Millisecond)
+	threads := niceValues(t, pid)
+	cancel()
+	<-done
+	if len(threads) == 0 {
+		t.Fatal("the child has no threads to read")
+	}
+	for tid, nice := range threads {
+		if nice != want {
+			t.Errorf("the child's thread %d runs at nice %d, want %d (all: %v)", tid, nice, want, threads)
+		}
+	}
+	for tid, nice := range niceValues(t, os.Getpid()) {
+		if nice != daemon {
+			t.Errorf("the daemon's own thread %d runs at nice %d", tid, nice)
+		}
+	}
+}
+
+// childPID is the render child this process started, or 0.
+func childPID(t *testing.T) int {
+	lists, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, f := range lists {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(field)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := os.ReadFile(filepath.Join("/proc", field, "environ"))
+			if err == nil && strings.Contains("\x00"+string(env), "\x00"+envChild+"=1\x00") {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// niceValues reads the nice value of each of pid's threads (field 19 of its stat).
+func niceValues(t *testing.T, pid int) map[int]int {
+	stats, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that ended
+		}
+		// The command name, in parentheses, may hold spaces: count fields after it.
+		rest := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		nice, err := strconv.Atoi(rest[16]) // field 19; rest starts at field 3
+		if err != nil {
+			t.Fatal(err)
+		}
+		tid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		out[tid] = nice
+	}
+	return out
+}
