@@ -137,12 +137,20 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 			return out.err
 		})
 	}
+	notChecked := 0
 	for _, key := range sortedKeys(failed) {
 		err := failed[key]
 		var kindErr *KindError
-		if errors.As(err, &kindErr) { // forbidden on a retry
+		switch {
+		case errors.Is(err, errNotChecked):
+			// The cycle ran out of time before it: the next cycle takes it, in its stage's turn
+			// (the workqueue would take them all at once, beside that cycle), and one error says
+			// how many.
+			notChecked++
+			continue
+		case errors.As(err, &kindErr): // forbidden on a retry
 			e.reportKind(kindErr)
-		} else if act {
+		case act:
 			e.requeueKey(key)
 		}
 		res.Errors = append(res.Errors, err)
@@ -174,7 +182,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	res.Findings = sortedFindings(found)
 	res.Complete = ctx.Err() == nil
 	if ctx.Err() != nil {
-		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s: %w", e.opts.CycleTimeout, ctx.Err()))
+		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s (%d objects not checked; the next cycle goes on): %w", e.opts.CycleTimeout, notChecked, ctx.Err()))
 	}
 	if act {
 		if e.opts.Policy.Mode == diff.ModeCorrect && res.Complete {
@@ -186,6 +194,9 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	return res, nil
 }
 
+// errNotChecked is the error of an object a cycle did not reach before its context ended.
+var errNotChecked = errors.New("not checked")
+
 // each runs fn for every key on the engine's workers and returns the errors by key.
 func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) error) map[diff.Key]error {
 	var mu sync.Mutex
@@ -195,6 +206,12 @@ func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) er
 	for range min(e.opts.Workers, len(keys)) {
 		wg.Go(func() {
 			for key := range work {
+				if ctx.Err() != nil { // handed over as the deadline came
+					mu.Lock()
+					errs[key] = fmt.Errorf("%s: %w: %w", key, errNotChecked, ctx.Err())
+					mu.Unlock()
+					continue
+				}
 				if err := fn(key); err != nil {
 					mu.Lock()
 					errs[key] = err
@@ -206,7 +223,7 @@ func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) er
 	for _, key := range keys {
 		if ctx.Err() != nil {
 			mu.Lock()
-			errs[key] = fmt.Errorf("%s: not checked: %w", key, ctx.Err())
+			errs[key] = fmt.Errorf("%s: %w: %w", key, errNotChecked, ctx.Err())
 			mu.Unlock()
 			continue
 		}

@@ -178,6 +178,9 @@ type Engine struct {
 	memo map[diff.Key]memo
 	// contests are the correction histories of objects another writer set back.
 	contests map[diff.Key]*diff.Contest
+	// awaiting are the clusters ("namespace/name") whose parts wait for their deletion to end:
+	// their parts are looked at again as soon as driftd creates the Cluster anew.
+	awaiting map[string]bool
 	// known is the cluster of every object rendered since driftd started, and gvks their kinds:
 	// orphans are looked for among them.
 	known map[diff.Key]string
@@ -224,7 +227,7 @@ func New(opts Options, deps Deps) *Engine {
 	}
 	return &Engine{
 		opts: opts, deps: deps, app: apply.New(deps.Client), ledger: deps.Ledger,
-		memo: map[diff.Key]memo{}, contests: map[diff.Key]*diff.Contest{}, known: map[diff.Key]string{},
+		memo: map[diff.Key]memo{}, contests: map[diff.Key]*diff.Contest{}, awaiting: map[string]bool{}, known: map[diff.Key]string{},
 		gvks: map[schema.GroupVersionKind]bool{}, topologyMDs: map[diff.Key]diff.Key{},
 		pace: newPacer(opts.MaxRollingClusters, opts.RolloutTimeout),
 	}

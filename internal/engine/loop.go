@@ -142,10 +142,20 @@ func (l *Loop) cycles(ctx context.Context) error {
 		l.cycle(ctx)
 		select {
 		case <-ctx.Done():
+			l.saveVerdicts(ctx)
 			return nil
 		case <-ticker.C:
 		}
 	}
+}
+
+// saveVerdicts stores the clean verdicts once more as driftd stops (SIGTERM, or the manager
+// stopping): what was corrected since the last cycle's end is then not dry-run again after the
+// restart. The lease is still held here: the manager releases it once its runnables returned.
+func (l *Loop) saveVerdicts(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	l.engine.SaveVerdicts(sctx)
 }
 
 func (l *Loop) cycle(ctx context.Context) {

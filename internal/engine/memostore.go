@@ -131,6 +131,14 @@ func (e *Engine) restoredClean(ctx context.Context, key diff.Key, mk memoKey) bo
 	return e.deps.Memo.restoredClean(ctx, e.deps.Log, key, mk)
 }
 
+// SaveVerdicts stores the clean verdicts of the objects of the current snapshot, when they changed,
+// as the end of a cycle does.
+func (e *Engine) SaveVerdicts(ctx context.Context) {
+	if s := e.snap.Load(); s != nil {
+		e.saveClean(ctx, s)
+	}
+}
+
 // saveClean stores the clean verdicts of the objects of s, when they changed.
 func (e *Engine) saveClean(ctx context.Context, s *snapshot) {
 	if e.deps.Memo == nil || !e.statusWritable() {

@@ -351,6 +351,11 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		e.ledger.RolloutHeld(cluster, entry, *f, ev.stuck)
 		return outcome{finding: f, after: paceRecheck}
 	case f.Action == diff.ActionReport && ev.sit.Deleting:
+		if ev.sit.Cluster != "" {
+			e.mu.Lock()
+			e.awaiting[key.Namespace+"/"+ev.sit.Cluster] = true
+			e.mu.Unlock()
+		}
 		return outcome{finding: f, after: 15 * time.Second} // look again once the deletion moved on
 	case !f.Action.Corrects():
 		return outcome{finding: f}
@@ -430,9 +435,19 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	e.ledger.Corrected(target, entry, *f)
 	logOf(ctx).Info("Drift corrected", "class", f.Class, "action", f.Action)
 	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
-		// A Cluster created anew (after a deletion finished): its parts may be waiting for it.
-		for _, part := range s.parts[key.Namespace+"/"+key.Name] {
-			e.requeueKey(part)
+		// A Cluster created anew after a deletion finished: the parts that waited for it are
+		// looked at now. A Cluster created for the first time has none waiting: the cycle that
+		// created it goes on to its parts (handing them to the workqueue too made both create
+		// them at once, a hundred thousand requeues for a fleet of 10,000 created from empty).
+		ck := key.Namespace + "/" + key.Name
+		e.mu.Lock()
+		waited := e.awaiting[ck]
+		delete(e.awaiting, ck)
+		e.mu.Unlock()
+		if waited {
+			for _, part := range s.parts[ck] {
+				e.requeueKey(part)
+			}
 		}
 	}
 	return outcome{finding: f, corrected: true}

@@ -65,3 +65,32 @@ func TestRunInDetectModeOnlyReports(t *testing.T) {
 		}
 	}
 }
+
+// TestARestartDoesNotDryRunWhatWasCorrectedBeforeTheStop: an edit a watch corrected after the last
+// cycle is stored as clean when driftd stops, so the restarted driftd's first cycle over the
+// unchanged fleet sends no dry run.
+func TestARestartDoesNotDryRunWhatWasCorrectedBeforeTheStop(t *testing.T) {
+	ns := "run-stop"
+	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
+	proxy := env.NewAPIProxy(t)
+	args := []string{"--repo", repo.Dir, "--ref", "main", "--path", "fleet", "--kubeconfig", proxy.KubeconfigFile(t),
+		"--owner", ns, "--git-cache-dir", t.TempDir(), "--interval", "1h"}
+	dm := drv.Start(t, ns, args...)
+	testenv.Eventually(t, 30*time.Second, "the fleet to be created", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	testenv.Eventually(t, 10*time.Second, "the first cycle's watches", func() bool { return drv.Watching(ns) })
+	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 5)
+	testenv.Eventually(t, 10*time.Second, "replicas restored to 3", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
+	if code, ok := dm.Stop(30 * time.Second); !ok || code != 0 {
+		t.Fatalf("driftd stopped: %v, exit %d", ok, code)
+	}
+
+	proxy.Reset()
+	metrics := testenv.FreeAddr(t)
+	drv.Start(t, ns, append(args, "--metrics-bind-address", metrics)...)
+	testenv.Eventually(t, 30*time.Second, "the restarted driftd's first cycle", func() bool {
+		return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") >= 1
+	})
+	for _, r := range proxy.Requests(func(r testenv.Request) bool { return r.DryRun }) {
+		t.Errorf("the restarted driftd dry-ran %s %s, unchanged since it was corrected before the stop", r.Method, r.Path)
+	}
+}
