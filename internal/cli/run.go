@@ -45,9 +45,11 @@ type runOptions struct {
 	probeAddr        string
 	leaderElect      bool
 	leaderElectionNS string
-	namespace        string
-	once             bool
-	development      bool
+	// lease timing: how long a lease lasts, how long the leader tries to renew it, how often.
+	leaseDuration, renewDeadline, retryPeriod time.Duration
+	namespace                                 string
+	once                                      bool
+	development                               bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -81,6 +83,12 @@ with server-side apply. It serves metrics and health probes and elects a leader 
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica corrects drift")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: --namespace)")
+	// Longer than controller-runtime's 15 s / 10 s / 2 s, as Flux's controllers default to: an API
+	// server busy with a large fleet can take more than 10 s to answer a lease renewal, and a
+	// leader that gives up exits.
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 35*time.Second, "how long a standby waits before it takes over a lease that was not renewed")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 30*time.Second, "how long the leader tries to renew its lease before it gives up (and exits); less than the lease duration")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 5*time.Second, "time between attempts to renew or take the lease; less than the renew deadline")
 	fs.StringVar(&o.namespace, "namespace", podNamespace(), "driftd's namespace: its status ConfigMap driftd-status-<owner> and its Events, its lease, memo, inventory and last verified commit")
 	fs.BoolVar(&o.once, "once", false, "run one full cycle against the API, print its findings and exit (with --provider in correct mode it takes the daemon's lease, or refuses while a daemon holds it)")
 	fs.BoolVar(&o.development, "log-development", false, "human-readable logs instead of JSON")
@@ -92,6 +100,10 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	logger := zap.New(zap.UseDevMode(o.development), zap.WriteTo(errOut), zap.StacktraceLevel(zapcore.DPanicLevel))
 	log.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's leader election and informers log through klog
+	if o.leaderElect && !(o.retryPeriod > 0 && o.retryPeriod < o.renewDeadline && o.renewDeadline < o.leaseDuration) {
+		return fmt.Errorf("--leader-election-retry-period (%s) < --leader-election-renew-deadline (%s) < --leader-election-lease-duration (%s) must hold",
+			o.retryPeriod, o.renewDeadline, o.leaseDuration)
+	}
 	p, err := o.parts()
 	if err != nil {
 		return err
@@ -116,6 +128,9 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		LeaderElectionID:              "driftd-" + p.opts.Owner,
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
 		GracefulShutdownTimeout:       ptr(30 * time.Second),
 		Cache: cache.Options{
 			// driftd only reads what it caches, and asks the API for managedFields when it found

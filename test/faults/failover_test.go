@@ -43,7 +43,7 @@ func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	killed := time.Now()
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
 	testenv.Eventually(t, 60*time.Second, "the standby to correct the edit", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
-	t.Logf("the edit corrected %s after the leader was killed (lease 15 s)", time.Since(killed).Round(time.Second))
+	t.Logf("the edit corrected %s after the leader was killed (lease 35 s)", time.Since(killed).Round(time.Second))
 
 	t.Logf("writes of the standby:\n  %s", strings.Join(writes(standbyProxy), "\n  "))
 	var took time.Time
