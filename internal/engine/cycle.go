@@ -182,7 +182,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	res.Findings = sortedFindings(found)
 	res.Complete = ctx.Err() == nil
 	if ctx.Err() != nil {
-		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s (%d objects not checked; the next cycle goes on): %w", e.opts.CycleTimeout, notChecked, ctx.Err()))
+		res.Errors = append(res.Errors, fmt.Errorf("the cycle did not finish within %s, %d objects not checked: %w", e.opts.CycleTimeout, notChecked, ctx.Err()))
 	}
 	if act {
 		if e.opts.Policy.Mode == diff.ModeCorrect && res.Complete {
