@@ -197,6 +197,10 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 // errNotChecked is the error of an object a cycle did not reach before its context ended.
 var errNotChecked = errors.New("not checked")
 
+func notChecked(ctx context.Context, key diff.Key) error {
+	return fmt.Errorf("%s: %w: %w", key, errNotChecked, ctx.Err())
+}
+
 // each runs fn for every key on the engine's workers and returns the errors by key.
 func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) error) map[diff.Key]error {
 	var mu sync.Mutex
@@ -208,7 +212,7 @@ func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) er
 			for key := range work {
 				if ctx.Err() != nil { // handed over as the deadline came
 					mu.Lock()
-					errs[key] = fmt.Errorf("%s: %w: %w", key, errNotChecked, ctx.Err())
+					errs[key] = notChecked(ctx, key)
 					mu.Unlock()
 					continue
 				}
@@ -223,7 +227,7 @@ func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) er
 	for _, key := range keys {
 		if ctx.Err() != nil {
 			mu.Lock()
-			errs[key] = fmt.Errorf("%s: %w: %w", key, errNotChecked, ctx.Err())
+			errs[key] = notChecked(ctx, key)
 			mu.Unlock()
 			continue
 		}

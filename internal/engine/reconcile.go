@@ -437,8 +437,8 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 		// A Cluster created anew after a deletion finished: the parts that waited for it are
 		// looked at now. A Cluster created for the first time has none waiting: the cycle that
-		// created it goes on to its parts (handing them to the workqueue too made both create
-		// them at once, a hundred thousand requeues for a fleet of 10,000 created from empty).
+		// created it goes on to its parts (handing them to the workqueue too had both check
+		// them, a hundred thousand requeues for a fleet of 10,000 created from empty).
 		ck := key.Namespace + "/" + key.Name
 		e.mu.Lock()
 		waited := e.awaiting[ck]

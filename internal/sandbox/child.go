@@ -30,8 +30,8 @@ const envChild = "DRIFTD_RENDER_CHILD"
 // such hook.
 const envTestHook = "DRIFTD_RENDER_TEST_HOOK"
 
-// renderNice is the render child's nice value: under CPU contention its threads get about a tenth
-// of what the daemon's do.
+// renderNice is how many nice values the render child runs below the daemon: under CPU
+// contention its threads get about a tenth of what the daemon's do.
 const renderNice = 10
 
 // request is what the parent asks of a child, on its standard input.
