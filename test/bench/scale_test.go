@@ -101,9 +101,19 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	args := append(driver.New(env).Args(b, repo.Dir, owner), "--namespace", ns, "--interval", scaleInterval.String(),
 		"--leader-elect", "--render-max-memory", "384Mi",
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--profiling")
+	started := 0
 	start := func() (*driver.Process, time.Time) {
 		t0 := time.Now()
-		return driver.Spawn(b, bin, append([]string{"run"}, args...)...), t0
+		p := driver.Spawn(b, bin, append([]string{"run"}, args...)...)
+		// Each driftd's whole log is kept beside the table, for what a figure alone does not say.
+		started++
+		log := filepath.Join(root, "bin", "bench", fmt.Sprintf("driftd-%d-%d.log", n, started))
+		b.Cleanup(func() {
+			if err := os.MkdirAll(filepath.Dir(log), 0o755); err == nil {
+				_ = os.WriteFile(log, []byte(p.Out.String()), 0o644)
+			}
+		})
+		return p, t0
 	}
 	completeCycles := func() float64 { return testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_count") }
 	waitCycles := func(p *driver.Process, want float64, within time.Duration) {
