@@ -88,15 +88,16 @@ type Options struct {
 }
 
 // Renderer renders a checkout: internal/sandbox's, in a child process with a deadline and a
-// memory budget, in the daemon.
+// memory budget, in the daemon. background says the engine serves corrections from an earlier
+// render meanwhile (the render may yield the CPU to them); false, that it waits for this one.
 type Renderer interface {
-	Render(ctx context.Context, root, path string) (*render.Result, error)
+	Render(ctx context.Context, root, path string, background bool) (*render.Result, error)
 }
 
 // inProcess renders in the engine's own process, with render's default budgets (tests).
 type inProcess struct{}
 
-func (inProcess) Render(_ context.Context, root, path string) (*render.Result, error) {
+func (inProcess) Render(_ context.Context, root, path string, _ bool) (*render.Result, error) {
 	return render.Render(root, path, render.Options{})
 }
 

@@ -153,7 +153,7 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 		// until its deadline, again) until the branch moves or driftd restarts.
 		next = degrade(cur, "the render of "+co.Revision()+" failed")
 	case cur == nil || co.Commit != cur.commit:
-		rendered, rerr := e.deps.Render.Render(ctx, co.Dir, e.opts.Path)
+		rendered, rerr := e.deps.Render.Render(ctx, co.Dir, e.opts.Path, cur != nil)
 		if rerr != nil && ctx.Err() == nil {
 			e.failed = co.Commit
 		}

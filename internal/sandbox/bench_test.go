@@ -24,7 +24,7 @@ func BenchmarkSandboxRender(b *testing.B) {
 		}
 		inProcess += time.Since(start)
 		start = time.Now()
-		res, err = Renderer{}.Render(context.Background(), root, "")
+		res, err = Renderer{}.Render(context.Background(), root, "", false)
 		if err != nil || len(res.Objects) != 8000 {
 			b.Fatalf("sandboxed render: %v", err)
 		}

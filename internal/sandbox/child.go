@@ -30,8 +30,8 @@ const envChild = "DRIFTD_RENDER_CHILD"
 // such hook.
 const envTestHook = "DRIFTD_RENDER_TEST_HOOK"
 
-// renderNice is how many nice values the render child runs below the daemon: under CPU
-// contention its threads get about a tenth of what the daemon's do.
+// renderNice is how many nice values a render in the background runs below the daemon: under
+// CPU contention its threads get about a tenth of what the daemon's do.
 const renderNice = 10
 
 // request is what the parent asks of a child, on its standard input.
@@ -39,6 +39,10 @@ type request struct {
 	Root   string        `json:"root,omitempty"`
 	Path   string        `json:"path,omitempty"`
 	Limits render.Limits `json:"limits"`
+	// Background asks the child to yield the CPU (renderNice): the daemon serves corrections
+	// from an earlier render meanwhile. A render with nothing before it is what the daemon
+	// waits for, and runs at the daemon's own priority.
+	Background bool `json:"background,omitempty"`
 	// Probe asks the child to try what the sandbox refuses (a request to this URL through the
 	// default client, a connection to its host, a program) and to say what happened.
 	Probe string `json:"probe,omitempty"`
@@ -99,8 +103,6 @@ func RunChildIfAsked() {
 func child(in io.Reader, out io.Writer) int {
 	// The child goes first when memory runs out: the kernel's OOM killer takes it, not the daemon.
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
-	// And it yields the CPU: a render is throughput, a correction is latency.
-	_ = lowerPriority(renderNice)
 	egress.DenyDefaultTransport()
 	seccomp := "on"
 	if err := confine(); err != nil {
@@ -123,6 +125,11 @@ func child(in io.Reader, out io.Writer) int {
 		send(message{Done: &done{Failed: "reading the render request: " + err.Error()}})
 		_ = w.Flush()
 		return 1
+	}
+	if req.Background {
+		// A render beside a serving daemon yields the CPU: it is throughput, a correction is
+		// latency.
+		_ = lowerPriority(renderNice)
 	}
 	if req.Probe != "" {
 		res := probe(req.Probe)

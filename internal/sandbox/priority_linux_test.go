@@ -13,19 +13,50 @@ import (
 	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
-// TestTheRenderChildYieldsTheCPU: every thread of a render's child runs renderNice below the
-// daemon, which keeps its own priority.
-func TestTheRenderChildYieldsTheCPU(t *testing.T) {
+// TestABackgroundRenderYieldsTheCPU: every thread of a render in the background runs renderNice
+// below the daemon, which keeps its own priority; a render the daemon waits for (its first, with
+// nothing to serve corrections from) runs at the daemon's priority.
+func TestABackgroundRenderYieldsTheCPU(t *testing.T) {
 	own := niceValues(t, os.Getpid())
 	daemon := own[os.Getpid()]
-	want := min(19, daemon+renderNice)
+	for _, tt := range []struct {
+		name       string
+		background bool
+		want       int
+	}{
+		{"in the background", true, min(19, daemon+renderNice)},
+		{"waited for", false, daemon},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			threads := childNiceValues(t, tt.background)
+			for tid, nice := range threads {
+				if nice != tt.want {
+					t.Errorf("the child's thread %d runs at nice %d, want %d (all: %v)", tid, nice, tt.want, threads)
+				}
+			}
+			for tid, nice := range niceValues(t, os.Getpid()) {
+				if nice != daemon {
+					t.Errorf("the daemon's own thread %d runs at nice %d", tid, nice)
+				}
+			}
+		})
+	}
+}
+
+// childNiceValues starts a render that blocks once it has its request and reads the nice value of
+// each of its child's threads.
+func childNiceValues(t *testing.T, background bool) map[int]int {
 	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
 	t.Setenv(envTestHook, "block:fleet/HANG")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Renderer{Limits: render.Limits{Timeout: time.Minute}}.Render(ctx, root, "fleet")
+		_, err := Renderer{Limits: render.Limits{Timeout: time.Minute}}.Render(ctx, root, "fleet", background)
 		done <- err
+	}()
+	defer func() {
+		cancel()
+		<-done
 	}()
 	var pid int
 	for deadline := time.Now().Add(30 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
@@ -37,21 +68,10 @@ func TestTheRenderChildYieldsTheCPU(t *testing.T) {
 	// The child blocks once it has its request; by then its runtime has its threads.
 	time.Sleep(500 * time.Millisecond)
 	threads := niceValues(t, pid)
-	cancel()
-	<-done
 	if len(threads) == 0 {
 		t.Fatal("the child has no threads to read")
 	}
-	for tid, nice := range threads {
-		if nice != want {
-			t.Errorf("the child's thread %d runs at nice %d, want %d (all: %v)", tid, nice, want, threads)
-		}
-	}
-	for tid, nice := range niceValues(t, os.Getpid()) {
-		if nice != daemon {
-			t.Errorf("the daemon's own thread %d runs at nice %d", tid, nice)
-		}
-	}
+	return threads
 }
 
 // childPID is the render child this process started, or 0.

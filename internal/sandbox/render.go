@@ -41,10 +41,12 @@ func (e *Error) Error() string { return e.msg }
 
 // Render renders folder path of the checkout at root in a child process and returns what the
 // in-process render.Render would, or an *Error when the child had to be stopped (deadline, memory)
-// or died.
-func (r Renderer) Render(ctx context.Context, root, path string) (*render.Result, error) {
+// or died. A render in the background (the daemon serves corrections from an earlier one) runs
+// renderNice below the daemon; one without runs at the daemon's priority, for it is what the
+// daemon waits for.
+func (r Renderer) Render(ctx context.Context, root, path string, background bool) (*render.Result, error) {
 	limits := r.Limits.WithDefaults()
-	run, err := r.start(ctx, request{Root: root, Path: path, Limits: limits}, limits)
+	run, err := r.start(ctx, request{Root: root, Path: path, Limits: limits, Background: background}, limits)
 	if err != nil {
 		return nil, err
 	}

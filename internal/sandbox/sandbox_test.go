@@ -75,7 +75,7 @@ func TestTheSandboxRendersWhatTheRenderDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Renderer{}.Render(context.Background(), root, "fleet")
+	got, err := Renderer{}.Render(context.Background(), root, "fleet", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +90,10 @@ func TestTheSandboxRendersWhatTheRenderDoes(t *testing.T) {
 	if got.Partial != want.Partial || fmt.Sprint(got.Errors) != fmt.Sprint(want.Errors) {
 		t.Errorf("partial %v errors %v, want %v %v", got.Partial, got.Errors, want.Partial, want.Errors)
 	}
-	if _, err := (Renderer{}).Render(context.Background(), root, "empty"); !errors.Is(err, render.ErrEmptyRender) {
+	if _, err := (Renderer{}).Render(context.Background(), root, "empty", false); !errors.Is(err, render.ErrEmptyRender) {
 		t.Errorf("an empty render = %v, want ErrEmptyRender", err)
 	}
-	if _, err := (Renderer{}).Render(context.Background(), root, "nope"); err == nil || !strings.Contains(err.Error(), `path "nope"`) {
+	if _, err := (Renderer{}).Render(context.Background(), root, "nope", false); err == nil || !strings.Contains(err.Error(), `path "nope"`) {
 		t.Errorf("a missing path = %v", err)
 	}
 }
@@ -111,13 +111,13 @@ func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
 	} {
 		t.Run(tt.reason, func(t *testing.T) {
 			t.Setenv(envTestHook, tt.hook)
-			_, err := Renderer{Limits: tt.limits}.Render(context.Background(), root, "fleet")
+			_, err := Renderer{Limits: tt.limits}.Render(context.Background(), root, "fleet", false)
 			var serr *Error
 			if !errors.As(err, &serr) || serr.Reason != tt.reason || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Render = %v, want %s: %q", err, tt.reason, tt.want)
 			}
 			t.Setenv(envTestHook, "")
-			res, err := Renderer{Limits: tt.limits}.Render(context.Background(), root, "fleet")
+			res, err := Renderer{Limits: tt.limits}.Render(context.Background(), root, "fleet", false)
 			if err != nil || len(res.Objects) != 1 {
 				t.Fatalf("the next render: %v", err)
 			}
@@ -129,7 +129,7 @@ func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
 // daemon's process never holds the expansion.
 func TestAnAliasBombIsRefusedInTheChild(t *testing.T) {
 	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml, bomb.yaml]\n", "fleet/a.yaml": md("a"), "fleet/bomb.yaml": fixture.AliasBomb()})
-	res, err := Renderer{}.Render(context.Background(), root, "fleet")
+	res, err := Renderer{}.Render(context.Background(), root, "fleet", false)
 	if err != nil {
 		t.Fatal(err)
 	}
