@@ -134,9 +134,9 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		GracefulShutdownTimeout:       ptr(30 * time.Second),
 		Cache: cache.Options{
 			// driftd only reads what it caches, and asks the API for managedFields when it found
-			// drift: no copies on read, no managedFields held.
+			// drift: no copies on read, no managedFields held, and of a Machine only what is read.
 			DefaultUnsafeDisableDeepCopy: ptr(true),
-			DefaultTransform:             cache.TransformStripManagedFields(),
+			DefaultTransform:             engine.CacheTransform(),
 			ByObject: map[client.Object]cache.ByObject{
 				// A management cluster holds many Secrets (kubeconfigs, certificates, bootstrap data)
 				// and ConfigMaps; cache only driftd's own (engine.CachedByLabel). Others are read with a

@@ -32,12 +32,13 @@ func awsMachine(instanceType string) *unstructured.Unstructured {
 		"metadata": map[string]any{"name": "x"}, "spec": map[string]any{"instanceType": instanceType}})
 }
 
-func TestCloudFindings(t *testing.T) {
-	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+// cloudInput is a cluster's Machines and its instances in every state CloudFindings tells apart,
+// at now.
+func cloudInput(now time.Time) CloudInput {
 	inst := func(id, state, typ string, age time.Duration) infra.Instance {
 		return infra.Instance{Provider: infra.ProviderAWS, ID: id, ProviderID: "aws:///a/" + id, Cluster: "fleet/prod", State: state, Type: typ, LaunchTime: now.Add(-age)}
 	}
-	in := CloudInput{
+	return CloudInput{
 		Snapshots: map[string]*infra.Snapshot{infra.ProviderAWS: {Complete: true, Instances: []infra.Instance{
 			inst("i-00000001", infra.StateRunning, "m5.large", time.Hour),
 			inst("i-00000002", infra.StateTerminated, "m5.large", time.Hour),
@@ -58,6 +59,11 @@ func TestCloudFindings(t *testing.T) {
 		},
 		Clusters: map[string]bool{"fleet/prod": true}, Now: now, Grace: 10 * time.Minute,
 	}
+}
+
+func TestCloudFindings(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	in := cloudInput(now)
 	got := map[string]Class{}
 	for _, f := range CloudFindings(in) {
 		name := f.Object.Name

@@ -3,6 +3,7 @@ package diff
 import (
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -41,4 +42,38 @@ func MetadataOnly(gvk schema.GroupVersionKind, cloud bool) bool {
 		return gvk.Group != core && gvk.Group != "infrastructure."+core && gvk.Group != "controlplane."+core
 	}
 	return true
+}
+
+// TrimCached drops from a live object, as the daemon's cache takes it in, what driftd never reads
+// there: a Machine's status but its phase and nodeRef, and the whole status of a provider's machine
+// (an AWSMachine, a VSphereMachine…). Their conditions, addresses and node information are most
+// of what a provisioned Machine weighs, and a fleet holds more Machines than anything else. From
+// the cache, only the comparison with the cloud reads them (CloudFindings, PlanReplacements,
+// Vanished: a Machine's metadata, spec, phase and Node; a provider machine's spec); the rollout
+// prediction and its progress read Machines from the API, whole. It reports whether it dropped
+// anything.
+func TrimCached(u *unstructured.Unstructured) bool {
+	gvk := u.GroupVersionKind()
+	status, ok := u.Object["status"].(map[string]any)
+	if !ok {
+		return false
+	}
+	switch {
+	case gvk.Group == GVKMachine.Group && gvk.Kind == GVKMachine.Kind:
+		kept := map[string]any{}
+		for _, f := range []string{"phase", "nodeRef"} {
+			if v, ok := status[f]; ok {
+				kept[f] = v
+			}
+		}
+		if len(kept) == len(status) {
+			return false
+		}
+		u.Object["status"] = kept
+		return true
+	case gvk.Group == "infrastructure."+GVKMachine.Group && strings.HasSuffix(gvk.Kind, "Machine"):
+		delete(u.Object, "status")
+		return true
+	}
+	return false
 }

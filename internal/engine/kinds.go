@@ -11,12 +11,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/report"
 )
+
+// CacheTransform is the daemon cache's transform: no object keeps its managedFields (driftd asks
+// the API for them when it found drift), and Machines and providers' machines keep only what is
+// read of them from the cache (diff.TrimCached).
+func CacheTransform() toolscache.TransformFunc {
+	strip := cache.TransformStripManagedFields()
+	return func(obj any) (any, error) {
+		obj, err := strip(obj)
+		if u, ok := obj.(*unstructured.Unstructured); ok && err == nil {
+			diff.TrimCached(u)
+		}
+		return obj, err
+	}
+}
 
 // KindError says driftd may not list or watch a kind: its objects are not checked, and the rest
 // of the fleet is.

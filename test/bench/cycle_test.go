@@ -31,7 +31,7 @@ func daemonEngine(tb testing.TB, f *benchFleet, counter *requestCounter) (*engin
 		tb.Fatal(err)
 	}
 	informers, err := cache.New(cfg, cache.Options{Scheme: env.Scheme, Mapper: c.RESTMapper(),
-		DefaultUnsafeDisableDeepCopy: ptr(true), DefaultTransform: cache.TransformStripManagedFields()})
+		DefaultUnsafeDisableDeepCopy: ptr(true), DefaultTransform: engine.CacheTransform()})
 	if err != nil {
 		tb.Fatal(err)
 	}
