@@ -178,14 +178,17 @@ func number(v any) (float64, bool) {
 }
 
 // escape escapes a JSON pointer token (RFC 6901: ~ as ~0, / as ~1).
-func escape(token string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(token)
-}
+func escape(token string) string { return pointerEscaper.Replace(token) }
 
 // unescape reverses escape.
-func unescape(token string) string {
-	return strings.NewReplacer("~1", "/", "~0", "~").Replace(token)
-}
+func unescape(token string) string { return pointerUnescaper.Replace(token) }
+
+// Built once: a Replacer's first use builds its tables, which cost more than the replacing of
+// every field of an object.
+var (
+	pointerEscaper   = strings.NewReplacer("~", "~0", "/", "~1")
+	pointerUnescaper = strings.NewReplacer("~1", "/", "~0", "~")
+)
 
 // splitPointer returns the unescaped tokens of a JSON pointer.
 func splitPointer(p string) []string {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"hash/fnv"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,9 +280,10 @@ type keyLocks struct {
 }
 
 func (l *keyLocks) lock(k diff.Key) func() {
-	h := fnv.New32a()
-	h.Write([]byte(k.Group + "/" + k.Kind + "/" + k.Namespace + "/" + k.Name))
-	m := &l.stripes[h.Sum32()%uint32(len(l.stripes))]
+	// Hashed as it is, with no string built: a cycle locks every key of the fleet.
+	m := &l.stripes[maphash.Comparable(lockSeed, k)%uint64(len(l.stripes))]
 	m.Lock()
 	return m.Unlock
 }
+
+var lockSeed = maphash.MakeSeed()

@@ -6,9 +6,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
@@ -45,4 +48,72 @@ func TestTheLoopCorrectsAfterAWatchEventBetweenCycles(t *testing.T) {
 	}
 	scale(t, ns, "kubectl-edit", 7)
 	testenv.Eventually(t, 30*time.Second, "the watch to set replicas back to 3", func() bool { return liveReplicas(t, ns) == 3 })
+}
+
+// TestACycleFromTheCacheSeesAnEditOfAnObjectCachedAsMetadata: a kind the daemon caches as metadata
+// only (a Namespace) is judged clean from the cache's metadata in a quiet cycle; an out-of-band
+// change of a label Git sets is still seen by the next cycle (no watch: the loop's watches are not
+// running here) and set back, and a quiet cycle after it sends no request.
+func TestACycleFromTheCacheSeesAnEditOfAnObjectCachedAsMetadata(t *testing.T) {
+	ns := "loop-metadata"
+	files := fleet(ns, "3")
+	files["namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n  labels:\n    tier: gold\n"
+	proxy := env.NewAPIProxy(t)
+	c := proxyClient(t, proxy)
+	// The cache reads the API directly; what goes through the proxy is the engine's own requests.
+	mgr, err := manager.New(env.Config, manager.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watches := NewWatches(mgr.GetCache(), c, mgr.GetRESTMapper())
+	e := New(Options{Owner: "loop-metadata", LiveFromCache: true, Policy: diff.Policy{Mode: diff.ModeCorrect}}, Deps{
+		Source: newDirSource(t, files), Reader: mgr.GetCache(), Client: c, Mapper: mgr.GetRESTMapper(), Kinds: watches,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	cycle := func(what string) {
+		t.Helper()
+		if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
+			t.Fatalf("%s: %v %v", what, err, res.Errors)
+		}
+	}
+	label := func() string {
+		n := &corev1.Namespace{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+			t.Fatal(err)
+		}
+		return n.Labels["tier"]
+	}
+	cycle("first cycle")
+	// Until the cache has seen what the first cycle created, a cycle reads it from the API.
+	testenv.Eventually(t, 10*time.Second, "a cycle with no request", func() bool {
+		before := len(proxy.Requests(nil))
+		cycle("quiet cycle")
+		return len(proxy.Requests(nil)) == before
+	})
+
+	n := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels["tier"] = "bronze"
+	if err := env.Client.Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "a cycle to set the label back", func() bool {
+		cycle("cycle after the edit")
+		return label() == "gold"
+	})
+	testenv.Eventually(t, 10*time.Second, "a cycle with no request after the correction", func() bool {
+		before := len(proxy.Requests(nil))
+		cycle("quiet cycle")
+		return len(proxy.Requests(nil)) == before
+	})
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,26 +60,61 @@ func memoKeyOf(d *desiredObject, live *unstructured.Unstructured) memoKey {
 		return k
 	}
 	k.uid = live.GetUID()
-	if g := live.GetGeneration(); g > 0 {
-		k.version = fmt.Sprintf("g%d", g)
-	} else {
-		k.version = "rv" + live.GetResourceVersion()
-	}
-	h := fnv.New64a()
-	for _, m := range []map[string]string{live.GetLabels(), live.GetAnnotations()} {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(h, "%s=%s\x00", k, m[k])
-		}
-		h.Write([]byte{1})
-	}
-	k.metadata = h.Sum64()
+	k.version = versionOf(live.GetGeneration(), live.GetResourceVersion())
+	// The metadata is read in place, not copied: this runs for every object of the fleet.
+	meta, _ := live.Object["metadata"].(map[string]any)
+	labels, _ := meta["labels"].(map[string]any)
+	annotations, _ := meta["annotations"].(map[string]any)
+	k.metadata = hashPairs(hashPairs(fnvOffset64, labels), annotations)
 	return k
 }
+
+// memoKeyOfMeta is memoKeyOf of a live object the cache holds as metadata.
+func memoKeyOfMeta(d *desiredObject, live *metav1.ObjectMeta) memoKey {
+	return memoKey{desired: d.hash, uid: live.UID, version: versionOf(live.Generation, live.ResourceVersion),
+		metadata: hashPairs(hashPairs(fnvOffset64, live.Labels), live.Annotations)}
+}
+
+func versionOf(generation int64, resourceVersion string) string {
+	if generation > 0 {
+		return "g" + strconv.FormatInt(generation, 10)
+	}
+	return "rv" + resourceVersion
+}
+
+// hashPairs goes on with FNV-1a hash h over the pairs of m as "key=value\x00" in key order, closed
+// by a 1 byte; a value that is not a string counts as "". Nothing is formatted or copied.
+func hashPairs[V any](h uint64, m map[string]V) uint64 {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		var v string
+		switch x := any(m[k]).(type) {
+		case string:
+			v = x
+		}
+		h = fnvString(fnvString(fnvString(fnvString(h, k), "="), v), "\x00")
+	}
+	return fnvByte(h, 1)
+}
+
+// FNV-1a, 64 bits (hash/fnv's New64a, without its allocations).
+const (
+	fnvOffset64 uint64 = 14695981039346656037
+	fnvPrime64  uint64 = 1099511628211
+)
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = fnvByte(h, s[i])
+	}
+	return h
+}
+
+func fnvByte(h uint64, b byte) uint64 { return (h ^ uint64(b)) * fnvPrime64 }
 
 // evaluation is one object compared: its finding (nil: no drift), the live object (nil: none),
 // the situation the decision was made in and the memo it used.
@@ -138,10 +173,6 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
 	unlock := e.keys.lock(key)
 	defer unlock()
-	if _, err := logr.FromContext(ctx); err != nil {
-		// A cycle's own call: the workqueue's carries the logger its LogConstructor built.
-		ctx = logr.NewContext(ctx, e.deps.Log.WithValues("object", key.String()))
-	}
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ReconcileTimeout)
 	defer cancel()
 	d, ok := s.desired[key]
@@ -172,6 +203,9 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	if slicesContains(s.pending, key) {
 		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
 		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its CustomResourceDefinition is created first"), nil
+	}
+	if m, ok := e.cleanInCache(ctx, key, d); ok {
+		return evaluation{memo: m}, nil
 	}
 	live, err := e.getLive(ctx, d.ref())
 	if err != nil {
@@ -242,6 +276,28 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		return evaluation{live: live, memo: m}, nil
 	}
 	return e.decide(ctx, s, key, d, live, class, m, ""), nil
+}
+
+// cleanInCache is the quiet cycle's path for a kind cached as metadata: the memo has the state
+// the cache holds of the object as equal to Git. It reads the cache's metadata in place and builds
+// no object; anything else (not cached, a memo to restore, drift) takes evaluate's whole path.
+func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObject) (memo, bool) {
+	if !e.thin(d.gvk) {
+		return memo{}, false
+	}
+	if e.deps.Kinds != nil && e.deps.Kinds.Ready(ctx, d.gvk) != nil {
+		return memo{}, false
+	}
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(d.gvk)
+	if err := e.deps.Reader.Get(ctx, client.ObjectKey{Namespace: d.namespace, Name: d.name}, live); err != nil {
+		return memo{}, false
+	}
+	e.mu.Lock()
+	m, ok := e.memo[key]
+	e.mu.Unlock()
+	clean := ok && m.key == memoKeyOfMeta(d, &live.ObjectMeta) && len(m.fields) == 0 && m.rejected == nil
+	return m, clean
 }
 
 // createsUnchecked says whether a missing object is created without a dry run before: when driftd
@@ -395,7 +451,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			e.redecide(d, ev)
 		}
 		if e.ledger.Failed(target, entry, *f, r.Err, apply.Hint(key.Kind, r.Err)) {
-			logOf(ctx).Error(r.Err, "Correction failed", "class", f.Class)
+			e.logOf(ctx, key).Error(r.Err, "Correction failed", "class", f.Class)
 		}
 		if apply.Rejected(r.Err) {
 			// An object the API server refuses to create is unusable, as a dry run would find it.
@@ -433,7 +489,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		e.mu.Unlock()
 	}
 	e.ledger.Corrected(target, entry, *f)
-	logOf(ctx).Info("Drift corrected", "class", f.Class, "action", f.Action)
+	e.logOf(ctx, key).Info("Drift corrected", "class", f.Class, "action", f.Action)
 	if f.Class == diff.ClassMissing && key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 		// A Cluster created anew after a deletion finished: the parts that waited for it are
 		// looked at now. A Cluster created for the first time has none waiting: the cycle that
@@ -453,9 +509,14 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 	return outcome{finding: f, corrected: true}
 }
 
-// logOf is the logger of the object being reconciled: reconcileKey puts it in the context.
-func logOf(ctx context.Context) logr.Logger {
-	return logr.FromContextOrDiscard(ctx)
+// logOf is the logger of object key: the workqueue's (its LogConstructor names the object), or,
+// in a cycle's own call, the engine's with the object named — made only when there is something to
+// log, not for each of the fleet's objects every cycle.
+func (e *Engine) logOf(ctx context.Context, key diff.Key) logr.Logger {
+	if log, err := logr.FromContext(ctx); err == nil {
+		return log
+	}
+	return e.deps.Log.WithValues("object", key.String())
 }
 
 // scrub hides in err every secret value the desired or live object holds (the API server quotes a
