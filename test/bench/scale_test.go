@@ -180,6 +180,14 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	})
 	row.p50, row.p99, row.maxLatency = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
 	row.uncorrected = uncorrected
+	if uncorrected > 0 {
+		// Where driftd's goroutines wait, for what a late correction alone does not say.
+		top, err := saveProfile(root, metrics, "goroutine", fmt.Sprintf("goroutines-%d.pprof", n), "-cum")
+		if err != nil {
+			top = err.Error()
+		}
+		b.Logf("%d edits not corrected within %s; driftd's goroutines:\n%s", uncorrected, editWait, top)
+	}
 	row.peakRSS = float64(p.PeakRSS()) / (1 << 20)
 	row.heap = heapInUse(b, root, metrics, n)
 	// A cycle after the edits, whose end stores what driftd found equal to Git: the restart
