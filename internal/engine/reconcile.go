@@ -116,8 +116,9 @@ func fnvString(h uint64, s string) uint64 {
 
 func fnvByte(h uint64, b byte) uint64 { return (h ^ uint64(b)) * fnvPrime64 }
 
-// evaluation is one object compared: its finding (nil: no drift), the live object (nil: none),
-// the situation the decision was made in and the memo it used.
+// evaluation is one object compared: its finding (nil: no drift), the live object (nil: none, or,
+// with no finding, judged from the cache's metadata without building it), the situation the
+// decision was made in and the memo it used.
 type evaluation struct {
 	finding *diff.Finding
 	live    *unstructured.Unstructured
