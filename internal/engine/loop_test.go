@@ -31,15 +31,7 @@ func TestTheLoopCorrectsAfterAWatchEventBetweenCycles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(t, mgr)
 
 	testenv.Eventually(t, 30*time.Second, "the first cycle to create the MachineDeployment", func() bool { return liveReplicas(t, ns) == 3 })
 	testenv.Eventually(t, 10*time.Second, "the first cycle to end", func() bool { return loop.lastSuccess.Load() != 0 })
@@ -69,15 +61,7 @@ func TestACycleFromTheCacheSeesAnEditOfAnObjectCachedAsMetadata(t *testing.T) {
 	e := New(Options{Owner: "loop-metadata", LiveFromCache: true, Policy: diff.Policy{Mode: diff.ModeCorrect}}, Deps{
 		Source: newDirSource(t, files), Reader: mgr.GetCache(), Client: c, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	ctx := startManager(t, mgr)
 	cycle := func(what string) {
 		t.Helper()
 		if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
@@ -91,13 +75,17 @@ func TestACycleFromTheCacheSeesAnEditOfAnObjectCachedAsMetadata(t *testing.T) {
 		}
 		return n.Labels["tier"]
 	}
+	quiet := func(what string) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, what, func() bool {
+			before := len(proxy.Requests(nil))
+			cycle("quiet cycle")
+			return len(proxy.Requests(nil)) == before
+		})
+	}
 	cycle("first cycle")
 	// Until the cache has seen what the first cycle created, a cycle reads it from the API.
-	testenv.Eventually(t, 10*time.Second, "a cycle with no request", func() bool {
-		before := len(proxy.Requests(nil))
-		cycle("quiet cycle")
-		return len(proxy.Requests(nil)) == before
-	})
+	quiet("a cycle with no request")
 
 	n := &corev1.Namespace{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
@@ -111,9 +99,19 @@ func TestACycleFromTheCacheSeesAnEditOfAnObjectCachedAsMetadata(t *testing.T) {
 		cycle("cycle after the edit")
 		return label() == "gold"
 	})
-	testenv.Eventually(t, 10*time.Second, "a cycle with no request after the correction", func() bool {
-		before := len(proxy.Requests(nil))
-		cycle("quiet cycle")
-		return len(proxy.Requests(nil)) == before
+	quiet("a cycle with no request after the correction")
+}
+
+// startManager runs mgr until the test ends and returns the context it runs in.
+func startManager(t *testing.T, mgr manager.Manager) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
 	})
+	return ctx
 }

@@ -91,11 +91,7 @@ func hashPairs[V any](h uint64, m map[string]V) uint64 {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		var v string
-		switch x := any(m[k]).(type) {
-		case string:
-			v = x
-		}
+		v, _ := any(m[k]).(string)
 		h = fnvString(fnvString(fnvString(fnvString(h, k), "="), v), "\x00")
 	}
 	return fnvByte(h, 1)
