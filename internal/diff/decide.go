@@ -165,21 +165,50 @@ type Clusters map[Key]string
 // a MachineDeployment/MachinePool references (infrastructure, control plane, templates, bootstrap
 // configs) belongs to the referrer's cluster. Shared objects (a ClusterClass) belong to none.
 func IndexClusters(objs []*unstructured.Unstructured) Clusters {
+	links := make([]Links, len(objs))
+	for i, o := range objs {
+		links[i] = LinksOf(o)
+	}
+	return IndexLinks(links)
+}
+
+// Links is what IndexClusters reads of an object: its key, the cluster it names itself (or "")
+// and the objects it references. A render is indexed from its objects' links, not the objects:
+// the engine keeps no decoded render.
+type Links struct {
+	Key     Key
+	Cluster string
+	Refs    []Key
+}
+
+// LinksOf returns o's links.
+func LinksOf(o *unstructured.Unstructured) Links {
+	l := Links{Key: KeyOf(o), Cluster: directCluster(o)}
+	if refs := references(o); len(refs) > 0 {
+		for i := range refs {
+			refs[i].Namespace = o.GetNamespace()
+		}
+		l.Refs = refs
+	}
+	return l
+}
+
+// IndexLinks is IndexClusters over the objects' links.
+func IndexLinks(links []Links) Clusters {
 	c := Clusters{}
-	for _, o := range objs {
-		if name := directCluster(o); name != "" {
-			c[KeyOf(o)] = name
+	for _, l := range links {
+		if l.Cluster != "" {
+			c[l.Key] = l.Cluster
 		}
 	}
 	// References, two rounds: Cluster → control plane → its machine template.
 	for range 2 {
-		for _, o := range objs {
-			cluster, ok := c[KeyOf(o)]
+		for _, l := range links {
+			cluster, ok := c[l.Key]
 			if !ok {
 				continue
 			}
-			for _, ref := range references(o) {
-				ref.Namespace = o.GetNamespace()
+			for _, ref := range l.Refs {
 				if _, known := c[ref]; !known {
 					c[ref] = cluster
 				}

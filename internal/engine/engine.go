@@ -91,15 +91,21 @@ type Options struct {
 // Renderer renders a checkout: internal/sandbox's, in a child process with a deadline and a
 // memory budget, in the daemon. background says the engine serves corrections from an earlier
 // render meanwhile (the render may yield the CPU to them); false, that it waits for this one.
+// The objects come as JSON; the engine decodes one at a time.
 type Renderer interface {
-	Render(ctx context.Context, root, path string, background bool) (*render.Result, error)
+	Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error)
 }
 
 // inProcess renders in the engine's own process, with render's default budgets (tests).
 type inProcess struct{}
 
-func (inProcess) Render(_ context.Context, root, path string, _ bool) (*render.Result, error) {
-	return render.Render(root, path, render.Options{})
+func (inProcess) Render(_ context.Context, root, path string, _ bool) (*render.Encoded, error) {
+	res, err := render.Render(root, path, render.Options{})
+	enc, eerr := render.Encode(res)
+	if eerr != nil {
+		return nil, eerr
+	}
+	return enc, err
 }
 
 // Deps are the parts an Engine works with.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/testenv"
 )
 
@@ -198,17 +199,15 @@ func TestAReconcileDoesNotWaitForAFetch(t *testing.T) {
 }
 
 // TestACycleCreatesACRDAndItsObjects: a render that brings a CustomResourceDefinition and objects
-// of its kind creates both in one cycle.
+// of its kind creates both in one cycle, whether the CRD is rendered before or after them.
 func TestACycleCreatesACRDAndItsObjects(t *testing.T) {
-	files := map[string]string{
-		"kustomization.yaml": "resources:\n- crd.yaml\n- gadget.yaml\n",
-		"crd.yaml": `apiVersion: apiextensions.k8s.io/v1
+	crd := `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: gadgets.fleet.example.com
+  name: %[1]ss.fleet.example.com
 spec:
   group: fleet.example.com
-  names: {kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}
+  names: {kind: %[2]s, listKind: %[2]sList, plural: %[1]ss, singular: %[1]s}
   scope: Cluster
   versions:
   - name: v1
@@ -221,24 +220,51 @@ spec:
           spec:
             type: object
             x-kubernetes-preserve-unknown-fields: true
-`,
-		"gadget.yaml": "apiVersion: fleet.example.com/v1\nkind: Gadget\nmetadata:\n  name: sprocket\nspec:\n  teeth: 12\n",
-	}
-	e := newEngine(t, newDirSource(t, files), env.Client, Options{})
-	res, err := e.Cycle(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Errors) > 0 {
-		t.Fatalf("errors: %v", res.Errors)
-	}
-	g := &unstructured.Unstructured{}
-	g.SetGroupVersionKind(schema.GroupVersionKind{Group: "fleet.example.com", Version: "v1", Kind: "Gadget"})
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "sprocket"}, g); err != nil {
-		t.Fatalf("the Gadget was not created in the CRD's cycle: %v", err)
-	}
-	if len(res.Remaining()) != 0 {
-		t.Errorf("remaining after the cycle: %+v", res.Remaining())
+`
+	for _, tt := range []struct {
+		kind, kustomization string
+		first               string // the kind rendered first
+	}{
+		{"Gadget", "resources:\n- crd.yaml\n- object.yaml\n", "CustomResourceDefinition"},
+		// In the order written: the object before its CRD.
+		{"Widget", "sortOptions: {order: fifo}\nresources:\n- object.yaml\n- crd.yaml\n", "Widget"},
+	} {
+		t.Run(tt.kind, func(t *testing.T) {
+			lower := strings.ToLower(tt.kind)
+			files := map[string]string{
+				"kustomization.yaml": tt.kustomization,
+				"crd.yaml":           fmt.Sprintf(crd, lower, tt.kind),
+				"object.yaml":        "apiVersion: fleet.example.com/v1\nkind: " + tt.kind + "\nmetadata:\n  name: sprocket\nspec:\n  teeth: 12\n",
+			}
+			src := newDirSource(t, files)
+			rendered, err := render.Render(src.dir, "", render.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kinds []string
+			for _, o := range rendered.Objects {
+				kinds = append(kinds, o.GetKind())
+			}
+			if kinds[0] != tt.first {
+				t.Fatalf("rendered in the order %v; this case is about %s first", kinds, tt.first)
+			}
+			e := newEngine(t, src, env.Client, Options{})
+			res, err := e.Cycle(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Errors) > 0 {
+				t.Fatalf("errors: %v", res.Errors)
+			}
+			g := &unstructured.Unstructured{}
+			g.SetGroupVersionKind(schema.GroupVersionKind{Group: "fleet.example.com", Version: "v1", Kind: tt.kind})
+			if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "sprocket"}, g); err != nil {
+				t.Fatalf("the %s was not created in the CRD's cycle: %v", tt.kind, err)
+			}
+			if len(res.Remaining()) != 0 {
+				t.Errorf("remaining after the cycle: %+v", res.Remaining())
+			}
+		})
 	}
 }
 

@@ -33,7 +33,7 @@ type snapshot struct {
 	commit, revision string
 	// objects, renderErrs and renderPartial are the render as it came, kept to resolve it again
 	// once a rendered CRD is served.
-	objects       []render.Object
+	objects       []render.EncodedObject
 	renderErrs    []error
 	renderPartial bool
 	// desired are the objects this instance handles, by key, and order their keys in apply stages.
@@ -299,76 +299,68 @@ func (e *Engine) warn(reason string, err error) {
 
 // resolve turns a render into a snapshot: it defaults namespaces, tracks, hashes and stages each
 // object and checks that its kind is served. An object that cannot be used (unknown kind, unserved
-// version, duplicate) is reported with its file and left out, and makes the render partial. An
-// object whose kind a CRD of the same render defines waits for that CRD.
-func (e *Engine) resolve(commit, revision string, objs []render.Object, renderErrs []error, partial bool) *snapshot {
+// version, duplicate, JSON that does not decode) is reported with its file and left out, and makes
+// the render partial. An object whose kind a CRD of the same render defines waits for that CRD.
+//
+// It decodes one object at a time and keeps only the snapshot's compact form of each (and its
+// links, to index clusters): the render's decoded objects are never all held at once.
+func (e *Engine) resolve(commit, revision string, objs []render.EncodedObject, renderErrs []error, partial bool) *snapshot {
 	s := &snapshot{
 		commit: commit, revision: revision, renderErrs: renderErrs, renderPartial: partial,
 		desired: make(map[diff.Key]*desiredObject, len(objs)), rendered: make(map[diff.Key]bool, len(objs)),
 		gitClusters: map[string]bool{}, namespaces: map[string]bool{}, parts: map[string][]diff.Key{},
 		partial: partial, errs: slices.Clone(renderErrs), view: &renderedView{},
 	}
-	defined := crdKinds(objs)
-	plain := make([]*unstructured.Unstructured, 0, len(objs))
+	// First each object whose kind is served, learning the kinds the render's CRDs define; then,
+	// knowing them all, the objects of kinds not served (a CRD may come after its objects).
+	entries := make([]resolved, len(objs))
+	defined := map[schema.GroupVersionKind]apiextensionsv1.ResourceScope{}
+	var unserved []int
+	for i, o := range objs {
+		obj, err := o.Decode()
+		if err != nil {
+			entries[i].err = err
+			continue
+		}
+		crdKinds(obj.Unstructured, defined)
+		if entries[i] = e.resolveOne(obj, nil); entries[i].unserved {
+			unserved = append(unserved, i)
+		}
+	}
+	for _, i := range unserved {
+		obj, err := objs[i].Decode()
+		if err != nil {
+			entries[i].err = err
+			continue
+		}
+		entries[i] = e.resolveOne(obj, defined)
+	}
+	links := make([]diff.Links, 0, len(objs))
 	var order []diff.Key
-	for _, o := range objs {
-		// The render's objects are this snapshot's own; they are copied only when a CRD of the
-		// render may leave some pending, since those are resolved again from the render later.
-		obj := o.Unstructured
-		if len(defined) > 0 {
-			obj = o.DeepCopy()
+	for _, r := range entries {
+		if r.err != nil {
+			s.errs = append(s.errs, r.err)
+			s.partial = true
+			continue
 		}
-		gvk := obj.GroupVersionKind()
-		mapping, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		pending := false
-		if err != nil {
-			if !meta.IsNoMatchError(err) {
-				s.errs = append(s.errs, fmt.Errorf("%s: %s %s: %w", o.File, obj.GetKind(), obj.GetName(), err))
-				s.partial = true
-				continue
-			}
-			if scope, ok := defined[gvk]; ok {
-				pending = true // created once its CRD is served
-				if scope == apiextensionsv1.ClusterScoped {
-					obj.SetNamespace("")
-				} else if obj.GetNamespace() == "" {
-					obj.SetNamespace("default")
-				}
-			} else {
-				s.errs = append(s.errs, fmt.Errorf("%s: %s %s: unknown kind: no API or CRD serves %s %s", o.File, obj.GetKind(), obj.GetName(), obj.GetAPIVersion(), obj.GetKind()))
-				s.partial = true
-				continue
-			}
-		} else if mapping.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
-			obj.SetNamespace("default")
-		} else if mapping.Scope.Name() == meta.RESTScopeNameRoot {
-			obj.SetNamespace("")
-		}
-		diff.Track(obj, e.opts.Owner)
-		key := diff.KeyOf(obj)
+		key := r.links.Key
 		if prev, dup := s.desired[key]; dup {
-			s.errs = append(s.errs, fmt.Errorf("%s: %s is also rendered from %s; keeping the first", o.File, key, prev.file))
+			s.errs = append(s.errs, fmt.Errorf("%s: %s is also rendered from %s; keeping the first", r.desired.file, key, prev.file))
 			s.partial = true
 			continue
 		}
-		js, err := obj.MarshalJSON()
-		if err != nil {
-			s.errs = append(s.errs, fmt.Errorf("%s: %s: %w", o.File, key, err))
-			s.partial = true
-			continue
-		}
-		s.desired[key] = newDesiredObject(obj, js, o.File)
+		s.desired[key] = r.desired
 		s.rendered[key] = true
 		order = append(order, key)
-		plain = append(plain, obj)
-		if pending {
+		links = append(links, r.links)
+		if r.pending {
 			s.pending = append(s.pending, key)
 		}
 		if key.Group == "" && key.Kind == "Namespace" {
 			s.namespaces[key.Name] = true
 		}
 	}
-	s.clusters = diff.IndexClusters(plain)
+	s.clusters = diff.IndexLinks(links)
 	for key := range s.desired {
 		if key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io" {
 			s.gitClusters[key.Namespace+"/"+key.Name] = true
@@ -392,6 +384,56 @@ func (e *Engine) resolve(commit, revision string, objs []render.Object, renderEr
 	return s
 }
 
+// resolved is one rendered object as resolve made it: ready for the snapshot, or why it cannot be.
+type resolved struct {
+	desired *desiredObject
+	links   diff.Links
+	// pending: a CRD of the render defines its kind, not served yet.
+	pending bool
+	// unserved: its kind is not served; resolved again once the render's CRDs are known.
+	unserved bool
+	err      error
+}
+
+// resolveOne defaults o's namespace, tracks it and makes its compact form. defined are the kinds
+// the render's CRDs define; nil while they are not all known, and an object of a kind not served
+// is then only marked unserved.
+func (e *Engine) resolveOne(o render.Object, defined map[schema.GroupVersionKind]apiextensionsv1.ResourceScope) resolved {
+	obj := o.Unstructured
+	gvk := obj.GroupVersionKind()
+	var r resolved
+	mapping, err := e.deps.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	switch {
+	case err != nil && !meta.IsNoMatchError(err):
+		return resolved{err: fmt.Errorf("%s: %s %s: %w", o.File, obj.GetKind(), obj.GetName(), err)}
+	case err != nil && defined == nil:
+		return resolved{unserved: true}
+	case err != nil:
+		scope, ok := defined[gvk]
+		if !ok {
+			return resolved{err: fmt.Errorf("%s: %s %s: unknown kind: no API or CRD serves %s %s", o.File, obj.GetKind(), obj.GetName(), obj.GetAPIVersion(), obj.GetKind())}
+		}
+		r.pending = true // created once its CRD is served
+		if scope == apiextensionsv1.ClusterScoped {
+			obj.SetNamespace("")
+		} else if obj.GetNamespace() == "" {
+			obj.SetNamespace("default")
+		}
+	case mapping.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "":
+		obj.SetNamespace("default")
+	case mapping.Scope.Name() == meta.RESTScopeNameRoot:
+		obj.SetNamespace("")
+	}
+	diff.Track(obj, e.opts.Owner)
+	r.links = diff.LinksOf(obj)
+	js, err := obj.MarshalJSON()
+	if err != nil {
+		return resolved{err: fmt.Errorf("%s: %s: %w", o.File, r.links.Key, err)}
+	}
+	r.desired = newDesiredObject(obj, js, o.File)
+	return r
+}
+
 // shard keeps the objects of the Clusters the shard selector matches, and those of no cluster.
 func (s *snapshot) shard(order []diff.Key, sel labels.Selector) []diff.Key {
 	selected := map[string]bool{} // namespace/name of selected Clusters
@@ -412,22 +454,18 @@ func (s *snapshot) shard(order []diff.Key, sel labels.Selector) []diff.Key {
 	return kept
 }
 
-// crdKinds returns the kinds the CustomResourceDefinitions among objs define, with their scope.
-func crdKinds(objs []render.Object) map[schema.GroupVersionKind]apiextensionsv1.ResourceScope {
-	out := map[schema.GroupVersionKind]apiextensionsv1.ResourceScope{}
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" || o.GroupVersionKind().Group != apiextensionsv1.GroupName {
-			continue
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
-			continue
-		}
-		for _, v := range crd.Spec.Versions {
-			if v.Served {
-				out[schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}] = crd.Spec.Scope
-			}
+// crdKinds adds the kinds o defines, with their scope, to out when o is a CustomResourceDefinition.
+func crdKinds(o *unstructured.Unstructured, out map[schema.GroupVersionKind]apiextensionsv1.ResourceScope) {
+	if o.GetKind() != "CustomResourceDefinition" || o.GroupVersionKind().Group != apiextensionsv1.GroupName {
+		return
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
+		return
+	}
+	for _, v := range crd.Spec.Versions {
+		if v.Served {
+			out[schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}] = crd.Spec.Scope
 		}
 	}
-	return out
 }

@@ -2,10 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/render"
 )
 
@@ -16,7 +22,7 @@ type recordingRenderer struct {
 	background []bool
 }
 
-func (r *recordingRenderer) Render(ctx context.Context, root, path string, background bool) (*render.Result, error) {
+func (r *recordingRenderer) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
 	r.mu.Lock()
 	r.background = append(r.background, background)
 	r.mu.Unlock()
@@ -44,5 +50,46 @@ func TestOnlyARenderBesideAnEarlierOneRunsInTheBackground(t *testing.T) {
 	}
 	if want := []bool{false, true}; !slices.Equal(r.background, want) {
 		t.Errorf("renders asked in the background: %v, want %v", r.background, want)
+	}
+}
+
+// brokenRenderer renders in the engine's process and adds an object whose JSON does not decode,
+// as a render child gone wrong would send.
+type brokenRenderer struct{}
+
+func (brokenRenderer) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
+	res, err := inProcess{}.Render(ctx, root, path, background)
+	if res != nil {
+		res.Objects = append(res.Objects, render.EncodedObject{JSON: []byte(`{"kind": [`), File: "fleet/bad.yaml"})
+	}
+	return res, err
+}
+
+// TestARenderedObjectThatDoesNotDecodeIsReportedAndPrunesNothing: the object is reported with its
+// file, the rest of the render is applied, and since the render is not fully known no orphan is
+// deleted.
+func TestARenderedObjectThatDoesNotDecodeIsReportedAndPrunesNothing(t *testing.T) {
+	ns := "render-undecodable"
+	src := newDirSource(t, configMaps(ns, "one", "cm-a", "cm-b"))
+	e := newEngine(t, src, env.Client, Options{Policy: diff.Policy{Mode: diff.ModeCorrect, Prune: true}})
+	ctx := context.Background()
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("first cycle: %v %v", err, res.Errors)
+	}
+	e.deps.Render = brokenRenderer{}
+	src.Set(t, configMaps(ns, "two", "cm-a")) // cm-b leaves Git
+	res, err := e.Cycle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errors.Join(res.Errors...).Error(), "fleet/bad.yaml: a rendered object does not decode") {
+		t.Errorf("errors %v do not name the object's file", res.Errors)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cm-a"}, cm); err != nil || cm.Data["value"] != "two" {
+		t.Errorf("cm-a = %v %v; the rest of the render was not applied", cm.Data, err)
+	}
+	if !configMapExists(t, ns, "cm-b") {
+		t.Error("cm-b was pruned by a render that is not fully known")
 	}
 }

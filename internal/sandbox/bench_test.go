@@ -24,8 +24,8 @@ func BenchmarkSandboxRender(b *testing.B) {
 		}
 		inProcess += time.Since(start)
 		start = time.Now()
-		res, err = Renderer{}.Render(context.Background(), root, "", false)
-		if err != nil || len(res.Objects) != 8000 {
+		enc, err := Renderer{}.Render(context.Background(), root, "", false)
+		if err != nil || len(enc.Objects) != 8000 {
 			b.Fatalf("sandboxed render: %v", err)
 		}
 		sandboxed += time.Since(start)

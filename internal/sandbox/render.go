@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/driftd/driftd/internal/render"
 )
 
@@ -40,18 +38,18 @@ type Error struct {
 func (e *Error) Error() string { return e.msg }
 
 // Render renders folder path of the checkout at root in a child process and returns what the
-// in-process render.Render would, or an *Error when the child had to be stopped (deadline, memory)
-// or died. A render in the background (the daemon serves corrections from an earlier one) runs
+// in-process render.Render would, each object as the JSON it crossed in (render.Encoded), or an
+// *Error when the child had to be stopped (deadline, memory) or died. A render in the background (the daemon serves corrections from an earlier one) runs
 // renderNice below the daemon; one without runs at the daemon's priority, for it is what the
 // daemon waits for.
-func (r Renderer) Render(ctx context.Context, root, path string, background bool) (*render.Result, error) {
+func (r Renderer) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
 	limits := r.Limits.WithDefaults()
 	run, err := r.start(ctx, request{Root: root, Path: path, Limits: limits, Background: background}, limits)
 	if err != nil {
 		return nil, err
 	}
 	defer run.stop()
-	res := &render.Result{}
+	res := &render.Encoded{}
 	var last *done
 	for {
 		var m message
@@ -65,14 +63,13 @@ func (r Renderer) Render(ctx context.Context, root, path string, background bool
 		case m.Read != "":
 			run.read(m.Read)
 		case m.Object != nil:
-			u := &unstructured.Unstructured{}
-			if err := u.UnmarshalJSON(m.Object); err != nil {
-				return nil, run.fail(fmt.Errorf("%s: reading a rendered object: %w", m.File, err))
-			}
+			// Kept as it came (the decoder copied it): the engine decodes one object at a time
+			// and keeps its own compact form. One that does not decode is reported then, with
+			// its file, like an object of an unknown kind.
 			if len(res.Objects) >= limits.MaxObjects {
 				return nil, run.fail(fmt.Errorf("more than %d objects rendered (--render-max-objects)", limits.MaxObjects))
 			}
-			res.Objects = append(res.Objects, render.Object{Unstructured: u, File: m.File})
+			res.Objects = append(res.Objects, render.EncodedObject{JSON: m.Object, File: m.File})
 		case m.Done != nil:
 			last = m.Done
 		}

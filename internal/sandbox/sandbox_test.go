@@ -75,7 +75,11 @@ func TestTheSandboxRendersWhatTheRenderDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Renderer{}.Render(context.Background(), root, "fleet", false)
+	enc, err := Renderer{}.Render(context.Background(), root, "fleet", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := enc.Decode()
 	if err != nil {
 		t.Fatal(err)
 	}
