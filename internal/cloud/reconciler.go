@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,11 +56,51 @@ type Rendered struct {
 	Revision string
 	// Degraded says why corrections are off (the last fetch or render failed), or "".
 	Degraded string
-	// Clusters are the rendered Clusters this instance handles, in order.
-	Clusters []*unstructured.Unstructured
-	// Objects are the rendered Cluster API objects (of the groups cluster.x-k8s.io and
-	// *.cluster.x-k8s.io) this instance handles, by key.
-	Objects map[diff.Key]*unstructured.Unstructured
+	// Clusters are the rendered Clusters this instance handles, in order: their type and name
+	// (Objects decodes one whole).
+	Clusters []*metav1.PartialObjectMetadata
+	// Objects reads the rendered Cluster API objects (of the groups cluster.x-k8s.io and
+	// *.cluster.x-k8s.io) this instance handles.
+	Objects RenderedObjects
+
+	// templateServers are, by namespace, the vCenter servers (and thumbprints) the namespace's
+	// rendered VSphereMachineTemplates name: read once a cycle, not once a cluster.
+	templateServers map[string]map[string]string
+}
+
+// RenderedObjects reads rendered objects one at a time. The engine keeps its render as JSON (a
+// fleet's render is the daemon's largest part) and the reconciler reads a few objects of a
+// cluster: each is decoded when asked for.
+type RenderedObjects interface {
+	// Get returns the rendered object of key, a copy the caller may change, or false.
+	Get(key diff.Key) (*unstructured.Unstructured, bool)
+	// Keys returns the keys of the rendered objects of kind in namespace, in the order of their
+	// String.
+	Keys(kind, namespace string) []diff.Key
+}
+
+// ObjectMap is RenderedObjects over objects already decoded (tests).
+type ObjectMap map[diff.Key]*unstructured.Unstructured
+
+// Get returns a copy of the object of key.
+func (m ObjectMap) Get(key diff.Key) (*unstructured.Unstructured, bool) {
+	o, ok := m[key]
+	if !ok {
+		return nil, false
+	}
+	return o.DeepCopy(), true
+}
+
+// Keys returns the keys of kind in namespace, in the order of their String.
+func (m ObjectMap) Keys(kind, namespace string) []diff.Key {
+	var keys []diff.Key
+	for key := range m {
+		if key.Kind == kind && key.Namespace == namespace {
+			keys = append(keys, key)
+		}
+	}
+	slices.SortFunc(keys, func(a, b diff.Key) int { return strings.Compare(a.String(), b.String()) })
+	return keys
 }
 
 // Options configure the reconciler.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,13 +108,16 @@ func newWorld(t *testing.T, ns string, n int) *world {
 		t.Fatal(err)
 	}
 	w := &world{ns: ns, name: name, inv: &inventory{}, instances: map[string]infra.Instance{}}
-	r := &cloud.Rendered{Revision: "main@sha1:test", Objects: map[diff.Key]*unstructured.Unstructured{}}
+	objects := cloud.ObjectMap{}
+	r := &cloud.Rendered{Revision: "main@sha1:test", Objects: objects}
 	for _, o := range objs {
 		o.SetNamespace(ns)
-		r.Objects[diff.KeyOf(o)] = o
+		objects[diff.KeyOf(o)] = o
 		switch o.GetKind() {
 		case "Cluster":
-			r.Clusters = append(r.Clusters, o)
+			ref := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: o.GetName()}}
+			ref.SetGroupVersionKind(o.GroupVersionKind())
+			r.Clusters = append(r.Clusters, ref)
 			fallthrough
 		case "AWSCluster":
 			if err := env.Client.Create(context.Background(), o.DeepCopy()); err != nil {

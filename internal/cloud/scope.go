@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -169,8 +170,12 @@ func locations(t target) []string {
 // target finds a rendered Cluster's live Cluster and infrastructure cluster, the provider that
 // reads it and the identity to read it with. ok is false when the cluster is not for a configured
 // cloud (or not created yet); err says why its identity cannot be used.
-func (r *Reconciler) target(ctx context.Context, rendered *Rendered, desired *unstructured.Unstructured) (target, error, bool) {
-	live, err := r.deps.Fleet.Live(ctx, desired)
+func (r *Reconciler) target(ctx context.Context, rendered *Rendered, desired *metav1.PartialObjectMetadata) (target, error, bool) {
+	ref := &unstructured.Unstructured{}
+	ref.SetGroupVersionKind(desired.GroupVersionKind())
+	ref.SetNamespace(desired.Namespace)
+	ref.SetName(desired.Name)
+	live, err := r.deps.Fleet.Live(ctx, ref)
 	if err != nil || live == nil {
 		return target{}, nil, false // not created yet: nothing in the cloud to compare
 	}
@@ -193,7 +198,11 @@ func (r *Reconciler) target(ctx context.Context, rendered *Rendered, desired *un
 		if !r.reads(t.provider) {
 			return target{}, nil, false
 		}
-		idErr = r.vsphereTarget(ctx, rendered, desired, infraCluster, &t.infra)
+		gitCluster, ok := rendered.Objects.Get(diff.KeyOf(ref))
+		if !ok {
+			return target{}, nil, false // Clusters and Objects are one render's: not reached
+		}
+		idErr = r.vsphereTarget(ctx, rendered, gitCluster, infraCluster, &t.infra)
 	default:
 		provider, ok := r.opts.InfrastructureKinds[infraCluster.GetKind()]
 		if !ok || !r.reads(provider) {

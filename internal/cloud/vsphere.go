@@ -3,10 +3,7 @@ package cloud
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,14 +27,9 @@ func (r *Reconciler) vsphereTarget(ctx context.Context, rendered *Rendered, clus
 	}
 	allowed := map[string]string{} // server → thumbprint that Git or the platform names
 	allowed[t.Server] = t.Thumbprint
-	for _, key := range slices.SortedFunc(maps.Keys(rendered.Objects), func(a, b diff.Key) int { return strings.Compare(a.String(), b.String()) }) {
-		d := rendered.Objects[key]
-		if d.GetKind() == "VSphereMachineTemplate" && d.GetNamespace() == vc.GetNamespace() {
-			if srv, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "server"); srv != "" {
-				if _, ok := allowed[srv]; !ok {
-					allowed[srv], _, _ = unstructured.NestedString(d.Object, "spec", "template", "spec", "thumbprint")
-				}
-			}
+	for srv, thumb := range rendered.serversOfTemplates(vc.GetNamespace()) {
+		if _, ok := allowed[srv]; !ok {
+			allowed[srv] = thumb
 		}
 	}
 	if zones, err := r.listAll(ctx, schema.GroupVersionKind{Group: capvGroup, Version: "v1beta1", Kind: "VSphereDeploymentZone"}); err == nil {
@@ -91,7 +83,7 @@ func (r *Reconciler) vsphereTarget(ctx context.Context, rendered *Rendered, clus
 // topology variables (or the class' variable defaults) give, as a topology patch would set it. Any
 // other VSphereCluster is refused: nothing in Git says where its vCenter is.
 func pinnedByGit(rendered *Rendered, cluster, vc *unstructured.Unstructured, server, thumbprint string) error {
-	if d, ok := rendered.Objects[diff.KeyOf(vc)]; ok {
+	if d, ok := rendered.Objects.Get(diff.KeyOf(vc)); ok {
 		gitServer, _, _ := unstructured.NestedString(d.Object, "spec", "server")
 		gitThumb, _, _ := unstructured.NestedString(d.Object, "spec", "thumbprint")
 		if gitServer != server || gitThumb != thumbprint {
@@ -107,14 +99,14 @@ func pinnedByGit(rendered *Rendered, cluster, vc *unstructured.Unstructured, ser
 	if classNS == "" {
 		classNS = cluster.GetNamespace()
 	}
-	class, ok := rendered.Objects[diff.Key{Group: "cluster.x-k8s.io", Kind: "ClusterClass", Namespace: classNS, Name: className}]
+	class, ok := rendered.Objects.Get(diff.Key{Group: "cluster.x-k8s.io", Kind: "ClusterClass", Namespace: classNS, Name: className})
 	if !ok {
 		return fmt.Errorf("VSphereCluster %s comes from ClusterClass %s/%s, which is not in Git; driftd logs in only at a server Git names", diff.KeyOf(vc), classNS, className)
 	}
 	servers, thumbprints := map[string]bool{}, map[string]bool{"": true}
 	tplKind, _, _ := unstructured.NestedString(class.Object, "spec", "infrastructure", "templateRef", "kind")
 	tplName, _, _ := unstructured.NestedString(class.Object, "spec", "infrastructure", "templateRef", "name")
-	if tpl, ok := rendered.Objects[diff.Key{Group: capvGroup, Kind: tplKind, Namespace: classNS, Name: tplName}]; ok {
+	if tpl, ok := rendered.Objects.Get(diff.Key{Group: capvGroup, Kind: tplKind, Namespace: classNS, Name: tplName}); ok {
 		srv, _, _ := unstructured.NestedString(tpl.Object, "spec", "template", "spec", "server")
 		thumb, _, _ := unstructured.NestedString(tpl.Object, "spec", "template", "spec", "thumbprint")
 		servers[srv], thumbprints[thumb] = true, true
@@ -155,4 +147,29 @@ func collectStrings(v any, out *[]string) {
 			collectStrings(e, out)
 		}
 	}
+}
+
+// serversOfTemplates returns the servers (and their thumbprints) the rendered VSphereMachineTemplates
+// of namespace name, the first of each server in key order: read once a cycle for a namespace.
+func (r *Rendered) serversOfTemplates(namespace string) map[string]string {
+	if servers, ok := r.templateServers[namespace]; ok {
+		return servers
+	}
+	servers := map[string]string{}
+	for _, key := range r.Objects.Keys("VSphereMachineTemplate", namespace) {
+		d, ok := r.Objects.Get(key)
+		if !ok {
+			continue
+		}
+		if srv, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "server"); srv != "" {
+			if _, ok := servers[srv]; !ok {
+				servers[srv], _, _ = unstructured.NestedString(d.Object, "spec", "template", "spec", "thumbprint")
+			}
+		}
+	}
+	if r.templateServers == nil {
+		r.templateServers = map[string]map[string]string{}
+	}
+	r.templateServers[namespace] = servers
+	return servers
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,29 +17,60 @@ import (
 // The engine is the cloud reconciler's Fleet: the rendered state and a reader of live objects.
 var _ cloud.Fleet = (*Engine)(nil)
 
-// Rendered is the desired state of the last good render, or nil before the first.
+// Rendered is the desired state of the last good render, or nil before the first. Its objects
+// are read from the snapshot, one decoded at a time.
 func (e *Engine) Rendered() *cloud.Rendered {
 	s := e.snap.Load()
 	if s == nil {
 		return nil
 	}
 	s.view.once.Do(func() {
-		r := &cloud.Rendered{Revision: s.revision, Objects: map[diff.Key]*unstructured.Unstructured{}}
-		for key, d := range s.desired {
-			if key.Group == diff.GVKCluster.Group || strings.HasSuffix(key.Group, "."+diff.GVKCluster.Group) {
-				r.Objects[key] = d.object()
+		objs := &renderedObjects{s: s, keys: map[kindNamespace][]diff.Key{}}
+		r := &cloud.Rendered{Revision: s.revision, Objects: objs}
+		for _, key := range s.order {
+			if !capiGroup(key.Group) {
+				continue
+			}
+			kn := kindNamespace{key.Kind, key.Namespace}
+			objs.keys[kn] = append(objs.keys[kn], key)
+			if key.Kind == "Cluster" && key.Group == diff.GVKCluster.Group {
+				r.Clusters = append(r.Clusters, s.desired[key].ref())
 			}
 		}
-		for _, key := range s.order {
-			if key.Kind == "Cluster" && key.Group == diff.GVKCluster.Group {
-				r.Clusters = append(r.Clusters, r.Objects[key])
-			}
+		for _, keys := range objs.keys {
+			slices.SortFunc(keys, func(a, b diff.Key) int { return strings.Compare(a.String(), b.String()) })
 		}
 		s.view.r = r
 	})
 	r := *s.view.r
 	r.Degraded = s.degraded
 	return &r
+}
+
+// renderedObjects are a snapshot's Cluster API objects as the cloud reconciler reads them.
+type renderedObjects struct {
+	s    *snapshot
+	keys map[kindNamespace][]diff.Key
+}
+
+type kindNamespace struct{ kind, namespace string }
+
+func capiGroup(group string) bool {
+	return group == diff.GVKCluster.Group || strings.HasSuffix(group, "."+diff.GVKCluster.Group)
+}
+
+// Get decodes the rendered object of key.
+func (o *renderedObjects) Get(key diff.Key) (*unstructured.Unstructured, bool) {
+	d, ok := o.s.desired[key]
+	if !ok || !capiGroup(key.Group) {
+		return nil, false
+	}
+	return d.object(), true
+}
+
+// Keys are the keys of kind in namespace, in the order of their String.
+func (o *renderedObjects) Keys(kind, namespace string) []diff.Key {
+	return slices.Clone(o.keys[kindNamespace{kind, namespace}])
 }
 
 // Live reads obj's live object, whole (nil when it does not exist).
