@@ -212,28 +212,73 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 		// pruned (the safe direction); the error was reported by the orphan search.
 		inv = Owned{}
 	}
-	next := make(Owned, len(inv)+len(s.order))
-	for k, ent := range inv {
-		if deleted[k] || gone[k] || (s.rendered[k] && s.desired[k] == nil) {
-			continue
-		}
-		next[k] = ent
-	}
 	e.mu.Lock()
+	if !e.inventoryChanges(inv, s, deleted, gone) {
+		// A quiet cycle changes nothing of it: no copy is made, nothing is encoded again (it is
+		// as large as the fleet).
+		e.inventory = inv
+		unchanged := e.inventoryStored
+		e.mu.Unlock()
+		if unchanged || e.deps.Inventory == nil || !e.statusWritable() {
+			return
+		}
+		e.saveInventory(ctx, inv)
+		return
+	}
+	next := make(Owned, max(len(inv), len(s.order)))
+	for k, ent := range inv {
+		if !dropped(k, s, deleted, gone) {
+			next[k] = ent
+		}
+	}
 	for _, key := range s.order {
-		d := s.desired[key]
-		if m, ok := e.memo[key]; ok && m.key.uid != "" {
-			next[key] = OwnedObject{Version: d.gvk.Version, UID: m.key.uid, Cluster: s.clusters[key]}
+		if ent, ok := e.ownedNow(s, key); ok {
+			next[key] = ent
 		}
 	}
 	e.inventory = next
-	// A quiet cycle changes nothing of it: not encoded again (it is as large as the fleet).
-	unchanged := e.inventoryStored && maps.Equal(next, inv)
 	e.mu.Unlock()
-	if unchanged || e.deps.Inventory == nil || !e.statusWritable() {
+	if e.deps.Inventory == nil || !e.statusWritable() {
 		return
 	}
-	err = e.deps.Inventory.Save(ctx, next)
+	e.saveInventory(ctx, next)
+}
+
+// inventoryChanges says whether the inventory after a cycle of s differs from inv. e.mu is held.
+func (e *Engine) inventoryChanges(inv Owned, s *snapshot, deleted, gone map[diff.Key]bool) bool {
+	for k := range inv {
+		if dropped(k, s, deleted, gone) {
+			return true
+		}
+	}
+	for _, key := range s.order {
+		if ent, ok := e.ownedNow(s, key); ok {
+			if have, in := inv[key]; !in || have != ent {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dropped says whether an inventory entry leaves it: pruned, found gone, or handed over to
+// another shard.
+func dropped(k diff.Key, s *snapshot, deleted, gone map[diff.Key]bool) bool {
+	return deleted[k] || gone[k] || (s.rendered[k] && s.desired[k] == nil)
+}
+
+// ownedNow is the inventory entry of a desired object seen live (with its UID). e.mu is held.
+func (e *Engine) ownedNow(s *snapshot, key diff.Key) (OwnedObject, bool) {
+	m, ok := e.memo[key]
+	if !ok || m.key.uid == "" {
+		return OwnedObject{}, false
+	}
+	return OwnedObject{Version: s.desired[key].gvk.Version, UID: m.key.uid, Cluster: s.clusters[key]}, true
+}
+
+// saveInventory stores inv and remembers whether it is stored.
+func (e *Engine) saveInventory(ctx context.Context, inv Owned) {
+	err := e.deps.Inventory.Save(ctx, inv)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		e.deps.Log.Error(err, "Cannot store driftd's inventory; objects created since the last store are not pruned once they leave Git")
 	}
