@@ -313,6 +313,12 @@ func (e *Engine) resolve(commit, revision string, objs []render.EncodedObject, r
 	}
 	// First each object whose kind is served, learning the kinds the render's CRDs define; then,
 	// knowing them all, the objects of kinds not served (a CRD may come after its objects).
+	// An object the snapshot in use holds as it is now is shared, not made again: a new commit
+	// changes a few objects of a fleet, and its snapshot is built beside the one in use.
+	var prev map[diff.Key]*desiredObject
+	if cur := e.snap.Load(); cur != nil {
+		prev = cur.desired
+	}
 	entries := make([]resolved, len(objs))
 	defined := map[schema.GroupVersionKind]apiextensionsv1.ResourceScope{}
 	var unserved []int
@@ -323,7 +329,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.EncodedObject, r
 			continue
 		}
 		crdKinds(obj.Unstructured, defined)
-		if entries[i] = e.resolveOne(obj, nil); entries[i].unserved {
+		if entries[i] = e.resolveOne(obj, nil, prev); entries[i].unserved {
 			unserved = append(unserved, i)
 		}
 	}
@@ -333,7 +339,7 @@ func (e *Engine) resolve(commit, revision string, objs []render.EncodedObject, r
 			entries[i].err = err
 			continue
 		}
-		entries[i] = e.resolveOne(obj, defined)
+		entries[i] = e.resolveOne(obj, defined, prev)
 	}
 	links := make([]diff.Links, 0, len(objs))
 	var order []diff.Key
@@ -395,10 +401,10 @@ type resolved struct {
 	err      error
 }
 
-// resolveOne defaults o's namespace, tracks it and makes its compact form. defined are the kinds
-// the render's CRDs define; nil while they are not all known, and an object of a kind not served
-// is then only marked unserved.
-func (e *Engine) resolveOne(o render.Object, defined map[schema.GroupVersionKind]apiextensionsv1.ResourceScope) resolved {
+// resolveOne defaults o's namespace, tracks it and makes its compact form, or takes prev's when
+// prev has it as it is. defined are the kinds the render's CRDs define; nil while they are not all
+// known, and an object of a kind not served is then only marked unserved.
+func (e *Engine) resolveOne(o render.Object, defined map[schema.GroupVersionKind]apiextensionsv1.ResourceScope, prev map[diff.Key]*desiredObject) resolved {
 	obj := o.Unstructured
 	gvk := obj.GroupVersionKind()
 	var r resolved
@@ -429,6 +435,10 @@ func (e *Engine) resolveOne(o render.Object, defined map[schema.GroupVersionKind
 	js, err := obj.MarshalJSON()
 	if err != nil {
 		return resolved{err: fmt.Errorf("%s: %s: %w", o.File, r.links.Key, err)}
+	}
+	if p := prev[r.links.Key]; p != nil && p.file == o.File && bytes.Equal(p.raw, js) {
+		r.desired = p // never changed once made
+		return r
 	}
 	r.desired = newDesiredObject(obj, js, o.File)
 	return r

@@ -93,3 +93,33 @@ func TestARenderedObjectThatDoesNotDecodeIsReportedAndPrunesNothing(t *testing.T
 		t.Error("cm-b was pruned by a render that is not fully known")
 	}
 }
+
+// TestANewCommitSharesTheObjectsItDoesNotChange: the snapshot of a new commit is built beside the
+// one in use; an object the commit leaves as it was is the same object in both, not a copy.
+func TestANewCommitSharesTheObjectsItDoesNotChange(t *testing.T) {
+	ns := "render-shared"
+	files := configMaps(ns, "one", "cm-a", "cm-b")
+	src := newDirSource(t, files)
+	e := newEngine(t, src, env.Client, Options{})
+	ctx := context.Background()
+	first, _, err := e.refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["cm-a.yaml"] = strings.Replace(files["cm-a.yaml"], "value: one", "value: two", 1)
+	src.Set(t, files)
+	second, _, err := e.refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first {
+		t.Fatal("the new commit was not rendered")
+	}
+	a, b := configMapKey(ns, "cm-a"), configMapKey(ns, "cm-b")
+	if second.desired[b] != first.desired[b] {
+		t.Error("cm-b, unchanged, was made again")
+	}
+	if second.desired[a] == first.desired[a] || !strings.Contains(string(second.desired[a].raw), `"two"`) {
+		t.Errorf("cm-a, changed, is %s", second.desired[a].raw)
+	}
+}
