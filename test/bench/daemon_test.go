@@ -209,7 +209,12 @@ func vmHWM(tb testing.TB, pid int) float64 {
 	return 0
 }
 
+// percentile is the p-th percentile of ds; 0 when there is none (the row says how many edits
+// were not corrected).
 func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[(len(s)-1)*p/100]
