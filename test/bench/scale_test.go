@@ -523,7 +523,9 @@ func tail(s string) string {
 }
 
 // resourceWatcher watches one resource for a RetryWatcher.
-type resourceWatcher struct{ r dynamic.NamespaceableResourceInterface }
+type resourceWatcher struct {
+	r dynamic.NamespaceableResourceInterface
+}
 
 func (w resourceWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 	return w.r.Watch(ctx, o)
