@@ -213,35 +213,35 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 		inv = Owned{}
 	}
 	e.mu.Lock()
-	if !e.inventoryChanges(inv, s, deleted, gone) {
-		// A quiet cycle changes nothing of it: no copy is made, nothing is encoded again (it is
-		// as large as the fleet).
-		e.inventory = inv
-		unchanged := e.inventoryStored
-		e.mu.Unlock()
-		if unchanged || e.deps.Inventory == nil || !e.statusWritable() {
-			return
+	// A quiet cycle changes nothing of it: no copy is made, nothing is encoded again (it is as
+	// large as the fleet).
+	next, changed := inv, e.inventoryChanges(inv, s, deleted, gone)
+	if changed {
+		next = make(Owned, max(len(inv), len(s.order)))
+		for k, ent := range inv {
+			if !dropped(k, s, deleted, gone) {
+				next[k] = ent
+			}
 		}
-		e.saveInventory(ctx, inv)
-		return
-	}
-	next := make(Owned, max(len(inv), len(s.order)))
-	for k, ent := range inv {
-		if !dropped(k, s, deleted, gone) {
-			next[k] = ent
-		}
-	}
-	for _, key := range s.order {
-		if ent, ok := e.ownedNow(s, key); ok {
-			next[key] = ent
+		for _, key := range s.order {
+			if ent, ok := e.ownedNow(s, key); ok {
+				next[key] = ent
+			}
 		}
 	}
 	e.inventory = next
+	unchanged := !changed && e.inventoryStored
 	e.mu.Unlock()
-	if e.deps.Inventory == nil || !e.statusWritable() {
+	if unchanged || e.deps.Inventory == nil || !e.statusWritable() {
 		return
 	}
-	e.saveInventory(ctx, next)
+	err = e.deps.Inventory.Save(ctx, next)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		e.deps.Log.Error(err, "Cannot store driftd's inventory; objects created since the last store are not pruned once they leave Git")
+	}
+	e.mu.Lock()
+	e.inventoryStored = err == nil
+	e.mu.Unlock()
 }
 
 // inventoryChanges says whether the inventory after a cycle of s differs from inv. e.mu is held.
@@ -274,17 +274,6 @@ func (e *Engine) ownedNow(s *snapshot, key diff.Key) (OwnedObject, bool) {
 		return OwnedObject{}, false
 	}
 	return OwnedObject{Version: s.desired[key].gvk.Version, UID: m.key.uid, Cluster: s.clusters[key]}, true
-}
-
-// saveInventory stores inv and remembers whether it is stored.
-func (e *Engine) saveInventory(ctx context.Context, inv Owned) {
-	err := e.deps.Inventory.Save(ctx, inv)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		e.deps.Log.Error(err, "Cannot store driftd's inventory; objects created since the last store are not pruned once they leave Git")
-	}
-	e.mu.Lock()
-	e.inventoryStored = err == nil
-	e.mu.Unlock()
 }
 
 // referrerKinds are the kinds whose spec refers to the objects a fleet's clusters are made of.
