@@ -96,7 +96,7 @@ func (o *sourceOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH")
 	fs.StringVar(&o.VerifyKeyringFile, "verify-signatures", "", "armored OpenPGP public keys: apply only a head commit signed by one of them (else SourceVerificationFailed, nothing written)")
 	fs.BoolVar(&o.AllowHistoryRewrite, "allow-history-rewrite", false, "with --verify-signatures, accept a signed head that does not descend from the last verified commit (an intended rollback or force-push); turn it off again afterwards")
-	fs.DurationVar(&o.render.Timeout, "render-timeout", render.DefaultTimeout, "deadline of one render; a render past it is stopped (RenderFailed) and the last good revision stays")
+	fs.DurationVar(&o.render.Timeout, "render-timeout", render.DefaultTimeout, "deadline of one render; a render past it is stopped (RenderFailed) and the last good revision stays. A new commit's render, which yields the CPU to the serving daemon, counts the CPU time it had, and stops at 3x the deadline on the clock")
 	fs.StringVar(&o.maxMemory, "render-max-memory", "512Mi", "memory the render's process may hold; above it the render is stopped (leave room for it in the pod's limit)")
 	fs.StringVar(&o.maxBytes, "render-max-bytes", "256Mi", "bytes of the checkout one render may read (only --path and what its kustomizations reference are read)")
 	fs.IntVar(&o.render.MaxFiles, "render-max-files", render.DefaultMaxFiles, "files of the checkout one render may read")

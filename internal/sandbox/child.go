@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -211,9 +212,10 @@ func probe(target string) ProbeResult {
 	return res
 }
 
-// testHook makes a test binary's render child block or allocate without end when the checkout
-// holds the file the hook names ("block:NAME", "allocate:NAME"). The driftd binary is never a test
-// binary, so it has no such behaviour.
+// testHook makes a test binary's render child block, spin or allocate without end, or sleep 3 s
+// before it renders, when the checkout holds the file the hook names ("block:NAME", "spin:NAME",
+// "allocate:NAME", "sleep:NAME"). The driftd binary is never a test binary, so it has no such
+// behaviour.
 func testHook(root string) {
 	if !testing.Testing() {
 		return
@@ -229,6 +231,13 @@ func testHook(root string) {
 	switch what {
 	case "block":
 		select {}
+	case "sleep":
+		time.Sleep(3 * time.Second)
+	case "spin":
+		for range runtime.GOMAXPROCS(0) - 1 {
+			go spin()
+		}
+		spin()
 	case "allocate":
 		var hold [][]byte
 		for {
@@ -239,5 +248,11 @@ func testHook(root string) {
 			hold = append(hold, b)
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// spin takes a CPU without end.
+func spin() {
+	for {
 	}
 }

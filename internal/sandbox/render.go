@@ -37,11 +37,20 @@ type Error struct {
 
 func (e *Error) Error() string { return e.msg }
 
+// backgroundWallFactor bounds a render in the background on the clock: it may take
+// --render-timeout of CPU time, and at most this many times --render-timeout in all, so that one
+// blocked on nothing is still stopped. A variable for the sandbox's tests only.
+var backgroundWallFactor time.Duration = 3
+
 // Render renders folder path of the checkout at root in a child process and returns what the
 // in-process render.Render would, each object as the JSON it crossed in (render.Encoded), or an
-// *Error when the child had to be stopped (deadline, memory) or died. A render in the background (the daemon serves corrections from an earlier one) runs
-// renderNice below the daemon; one without runs at the daemon's priority, for it is what the
-// daemon waits for.
+// *Error when the child had to be stopped (deadline, memory) or died.
+//
+// A render without one before it is what the daemon waits for: it runs at the daemon's priority
+// and its deadline (Limits.Timeout) is on the clock. A render in the background (the daemon
+// serves corrections from an earlier one) runs renderNice below the daemon, so its time on the
+// clock is the daemon's and the API server's to take: its deadline counts the CPU time it got,
+// with backgroundWallFactor times the deadline on the clock for one that waits on nothing.
 func (r Renderer) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
 	limits := r.Limits.WithDefaults()
 	run, err := r.start(ctx, request{Root: root, Path: path, Limits: limits, Background: background}, limits)
@@ -118,18 +127,20 @@ func (r Renderer) Probe(ctx context.Context, target string) (ProbeResult, error)
 
 // running is one child process.
 type running struct {
-	cmd     *exec.Cmd
-	dec     *json.Decoder
-	stderr  *head
-	limits  render.Limits
-	started time.Time
-	ctx     context.Context
-	cancel  context.CancelFunc
+	cmd    *exec.Cmd
+	dec    *json.Decoder
+	stderr *head
+	limits render.Limits
+	// background: the deadline counts CPU time (Render).
+	background bool
+	started    time.Time
+	ctx        context.Context
+	cancel     context.CancelFunc
 
 	mu      sync.Mutex
 	files   int
 	last    string
-	killed  string // why the watchdog killed it
+	killed  *Error // why the watchdog killed it, but for where the render was
 	peakRSS int64
 	waited  bool
 	waitErr error
@@ -146,7 +157,11 @@ func (r Renderer) start(ctx context.Context, req request, limits render.Limits) 
 	if os.Getenv(envChild) != "" {
 		return nil, errors.New("a render child does not start another")
 	}
-	cctx, cancel := context.WithTimeout(ctx, limits.Timeout)
+	wall := limits.Timeout
+	if req.Background {
+		wall *= backgroundWallFactor
+	}
+	cctx, cancel := context.WithTimeout(ctx, wall)
 	var args []string
 	if testing.Testing() {
 		// A test binary that forgot RunChildIfAsked would run its tests again: run none.
@@ -178,13 +193,13 @@ func (r Renderer) start(ctx context.Context, req request, limits render.Limits) 
 		cancel()
 		return nil, fmt.Errorf("starting the render process: %w", err)
 	}
-	run := &running{cmd: cmd, dec: json.NewDecoder(stdout), stderr: errTail, limits: limits, started: time.Now(), ctx: cctx, cancel: cancel}
+	run := &running{cmd: cmd, dec: json.NewDecoder(stdout), stderr: errTail, limits: limits, background: req.Background, started: time.Now(), ctx: cctx, cancel: cancel}
 	go run.watch()
 	var m message
 	if err := run.dec.Decode(&m); err != nil || m.Hello == nil || m.Hello.Child != "driftd-render" {
 		run.stop()
 		run.mu.Lock()
-		stopped := run.killed != ""
+		stopped := run.killed != nil
 		run.mu.Unlock()
 		if stopped || run.ctx.Err() != nil {
 			return nil, run.fail(err)
@@ -194,31 +209,42 @@ func (r Renderer) start(ctx context.Context, req request, limits render.Limits) 
 	return run, nil
 }
 
-// watch kills the child when it holds more memory than its budget.
+// watch kills the child when it holds more memory than its budget, or, in the background, when
+// it has had its deadline's worth of CPU time.
 func (run *running) watch() {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	pid := run.cmd.Process.Pid
 	for {
 		select {
 		case <-run.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		rss, ok := residentBytes(run.cmd.Process.Pid)
-		if !ok {
+		var stop *Error
+		if rss, ok := residentBytes(pid); ok {
+			run.mu.Lock()
+			run.peakRSS = max(run.peakRSS, rss)
+			run.mu.Unlock()
+			if rss > run.limits.MaxMemory {
+				stop = &Error{Reason: "memory", msg: fmt.Sprintf("it held %s, more than its budget of %s (--render-max-memory)", mib(rss), mib(run.limits.MaxMemory))}
+			}
+		}
+		if run.background && stop == nil {
+			if cpu, ok := cpuTime(pid); ok && cpu >= run.limits.Timeout {
+				stop = &Error{Reason: "deadline", msg: fmt.Sprintf("it had %s of CPU time, its deadline in the background (--render-timeout)", cpu)}
+			}
+		}
+		if stop == nil {
 			continue
 		}
 		run.mu.Lock()
-		run.peakRSS = max(run.peakRSS, rss)
-		over := rss > run.limits.MaxMemory
-		if over && run.killed == "" {
-			run.killed = fmt.Sprintf("it held %s, more than its budget of %s (--render-max-memory)", mib(rss), mib(run.limits.MaxMemory))
+		if run.killed == nil {
+			run.killed = stop
 		}
 		run.mu.Unlock()
-		if over {
-			_ = run.cmd.Process.Kill()
-			return
-		}
+		_ = run.cmd.Process.Kill()
+		return
 	}
 }
 
@@ -260,8 +286,10 @@ func (run *running) fail(err error) error {
 	}
 	took := time.Since(run.started).Round(time.Millisecond)
 	switch {
-	case run.killed != "":
-		return &Error{Reason: "memory", msg: fmt.Sprintf("the render was stopped after %s: %s (%s)", took, run.killed, where)}
+	case run.killed != nil:
+		return &Error{Reason: run.killed.Reason, msg: fmt.Sprintf("the render was stopped after %s: %s (%s)", took, run.killed.msg, where)}
+	case errors.Is(run.ctx.Err(), context.DeadlineExceeded) && run.background:
+		return &Error{Reason: "deadline", msg: fmt.Sprintf("the render was stopped at its deadline of %s on the clock in the background (%d× --render-timeout) (%s)", backgroundWallFactor*run.limits.Timeout, int(backgroundWallFactor), where)}
 	case errors.Is(run.ctx.Err(), context.DeadlineExceeded):
 		return &Error{Reason: "deadline", msg: fmt.Sprintf("the render was stopped at its deadline of %s (--render-timeout) (%s)", run.limits.Timeout, where)}
 	case run.ctx.Err() != nil:
@@ -303,6 +331,39 @@ func residentBytes(pid int) (int64, bool) {
 	}
 	return pages * int64(os.Getpagesize()), true
 }
+
+// cpuTime reads the CPU time a process has had (user and system, all its threads) from /proc.
+func cpuTime(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	return parseCPUTime(string(data))
+}
+
+// parseCPUTime reads utime and stime (fields 14 and 15, in USER_HZ ticks, which Linux fixes at
+// 100 a second for /proc) from a /proc/PID/stat line. The command name (field 2) is in
+// parentheses and may hold spaces and parentheses: the fields are counted after its last ')'.
+func parseCPUTime(stat string) (time.Duration, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	// After ")": state is field 3, so utime (14) and stime (15) are the 12th and 13th.
+	fields := strings.Fields(stat[i+1:])
+	if len(fields) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * (time.Second / userHZ), true
+}
+
+// userHZ is the unit of /proc's CPU times on Linux.
+const userHZ = 100
 
 // head keeps the first max bytes written to it (a crash's message comes first).
 type head struct {

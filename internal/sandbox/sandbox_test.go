@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -126,6 +127,63 @@ func TestARenderIsStoppedAtItsDeadlineAndItsMemoryBudget(t *testing.T) {
 				t.Fatalf("the next render: %v", err)
 			}
 		})
+	}
+}
+
+// TestABackgroundRenderIsTimedByTheCPUItGets: a render in the background yields the CPU, so its
+// deadline counts the CPU time it had, not the clock: one that waits (here it sleeps 3 s, as it
+// would waiting for a busy CPU) past a deadline of 2 s finishes in the background and is stopped
+// in the foreground; one that spins is stopped once it has had the deadline's CPU time, well
+// before the clock's bound; one blocked on nothing is stopped at backgroundWallFactor times the
+// deadline on the clock.
+func TestABackgroundRenderIsTimedByTheCPUItGets(t *testing.T) {
+	root := fixture.WriteTree(t, map[string]string{"fleet/kustomization.yaml": "resources: [a.yaml]\n", "fleet/a.yaml": md("a"), "fleet/HANG": ""})
+	limits := render.Limits{Timeout: 2 * time.Second}
+	run := func(hook string, background bool) (*render.Encoded, time.Duration, error) {
+		t.Setenv(envTestHook, hook+":fleet/HANG")
+		start := time.Now()
+		res, err := Renderer{Limits: limits}.Render(context.Background(), root, "fleet", background)
+		return res, time.Since(start), err
+	}
+	isDeadline := func(err error, want string) bool {
+		var serr *Error
+		return errors.As(err, &serr) && serr.Reason == "deadline" && strings.Contains(err.Error(), want)
+	}
+
+	if res, _, err := run("sleep", true); err != nil || len(res.Objects) != 1 {
+		t.Errorf("in the background, a render that waited 3 s (deadline 2 s) = %v, want its object", err)
+	}
+	if _, _, err := run("sleep", false); !isDeadline(err, "stopped at its deadline of 2s (--render-timeout)") {
+		t.Errorf("in the foreground, a render that waited 3 s (deadline 2 s) = %v, want stopped at its deadline", err)
+	}
+
+	// The clock's bound far away, so that a busy machine cannot make the CPU's come second.
+	defer func(f time.Duration) { backgroundWallFactor = f }(backgroundWallFactor)
+	backgroundWallFactor = 60
+	_, took, err := run("spin", true)
+	if !isDeadline(err, "of CPU time, its deadline in the background (--render-timeout)") {
+		t.Errorf("in the background, a render that spins = %v, want stopped at its CPU deadline", err)
+	}
+	t.Logf("a spinning render in the background was stopped after %s on the clock: %v", took.Round(time.Millisecond), err)
+
+	backgroundWallFactor = 2
+	if _, took, err := run("block", true); !isDeadline(err, "stopped at its deadline of 4s on the clock in the background (2× --render-timeout)") || took < 4*time.Second {
+		t.Errorf("in the background, a render blocked on nothing = %v after %s, want stopped at 4s on the clock", err, took)
+	}
+}
+
+func TestCPUTimeIsReadAfterTheCommandName(t *testing.T) {
+	// A command name may hold spaces and parentheses; utime 250 and stime 50 ticks are 3 s.
+	stat := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 100 1000 10 18446744073709551615\n"
+	if got, ok := parseCPUTime(stat); !ok || got != 3*time.Second {
+		t.Errorf("parseCPUTime = %s %v, want 3s", got, ok)
+	}
+	if _, ok := parseCPUTime("4242 (a"); ok {
+		t.Error("a cut line was read")
+	}
+	// The test's own process has had some CPU time.
+	if got, ok := cpuTime(os.Getpid()); runtime.GOOS == "linux" && (!ok || got <= 0) {
+		t.Errorf("cpuTime(self) = %s %v", got, ok)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/driftd/driftd/internal/diff"
+	"github.com/driftd/driftd/internal/render"
 	"github.com/driftd/driftd/internal/testenv"
 	"github.com/driftd/driftd/internal/testenv/driver"
 	"github.com/driftd/driftd/internal/testenv/fleet"
@@ -46,6 +47,7 @@ type scaleRow struct {
 	restartRequests               float64
 	restartWrites, restartDryRuns float64
 	restart                       time.Duration // from the restarted driftd's start to its first complete report
+	commitApplied                 time.Duration // from the new commit's push to its change in the cluster; 0: not within commitWait
 }
 
 // BenchmarkScale runs the driftd binary as it is deployed over a fleet of BENCH_CLUSTERS clusters
@@ -174,7 +176,9 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	row.quietCycle = time.Duration((testenv.MetricValue(metrics, "driftd_cycle_duration_seconds_sum") - sum0) / row.quietCycles * float64(time.Second))
 
 	// Edit → corrected, while full cycles and the render of a new commit run.
+	var committed time.Time
 	lat, uncorrected := editLatencies(b, env, n, func() {
+		committed = time.Now()
 		repo.Commit(b, "label a cluster", map[string]string{
 			fleet.Dir + "/c00000/cluster.yaml": strings.Replace(files[fleet.Dir+"/c00000/cluster.yaml"], "name: c00000\n", "name: c00000\n  labels:\n    tier: gold\n", 1),
 		})
@@ -189,6 +193,8 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 		}
 		b.Logf("%d edits not corrected within %s; driftd's goroutines:\n%s", uncorrected, editWait, top)
 	}
+	// The new commit, rendered in the background beside the serving daemon, reaches the cluster.
+	row.commitApplied = commitApplied(ctx, env, committed)
 	row.peakRSS = float64(p.PeakRSS()) / (1 << 20)
 	row.heap = heapInUse(b, root, metrics, n)
 	// A cycle after the edits, whose end stores what driftd found equal to Git: the restart
@@ -221,6 +227,7 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	b.ReportMetric(ms(row.p99), "corrected-p99-ms")
 	b.ReportMetric(row.peakRSS, "peak-RSS-MiB")
 	b.ReportMetric(row.heap, "heap-MiB")
+	b.ReportMetric(row.commitApplied.Seconds(), "commit-applied-s")
 	b.ReportMetric(row.restartRequests, "restart-requests")
 	b.ReportMetric(row.restart.Seconds(), "restart-s")
 	return row
@@ -302,6 +309,21 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) ([]time
 
 // editWait is how long the bench waits for the last edits to be corrected.
 const editWait = 5 * time.Minute
+
+// commitWait is how long the bench waits for the new commit: its render in the background may
+// take three times the default --render-timeout on the clock, then a cycle.
+const commitWait = 3*render.DefaultTimeout + 5*time.Minute
+
+// commitApplied returns how long after committed the commit's label reached Cluster c00000, or 0
+// when it did not within commitWait.
+func commitApplied(ctx context.Context, env *testenv.Env, committed time.Time) time.Duration {
+	for deadline := committed.Add(commitWait); time.Now().Before(deadline); time.Sleep(scrapeEvery) {
+		if c, err := driver.New(env).Lookup(ctx, diff.GVKCluster, "c00000", "c00000"); err == nil && c != nil && c.GetLabels()["tier"] == "gold" {
+			return time.Since(committed)
+		}
+	}
+	return 0
+}
 
 // provisionFleet creates, in every cluster's Namespace, what Cluster API makes for its pools: the
 // MachineDeployment's MachineSet and, for each of the 3 control plane and 3 worker Machines, the
@@ -492,8 +514,8 @@ func (r requests) byVerb() map[string]float64 {
 
 func scaleTable(rows []scaleRow) string {
 	var s strings.Builder
-	s.WriteString("| clusters (objects + live) | created from empty | requests while creating | quiet cycle: writes / dry runs (lease renewals), duration | edit → corrected p50 / p99 / max | peak RSS (per cluster) | heap in use | restart after 1 change: requests (writes / dry runs), first report |\n")
-	s.WriteString("|---|---|---|---|---|---|---|---|\n")
+	s.WriteString("| clusters (objects + live) | created from empty | requests while creating | quiet cycle: writes / dry runs (lease renewals), duration | edit → corrected p50 / p99 / max | peak RSS (per cluster) | heap in use | new commit applied | restart after 1 change: requests (writes / dry runs), first report |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	// By size, whatever order they ran in (a long run may take its largest first).
 	rows = slices.SortedFunc(slices.Values(rows), func(a, b scaleRow) int { return a.clusters - b.clusters })
 	for _, r := range rows {
@@ -507,10 +529,14 @@ func scaleTable(rows []scaleRow) string {
 		if r.uncorrected > 0 {
 			notCorrected = fmt.Sprintf(" (%d of the edits not corrected within %s)", r.uncorrected, editWait)
 		}
-		fmt.Fprintf(&s, "| %d (%d + %d) | %.0f s (%.0f objects/s) | %s | %.0f / %.0f (%.0f), %.2f s | %.2f / %.2f / %.2f s%s | %.0f MiB (%.3f) | %.0f MiB | %.0f (%.0f / %.0f), %.1f s |\n",
+		applied := fmt.Sprintf("%.0f s", r.commitApplied.Seconds())
+		if r.commitApplied == 0 {
+			applied = "not within " + commitWait.String()
+		}
+		fmt.Fprintf(&s, "| %d (%d + %d) | %.0f s (%.0f objects/s) | %s | %.0f / %.0f (%.0f), %.2f s | %.2f / %.2f / %.2f s%s | %.0f MiB (%.3f) | %.0f MiB | %s | %.0f (%.0f / %.0f), %.1f s |\n",
 			r.clusters, r.objects, r.live, r.created.Seconds(), float64(r.objects)/r.created.Seconds(), strings.Join(verbs, ", "),
 			r.quietWrites, r.quietDryRuns, r.quietLeases, r.quietCycle.Seconds(), r.p50.Seconds(), r.p99.Seconds(), r.maxLatency.Seconds(), notCorrected,
-			r.peakRSS, r.peakRSS/float64(r.clusters), r.heap, r.restartRequests, r.restartWrites, r.restartDryRuns, r.restart.Seconds())
+			r.peakRSS, r.peakRSS/float64(r.clusters), r.heap, applied, r.restartRequests, r.restartWrites, r.restartDryRuns, r.restart.Seconds())
 	}
 	return s.String()
 }
