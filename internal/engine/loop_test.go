@@ -2,11 +2,16 @@ package engine
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -115,3 +120,56 @@ func startManager(t *testing.T, mgr manager.Manager) context.Context {
 	})
 	return ctx
 }
+
+// TestAnObjectJustCreatedIsNotCreatedAgainBeforeTheCacheSeesIt: a cycle creating a fleet from
+// empty races the workqueue (a Cluster's creation hands it the Cluster's parts), whose look at an
+// object the cycle just created may come before the cache has seen the create. The object is
+// read from the API then, found equal to Git and not created a second time; one deleted
+// meanwhile is created again.
+func TestAnObjectJustCreatedIsNotCreatedAgainBeforeTheCacheSeesIt(t *testing.T) {
+	ns := "loop-lag"
+	proxy := env.NewAPIProxy(t)
+	c := proxyClient(t, proxy)
+	e := New(Options{Owner: "loop-lag", LiveFromCache: true, Policy: diff.Policy{Mode: diff.ModeCorrect}}, Deps{
+		Source: newDirSource(t, fleet(ns, "3")), Reader: unseen{}, Client: c, Mapper: c.RESTMapper(),
+	})
+	ctx := context.Background()
+	writes := func() []testenv.Request {
+		return proxy.Requests(func(r testenv.Request) bool {
+			return !r.DryRun && r.Method != http.MethodGet && !strings.Contains(r.Path, "/events")
+		})
+	}
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 || len(writes()) != 2 {
+		t.Fatalf("the first cycle: %v %v, %d writes, want the Namespace and the MachineDeployment created", err, res.Errors, len(writes()))
+	}
+	proxy.Reset()
+	for key := range e.snap.Load().desired {
+		if _, err := e.Reconcile(ctx, key); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
+	if w := writes(); len(w) != 0 {
+		t.Errorf("objects the cache has not seen yet were written again: %+v", w)
+	}
+
+	md := &unstructured.Unstructured{}
+	md.SetGroupVersionKind(diff.GVKMachineDeployment)
+	md.SetNamespace(ns)
+	md.SetName("md-0")
+	if err := env.Client.Delete(ctx, md); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the MachineDeployment to be created again", func() bool {
+		_, _ = e.Reconcile(ctx, diff.KeyOf(md))
+		return liveReplicas(t, ns) == 3
+	})
+}
+
+// unseen is a cache that has seen nothing yet.
+type unseen struct{}
+
+func (unseen) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	return apierrors.NewNotFound(schema.GroupResource{Resource: obj.GetObjectKind().GroupVersionKind().Kind}, key.Name)
+}
+
+func (unseen) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }

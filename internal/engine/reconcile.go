@@ -208,10 +208,18 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	if err != nil {
 		return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
 	}
-	mk := memoKeyOf(d, live)
 	e.mu.Lock()
 	m, ok := e.memo[key]
 	e.mu.Unlock()
+	if live == nil && ok && m.key.uid != "" && e.opts.LiveFromCache {
+		// driftd last saw this object, or just wrote it: a cache without it may not have seen
+		// that write yet (a cycle creating a fleet races the workqueue, which a Cluster's
+		// creation gave its parts). The API says whether it is gone; it is not created twice.
+		if live, err = e.fromAPI(ctx, d.ref()); err != nil {
+			return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
+		}
+	}
+	mk := memoKeyOf(d, live)
 	if (!ok || m.key != mk) && e.restoredClean(ctx, key, mk) {
 		// An earlier driftd found this very state of the object equal to Git.
 		m, ok = memo{key: mk}, true
