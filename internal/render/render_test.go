@@ -11,6 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/driftd/driftd/internal/testenv/fixture"
 )
@@ -212,4 +215,66 @@ func TestRenderFailures(t *testing.T) {
 
 func unstructuredInt(o Object, fields ...string) (int64, bool, error) {
 	return unstructured.NestedInt64(o.Object, fields...)
+}
+
+// TestRenderedObjectsAreKustomizesOwn: the render reads each object from kustomize's YAML node in
+// place; what it gives is what kustomize's own JSON of the object says (less the origin
+// annotation), for scalars of every kind YAML resolves, patched values, anchors and merge keys.
+func TestRenderedObjectsAreKustomizesOwn(t *testing.T) {
+	files := map[string]string{
+		"kustomization.yaml": "resources: [a.yaml]\nlabels: [{pairs: {tier: gold}, includeSelectors: true}]\npatches:\n- target: {kind: ConfigMap}\n  patch: |\n    - op: add\n      path: /data/patched\n      value: \"007\"\n",
+		"a.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: scalars
+  annotations: {on: "yes", date: 2024-01-02, n: "1"}
+data: &d
+  zero: "0"
+  octal: "0o17"
+  float: "1.50"
+  multi: |
+    line one
+    line two
+binaryData: {}
+---
+apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineDeployment
+metadata: {name: md}
+spec:
+  replicas: 3
+  minReadySeconds: 0x10
+  template:
+    spec:
+      base: &base {cpu: 2, ratio: 0.5, big: 12345678901234, on: true, none: null, when: 2024-01-02T03:04:05Z, e: 1e3, list: [1, "2", 3.0]}
+      other:
+        <<: *base
+        cpu: 4
+`,
+	}
+	root := fixture.WriteTree(t, files)
+	res, err := Render(root, "", Options{})
+	if err != nil || len(res.Objects) != 2 {
+		t.Fatalf("render: %v, %d objects", err, len(res.Objects))
+	}
+	rm, err := krusty.MakeKustomizer(&krusty.Options{PluginConfig: types.DisabledPluginConfig()}).Run(filesys.MakeFsOnDisk(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]any{}
+	for _, r := range rm.Resources() {
+		js, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			t.Fatal(err)
+		}
+		want[u.GetName()] = u.Object
+	}
+	for _, o := range res.Objects {
+		if diff := cmp.Diff(want[o.GetName()], o.Object); diff != "" {
+			t.Errorf("%s (-kustomize's JSON +rendered):\n%s", o.GetName(), diff)
+		}
+	}
 }
