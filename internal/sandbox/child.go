@@ -141,6 +141,11 @@ func child(in io.Reader, out io.Writer) int {
 	}
 	limits := req.Limits.WithDefaults()
 	debug.SetMemoryLimit(limits.MaxMemory / 10 * 9)
+	// The render's live heap is small (it streams) and its budget is its own: a collection every
+	// five times the live heap, not two, and the limit above still holds it to the budget
+	// (BenchmarkSandboxRender, 1,000 clusters: the child's CPU 3.3 s -> 2.2 s, its peak RSS
+	// 111 -> 114 MiB).
+	debug.SetGCPercent(400)
 	testHook(req.Root)
 	var failed []error // objects that cannot be sent
 	emit := func(o render.Object) {
