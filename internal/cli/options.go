@@ -165,7 +165,7 @@ func (o *driftOptions) bind(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled; never a Cluster's parts one by one)")
 	fs.IntVar(&o.maxPrune, "max-prune", 5, "most deletions one revision may make; more are held back (PruneBlocked) until the limit is raised; -1: no limit")
 	fs.IntVar(&o.maxPrunePercent, "max-prune-percent", 10, "largest share (%) of the objects driftd tracks one revision may delete; -1: no limit")
-	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle (fetch, render, compare, correct, prune)")
+	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Minute, "deadline of one full cycle: its fetch, and then its compare, correct and prune (a render is bounded by --render-timeout alone)")
 	fs.IntVar(&o.maxRolling, "max-rolling-clusters", 0, "most Clusters whose Machines a change replaces at once; the next Cluster's change waits until they are up to date and available, wave by wave (label "+diff.LabelRolloutWave+"); 0: no limit")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", 30*time.Minute, "with --max-rolling-clusters, how long a Cluster may roll before the Clusters it holds say so (RolloutHeld Event); they wait all the same")
 	fs.StringVar(&o.owner, "owner", "driftd", "value of the driftd.io/owner label on applied objects; distinct per driftd instance")

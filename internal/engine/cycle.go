@@ -41,12 +41,17 @@ const (
 )
 
 func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
-	ctx, cancel := context.WithTimeout(parent, e.opts.CycleTimeout)
-	defer cancel()
-	s, errs, err := e.refresh(ctx)
+	// The fetch is bounded by the cycle's deadline; a render by its own (--render-timeout: a new
+	// commit's, yielding the CPU, may take longer on the clock than a cycle), and the cycle's
+	// deadline starts again once its snapshot is there.
+	fctx, fcancel := context.WithTimeout(parent, e.opts.CycleTimeout)
+	s, errs, err := e.refreshWith(fctx, parent)
+	fcancel()
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(parent, e.opts.CycleTimeout)
+	defer cancel()
 	res := &report.Result{Revision: s.revision, Errors: errs}
 	if e.pace != nil {
 		e.pace.unseal()

@@ -119,6 +119,11 @@ func (d *desiredObject) ref() *metav1.PartialObjectMetadata {
 // renders it and publishes a new snapshot. A failure keeps the last good render, published again
 // with corrections off. It holds no lock the per-object path needs.
 func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
+	return e.refreshWith(ctx, ctx)
+}
+
+// refreshWith is refresh with the render in rctx, which has no deadline but the render's own.
+func (e *Engine) refreshWith(ctx, rctx context.Context) (*snapshot, []error, error) {
 	e.refreshMu.Lock()
 	defer e.refreshMu.Unlock()
 	cur := e.snap.Load()
@@ -153,8 +158,8 @@ func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
 		// until its deadline, again) until the branch moves or driftd restarts.
 		next = degrade(cur, "the render of "+co.Revision()+" failed")
 	case cur == nil || co.Commit != cur.commit:
-		rendered, rerr := e.deps.Render.Render(ctx, co.Dir, e.opts.Path, cur != nil)
-		if rerr != nil && ctx.Err() == nil {
+		rendered, rerr := e.deps.Render.Render(rctx, co.Dir, e.opts.Path, cur != nil)
+		if rerr != nil && rctx.Err() == nil {
 			e.failed = co.Commit
 		}
 		switch {

@@ -3,10 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -121,5 +123,37 @@ func TestANewCommitSharesTheObjectsItDoesNotChange(t *testing.T) {
 	}
 	if second.desired[a] == first.desired[a] || !strings.Contains(string(second.desired[a].raw), `"two"`) {
 		t.Errorf("cm-a, changed, is %s", second.desired[a].raw)
+	}
+}
+
+// slowRenderer renders in the engine's process after a wait that its context can end.
+type slowRenderer struct{ wait time.Duration }
+
+func (r slowRenderer) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
+	select {
+	case <-time.After(r.wait):
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the render was cancelled: %w", ctx.Err())
+	}
+	return inProcess{}.Render(ctx, root, path, background)
+}
+
+// TestARenderIsBoundByItsOwnDeadlineNotTheCycles: a render longer than --cycle-timeout (a new
+// commit's, yielding the CPU on a busy node, may be) is not cut by the cycle, which would start it
+// again from the beginning every cycle; the cycle's deadline counts from the snapshot on, and the
+// cycle completes.
+func TestARenderIsBoundByItsOwnDeadlineNotTheCycles(t *testing.T) {
+	ns := "render-longer-than-a-cycle"
+	e := newEngine(t, newDirSource(t, configMaps(ns, "one", "cm-a")), env.Client, Options{CycleTimeout: time.Second})
+	e.deps.Render = slowRenderer{wait: 2 * time.Second}
+	res, err := e.Cycle(context.Background())
+	if err != nil {
+		t.Fatalf("a cycle whose render took twice the cycle's deadline: %v", err)
+	}
+	if len(res.Errors) > 0 || !res.Complete {
+		t.Fatalf("a cycle whose render took twice the cycle's deadline: %v, complete %v", res.Errors, res.Complete)
+	}
+	if !configMapExists(t, ns, "cm-a") {
+		t.Error("the render's object was not created")
 	}
 }
