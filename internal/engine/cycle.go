@@ -244,13 +244,14 @@ func (e *Engine) each(ctx context.Context, keys []diff.Key, fn func(diff.Key) er
 }
 
 func keysOfStage(s *snapshot, stage int) []diff.Key {
-	var out []diff.Key
-	for _, key := range s.order {
-		if s.desired[key].stage == stage || (stage == 3 && s.desired[key].stage > 3) {
-			out = append(out, key)
-		}
+	// s.order is sorted by stage: a stage is a run of it, found in a few lookups (the last
+	// stage takes every later one). Shared with the snapshot; read only.
+	from := sort.Search(len(s.order), func(i int) bool { return s.desired[s.order[i]].stage >= stage })
+	to := len(s.order)
+	if stage < 3 {
+		to = sort.Search(len(s.order), func(i int) bool { return s.desired[s.order[i]].stage > stage })
 	}
-	return out
+	return s.order[from:to]
 }
 
 func mergeErrs(a, b map[diff.Key]error) map[diff.Key]error {

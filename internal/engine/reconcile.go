@@ -170,9 +170,17 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
 	unlock := e.keys.lock(key)
 	defer unlock()
+	d, ok := s.desired[key]
+	if ok && !slicesContains(s.pending, key) {
+		// The quiet cycle's path: an object the cache's metadata shows as it was found equal to
+		// Git costs no request, and no deadline need be made for one.
+		if _, clean := e.cleanInCache(ctx, key, d); clean {
+			e.ledger.Clear(specEntry(key))
+			return outcome{}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ReconcileTimeout)
 	defer cancel()
-	d, ok := s.desired[key]
 	if !ok {
 		return e.reconcileTopology(ctx, s, key, act)
 	}
@@ -200,9 +208,6 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	if slicesContains(s.pending, key) {
 		// Its CRD is part of the render and not served yet: nothing of its kind can exist.
 		return e.decide(ctx, s, key, d, nil, diff.ClassMissing, memo{}, "its CustomResourceDefinition is created first"), nil
-	}
-	if m, ok := e.cleanInCache(ctx, key, d); ok {
-		return evaluation{memo: m}, nil
 	}
 	live, err := e.getLive(ctx, d.ref())
 	if err != nil {
