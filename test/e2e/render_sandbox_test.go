@@ -166,8 +166,10 @@ func TestAYAMLAliasBombIsRefusedNamingTheFile(t *testing.T) {
 }
 
 // TestARenderThatNeverReturnsHoldsBackNoLaterCommit: a commit whose render never returns (a test
-// hook blocks the render child) is stopped at --render-timeout with RenderFailed saying so, the
-// last good revision stays, and the next commit is applied within two cycles of being pushed.
+// hook blocks the render child) is stopped with RenderFailed saying so — a new commit renders in
+// the background, where --render-timeout counts CPU time and one blocked on nothing is stopped at
+// three times it on the clock — the last good revision stays, and the next commit is applied
+// within two cycles of being pushed.
 func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 	ns := "render-hang"
 	files := fleet.AWS(ns)
@@ -184,7 +186,7 @@ func TestARenderThatNeverReturnsHoldsBackNoLaterCommit(t *testing.T) {
 	})
 	testenv.Eventually(t, 60*time.Second, "RenderFailed for the stopped render", func() bool {
 		for _, e := range drv.StatusEvents(t, ns) {
-			if strings.HasPrefix(e, "RenderFailed:") && strings.Contains(e, "stopped at its deadline of 3s (--render-timeout)") {
+			if strings.HasPrefix(e, "RenderFailed:") && strings.Contains(e, "stopped at its deadline of 9s on the clock in the background (3× --render-timeout)") {
 				return true
 			}
 		}
