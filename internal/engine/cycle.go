@@ -45,7 +45,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	// commit's, yielding the CPU, may take longer on the clock than a cycle), and the cycle's
 	// deadline starts again once its snapshot is there.
 	fctx, fcancel := context.WithTimeout(parent, e.opts.CycleTimeout)
-	s, errs, err := e.refreshWith(fctx, parent)
+	s, errs, err := e.refresh(fctx, parent)
 	fcancel()
 	if err != nil {
 		return nil, err

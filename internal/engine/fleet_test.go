@@ -32,7 +32,7 @@ spec:
 	// md-1 before md-0, the Cluster last: the view's order is the keys', not the render's.
 	files["kustomization.yaml"] = "sortOptions: {order: fifo}\nresources: [namespace.yaml, md-1.yaml, md.yaml, cm.yaml, cluster.yaml]\n"
 	e := newEngine(t, newDirSource(t, files), env.Client, Options{})
-	if _, _, err := e.refresh(context.Background()); err != nil {
+	if _, _, err := e.refresh(context.Background(), context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r := e.Rendered()

@@ -142,7 +142,7 @@ func proxyClient(tb testing.TB, p *testenv.APIProxy) client.Client {
 func createNamespace(tb testing.TB, e *Engine, ns string) {
 	tb.Helper()
 	ctx := context.Background()
-	s, _, err := e.refresh(ctx)
+	s, _, err := e.refresh(ctx, ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -174,7 +174,7 @@ func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, ac
 	if ok && !slicesContains(s.pending, key) {
 		// The quiet cycle's path: an object the cache's metadata shows as it was found equal to
 		// Git costs no request, and no deadline need be made for one.
-		if _, clean := e.cleanInCache(ctx, key, d); clean {
+		if e.cleanInCache(ctx, key, d) {
 			e.ledger.Clear(specEntry(key))
 			return outcome{}
 		}
@@ -216,10 +216,11 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	e.mu.Lock()
 	m, ok := e.memo[key]
 	e.mu.Unlock()
-	if live == nil && ok && m.key.uid != "" && e.opts.LiveFromCache {
+	if live == nil && ok && m.key.uid != "" && e.opts.LiveFromCache && !CachedByLabel(d.gvk.GroupKind()) {
 		// driftd last saw this object, or just wrote it: a cache without it may not have seen
 		// that write yet (a cycle creating a fleet races the workqueue, which a Cluster's
 		// creation gave its parts). The API says whether it is gone; it is not created twice.
+		// (getLive asked the API already for a kind cached by label.)
 		if live, err = e.fromAPI(ctx, d.ref()); err != nil {
 			return evaluation{}, fmt.Errorf("%s: reading %s: %w", d.file, key, err)
 		}
@@ -291,23 +292,22 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 // cleanInCache is the quiet cycle's path for a kind cached as metadata: the memo has the state
 // the cache holds of the object as equal to Git. It reads the cache's metadata in place and builds
 // no object; anything else (not cached, a memo to restore, drift) takes evaluate's whole path.
-func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObject) (memo, bool) {
+func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObject) bool {
 	if !e.thin(d.gvk) {
-		return memo{}, false
+		return false
 	}
 	if e.deps.Kinds != nil && e.deps.Kinds.Ready(ctx, d.gvk) != nil {
-		return memo{}, false
+		return false
 	}
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(d.gvk)
 	if err := e.deps.Reader.Get(ctx, client.ObjectKey{Namespace: d.namespace, Name: d.name}, live); err != nil {
-		return memo{}, false
+		return false
 	}
 	e.mu.Lock()
 	m, ok := e.memo[key]
 	e.mu.Unlock()
-	clean := ok && m.key == memoKeyOfMeta(d, &live.ObjectMeta) && len(m.fields) == 0 && m.rejected == nil
-	return m, clean
+	return ok && m.key == memoKeyOfMeta(d, &live.ObjectMeta) && len(m.fields) == 0 && m.rejected == nil
 }
 
 // createsUnchecked says whether a missing object is created without a dry run before: when driftd

@@ -117,13 +117,9 @@ func (d *desiredObject) ref() *metav1.PartialObjectMetadata {
 
 // refresh fetches the source and, when the commit moved (or a pending kind may be served now),
 // renders it and publishes a new snapshot. A failure keeps the last good render, published again
-// with corrections off. It holds no lock the per-object path needs.
-func (e *Engine) refresh(ctx context.Context) (*snapshot, []error, error) {
-	return e.refreshWith(ctx, ctx)
-}
-
-// refreshWith is refresh with the render in rctx, which has no deadline but the render's own.
-func (e *Engine) refreshWith(ctx, rctx context.Context) (*snapshot, []error, error) {
+// with corrections off. It holds no lock the per-object path needs. The render runs in rctx,
+// which has no deadline but the render's own.
+func (e *Engine) refresh(ctx, rctx context.Context) (*snapshot, []error, error) {
 	e.refreshMu.Lock()
 	defer e.refreshMu.Unlock()
 	cur := e.snap.Load()

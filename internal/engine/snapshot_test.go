@@ -104,13 +104,13 @@ func TestANewCommitSharesTheObjectsItDoesNotChange(t *testing.T) {
 	src := newDirSource(t, files)
 	e := newEngine(t, src, env.Client, Options{})
 	ctx := context.Background()
-	first, _, err := e.refresh(ctx)
+	first, _, err := e.refresh(ctx, ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files["cm-a.yaml"] = strings.Replace(files["cm-a.yaml"], "value: one", "value: two", 1)
 	src.Set(t, files)
-	second, _, err := e.refresh(ctx)
+	second, _, err := e.refresh(ctx, ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

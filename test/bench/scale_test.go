@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -292,14 +293,11 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) ([]time
 	}
 	// An edit slow to be corrected, or not corrected at all, is a figure, not a failure: the
 	// row says how many were not corrected within editWait.
-	for deadline := time.Now().Add(editWait); time.Now().Before(deadline); time.Sleep(scrapeEvery) {
+	poll(editWait, func() bool {
 		mu.Lock()
-		left := len(edited)
-		mu.Unlock()
-		if left == 0 {
-			break
-		}
-	}
+		defer mu.Unlock()
+		return len(edited) == 0
+	})
 	cancel()
 	<-done
 	mu.Lock()
@@ -317,12 +315,22 @@ const commitWait = 3*render.DefaultTimeout + 5*time.Minute
 // commitApplied returns how long after committed the commit's label reached Cluster c00000, or 0
 // when it did not within commitWait.
 func commitApplied(ctx context.Context, env *testenv.Env, committed time.Time) time.Duration {
-	for deadline := committed.Add(commitWait); time.Now().Before(deadline); time.Sleep(scrapeEvery) {
-		if c, err := driver.New(env).Lookup(ctx, diff.GVKCluster, "c00000", "c00000"); err == nil && c != nil && c.GetLabels()["tier"] == "gold" {
-			return time.Since(committed)
-		}
+	applied := poll(commitWait-time.Since(committed), func() bool {
+		c, err := driver.New(env).Lookup(ctx, diff.GVKCluster, "c00000", "c00000")
+		return err == nil && c != nil && c.GetLabels()["tier"] == "gold"
+	})
+	if !applied {
+		return 0
 	}
-	return 0
+	return time.Since(committed)
+}
+
+// poll checks cond every scrapeEvery until it holds (true) or timeout passed (false): for a
+// figure, where testenv.Eventually would fail the run.
+func poll(timeout time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return wait.PollUntilContextCancel(ctx, scrapeEvery, true, func(context.Context) (bool, error) { return cond(), nil }) == nil
 }
 
 // provisionFleet creates, in every cluster's Namespace, what Cluster API makes for its pools: the

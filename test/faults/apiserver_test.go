@@ -233,9 +233,17 @@ func TestSlowLeaseRenewalsKeepTheLeader(t *testing.T) {
 	slow := d.proxy.Inject(&testenv.Fault{Match: func(r *http.Request) bool {
 		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/")
 	}, Delay: 12 * time.Second, Times: 2})
+	renewed := func() int {
+		return len(d.proxy.Requests(func(r testenv.Request) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.Path, "/leases/") && r.Status == http.StatusOK
+		}))
+	}
 	testenv.Eventually(t, 90*time.Second, "two lease renewals held", func() bool { return d.proxy.FaultHits(slow) == 2 })
-	// The second held renewal answered, and the next renewal through.
-	time.Sleep(20 * time.Second)
+	// Until both held renewals answered and the next renewal went through (or driftd gave up).
+	held := renewed()
+	testenv.Eventually(t, 90*time.Second, "the held renewals answered and the next one through", func() bool {
+		return d.proc.Exited() || strings.Contains(d.proc.Out.String(), "leader election lost") || renewed() >= held+3
+	})
 	if d.proc.Exited() || strings.Contains(d.proc.Out.String(), "leader election lost") {
 		t.Fatalf("driftd gave up its lease over two slow renewals:\n%s", d.proc.Out.String())
 	}
