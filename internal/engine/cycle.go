@@ -80,7 +80,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	// Stage by stage: Namespaces and CRDs first, then what lives in them.
 	var failed map[diff.Key]error
 	for stage := range 4 {
-		keys := keysOfStage(s, stage)
+		keys := e.unsettled(ctx, s, keysOfStage(s, stage))
 		failed = mergeErrs(failed, e.each(ctx, keys, func(key diff.Key) error {
 			out := e.reconcileKey(ctx, s, key, act)
 			record(key, out)
@@ -197,6 +197,24 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 		e.saveClean(parent, s)
 	}
 	return res, nil
+}
+
+// unsettled returns the keys of s that need a worker: all but those the cache shows as they were
+// found equal to Git. That check costs no request, only a little CPU, so it runs here on the
+// cycle's own goroutine, one key after another: a quiet cycle holds one core, not every worker
+// at once, and a correction after a watch event (the workqueue's) or the API server is not kept
+// waiting behind it. keys is not changed; the keys left are returned in its order.
+func (e *Engine) unsettled(ctx context.Context, s *snapshot, keys []diff.Key) []diff.Key {
+	var left []diff.Key
+	for i, key := range keys {
+		if ctx.Err() != nil { // the workers report what was not checked
+			return append(left, keys[i:]...)
+		}
+		if !e.settled(ctx, s, key) {
+			left = append(left, key)
+		}
+	}
+	return left
 }
 
 // errNotChecked is the error of an object a cycle did not reach before its context ended.

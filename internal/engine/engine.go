@@ -182,8 +182,14 @@ type Engine struct {
 
 	// mu guards the fields below; it is never held across a request.
 	mu sync.Mutex
-	// memo is the last evaluation of each desired object.
-	memo map[diff.Key]memo
+	// memo is the last evaluation of each desired object; memoGen counts its changes, and
+	// memoSaved and inventoryMark are the snapshot and count the clean verdicts were last stored
+	// at and the inventory last computed at: a quiet cycle, which changes nothing of it, goes
+	// through neither again (both are as large as the fleet).
+	memo          map[diff.Key]memo
+	memoGen       uint64
+	memoSaved     memoMark
+	inventoryMark memoMark
 	// contests are the correction histories of objects another writer set back.
 	contests map[diff.Key]*diff.Contest
 	// awaiting are the clusters ("namespace/name") whose parts wait for their deletion to end:
@@ -277,6 +283,12 @@ func hashObject(b []byte) uint64 {
 	h := fnv.New64a()
 	h.Write(b)
 	return h.Sum64()
+}
+
+// memoMark is a snapshot and a count of the memo's changes.
+type memoMark struct {
+	s   *snapshot
+	gen uint64
 }
 
 // keyLocks serialises work on one object without a lock per object: keys are spread over a fixed

@@ -146,6 +146,11 @@ func (e *Engine) saveClean(ctx context.Context, s *snapshot) {
 	}
 	salt := e.deps.Memo.salt
 	e.mu.Lock()
+	mark := memoMark{s, e.memoGen}
+	if e.memoSaved == mark {
+		e.mu.Unlock()
+		return
+	}
 	hashes := make([]uint64, 0, len(e.memo))
 	for key, m := range e.memo {
 		if _, ok := s.desired[key]; ok && m.key.uid != "" && len(m.fields) == 0 && m.rejected == nil {
@@ -153,7 +158,13 @@ func (e *Engine) saveClean(ctx context.Context, s *snapshot) {
 		}
 	}
 	e.mu.Unlock()
-	if err := e.deps.Memo.save(ctx, hashes); err != nil && !errors.Is(err, context.Canceled) {
-		e.deps.Log.Info("Cannot store the remembered verdicts; a restart dry-runs every object", "error", err.Error())
+	if err := e.deps.Memo.save(ctx, hashes); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			e.deps.Log.Info("Cannot store the remembered verdicts; a restart dry-runs every object", "error", err.Error())
+		}
+		return
 	}
+	e.mu.Lock()
+	e.memoSaved = mark
+	e.mu.Unlock()
 }

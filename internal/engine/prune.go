@@ -215,7 +215,10 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 	e.mu.Lock()
 	// A quiet cycle changes nothing of it: no copy is made, nothing is encoded again (it is as
 	// large as the fleet).
-	next, changed := inv, e.inventoryChanges(inv, s, deleted, gone)
+	mark := memoMark{s, e.memoGen}
+	changed := len(deleted) > 0 || len(gone) > 0 || e.inventoryMark != mark || e.inventory == nil
+	changed = changed && e.inventoryChanges(inv, s, deleted, gone)
+	next := inv
 	if changed {
 		next = make(Owned, max(len(inv), len(s.order)))
 		for k, ent := range inv {
@@ -229,7 +232,7 @@ func (e *Engine) recordInventory(ctx context.Context, s *snapshot, deleted, gone
 			}
 		}
 	}
-	e.inventory = next
+	e.inventory, e.inventoryMark = next, mark
 	unchanged := !changed && e.inventoryStored
 	e.mu.Unlock()
 	if unchanged || e.deps.Inventory == nil || !e.statusWritable() {

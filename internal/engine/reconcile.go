@@ -170,15 +170,10 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
 	unlock := e.keys.lock(key)
 	defer unlock()
-	d, ok := s.desired[key]
-	if ok && !slicesContains(s.pending, key) {
-		// The quiet cycle's path: an object the cache's metadata shows as it was found equal to
-		// Git costs no request, and no deadline need be made for one.
-		if e.cleanInCache(ctx, key, d) {
-			e.ledger.Clear(specEntry(key))
-			return outcome{}
-		}
+	if e.settledLocked(ctx, s, key) {
+		return outcome{}
 	}
+	d, ok := s.desired[key]
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ReconcileTimeout)
 	defer cancel()
 	if !ok {
@@ -231,6 +226,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		m, ok = memo{key: mk}, true
 		e.mu.Lock()
 		e.memo[key] = m
+		e.memoGen++
 		e.mu.Unlock()
 	}
 	if live == nil && act && e.createsUnchecked() && (!ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load())) {
@@ -278,6 +274,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		}
 		e.mu.Lock()
 		e.memo[key] = m
+		e.memoGen++
 		e.mu.Unlock()
 	}
 	class := diff.ClassModified
@@ -287,6 +284,25 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		return evaluation{live: live, memo: m}, nil
 	}
 	return e.decide(ctx, s, key, d, live, class, m, ""), nil
+}
+
+// settled says whether key is an object of s the cache's metadata shows as it was found equal to
+// Git, and clears its report entry if so: the quiet cycle's path, which costs no request and needs
+// no deadline.
+func (e *Engine) settled(ctx context.Context, s *snapshot, key diff.Key) bool {
+	unlock := e.keys.lock(key)
+	defer unlock()
+	return e.settledLocked(ctx, s, key)
+}
+
+// settledLocked is settled with key's lock held.
+func (e *Engine) settledLocked(ctx context.Context, s *snapshot, key diff.Key) bool {
+	d, ok := s.desired[key]
+	if !ok || slicesContains(s.pending, key) || !e.cleanInCache(ctx, key, d) {
+		return false
+	}
+	e.ledger.Clear(specEntry(key))
+	return true
 }
 
 // cleanInCache is the quiet cycle's path for a kind cached as metadata: the memo has the state
@@ -456,6 +472,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			m.rejected = r.Err
 			e.mu.Lock()
 			e.memo[key] = m
+			e.memoGen++
 			e.mu.Unlock()
 			ev.sit.Rejected = rejection(key, r.Err)
 			e.redecide(d, ev)
@@ -496,6 +513,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		// watch event of this very write costs no request.
 		e.mu.Lock()
 		e.memo[key] = memo{key: memoKeyOf(d, fresh)}
+		e.memoGen++
 		e.mu.Unlock()
 	}
 	e.ledger.Corrected(target, entry, *f)

@@ -267,6 +267,7 @@ func (e *Engine) publish(s *snapshot) {
 	for key := range e.memo {
 		if _, ok := s.desired[key]; !ok {
 			delete(e.memo, key)
+			e.memoGen++
 		}
 	}
 	for key := range e.contests {
