@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/driftd/driftd/internal/diff"
@@ -81,5 +82,46 @@ func TestARestartedEngineDryRunsOnlyWhatChanged(t *testing.T) {
 	}
 	if got := dryRuns(proxy); len(got) != 4 {
 		t.Errorf("dry runs under other ignore rules: %v, want all 4 objects", got)
+	}
+}
+
+// TestACorrectionBetweenCyclesIsRememberedAcrossARestart: an object the workqueue corrected after
+// a watch event is stored as clean by the next cycle (a quiet one, which has nothing else to
+// store), so a restarted driftd does not dry-run it again.
+func TestACorrectionBetweenCyclesIsRememberedAcrossARestart(t *testing.T) {
+	ns := "memo-between"
+	src := newDirSource(t, configMaps(ns, "one", "cm-a", "cm-b"))
+	ctx := context.Background()
+	e := engineWithMemo(t, src, env.Client, ns, Options{})
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("first cycle: %v %v", err, res.Errors)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cm-b"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	edited := cm.DeepCopy()
+	edited.Data["value"] = "edited"
+	if err := env.Client.Patch(ctx, edited, client.MergeFrom(cm), client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reconcile(ctx, configMapKey(ns, "cm-b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cm-b"}, cm); err != nil || cm.Data["value"] != "one" {
+		t.Fatalf("cm-b after the workqueue's reconcile: %v %v, want it corrected", cm.Data, err)
+	}
+	for range 2 { // the first stores the correction's verdict, the second changes nothing
+		if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 || len(res.Findings) > 0 {
+			t.Fatalf("cycle after the correction: %v %v %+v", err, res.Errors, res.Findings)
+		}
+	}
+
+	proxy := env.NewAPIProxy(t)
+	if res, err := engineWithMemo(t, src, proxyClient(t, proxy), ns, Options{}).Cycle(ctx); err != nil || len(res.Errors) > 0 || len(res.Findings) > 0 {
+		t.Fatalf("restarted: %v %v %+v", err, res.Errors, res.Findings)
+	}
+	if got := dryRuns(proxy); len(got) != 0 {
+		t.Errorf("the restarted driftd dry-ran %v; the correction's verdict was stored", got)
 	}
 }
