@@ -159,7 +159,7 @@ type driftOptions struct {
 }
 
 func (o *driftOptions) bind(fs *pflag.FlagSet) {
-	fs.IntVar(&o.workers, "workers", 8, "objects a full cycle compares and writes at once (each waits on the API server most of its time)")
+	fs.IntVar(&o.workers, "workers", 8, "objects a full cycle compares and writes at once (each waits on the API server most of its time; the objects the cache shows clean are passed one after another beside them)")
 	fs.StringVar(&o.shard, "shard", "", "label selector on the Clusters (as Git labels them) this instance handles; give each shard its own --owner")
 	fs.StringVar(&o.mode, "mode", string(diff.ModeCorrect), "correct (report and correct drift) or detect (report only, write nothing)")
 	fs.BoolVar(&o.prune, "prune", false, "delete orphaned objects (a Cluster only with driftd.io/prune: enabled; never a Cluster's parts one by one)")
