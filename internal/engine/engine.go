@@ -146,6 +146,8 @@ type KindGate interface {
 	// Ready returns nil once Reader serves gvk (its watch started and synced), a *KindError when
 	// driftd may not list or watch it, or another error when it is not ready yet.
 	Ready(ctx context.Context, gvk schema.GroupVersionKind) error
+	// Serving says, without waiting or asking anything, whether Reader serves gvk already.
+	Serving(gvk schema.GroupVersionKind) bool
 }
 
 // Engine compares the fleet with the management cluster and corrects it. Fetching and rendering

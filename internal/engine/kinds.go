@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -71,6 +72,7 @@ type Watches struct {
 type kindWatch struct {
 	mu        sync.Mutex
 	ready     bool
+	served    atomic.Bool // ready, read without mu
 	forbidden *KindError
 	checked   time.Time
 }
@@ -139,10 +141,20 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 		}
 	}
 	k.ready = true
+	k.served.Store(true)
 	if w.OnReady != nil {
 		w.OnReady(gvk)
 	}
 	return nil
+}
+
+// Serving implements KindGate: a kind whose Ready is under way (its informer syncing) is not
+// served yet.
+func (w *Watches) Serving(gvk schema.GroupVersionKind) bool {
+	w.mu.Lock()
+	k := w.kinds[gvk]
+	w.mu.Unlock()
+	return k != nil && k.served.Load()
 }
 
 // cached is the object the daemon's cache holds of gvk: its metadata for a kind diff.MetadataOnly

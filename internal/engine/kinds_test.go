@@ -26,6 +26,8 @@ func (g forbidKind) Ready(_ context.Context, gvk schema.GroupVersionKind) error 
 	return nil
 }
 
+func (g forbidKind) Serving(gvk schema.GroupVersionKind) bool { return gvk != g.gvk }
+
 // TestAKindDriftdMayNotWatchIsSaidOnceAndTheRestIsChecked: the objects of a kind driftd may not
 // read are not checked; the cycle names the missing RBAC rule, one Warning Event says it however
 // many cycles and reconciles meet it, a reconcile of such an object is a verdict (not retried),

@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -173,3 +175,80 @@ func (unseen) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ 
 }
 
 func (unseen) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+
+// stalledGate is a KindGate whose watch of one kind never syncs while stalled is set, as an
+// informer whose list the API server is slow to answer.
+type stalledGate struct {
+	KindGate
+	kind    string
+	stalled *atomic.Bool
+}
+
+func (g stalledGate) Ready(ctx context.Context, gvk schema.GroupVersionKind) error {
+	if gvk.Kind == g.kind && g.stalled.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return g.KindGate.Ready(ctx, gvk)
+}
+
+func (g stalledGate) Serving(gvk schema.GroupVersionKind) bool {
+	if gvk.Kind == g.kind && g.stalled.Load() {
+		return false
+	}
+	return g.KindGate.Serving(gvk)
+}
+
+// TestAKindSlowToSyncHoldsBackNoOtherKind: while the watch of one kind (ServiceAccounts) does not
+// sync, a cycle still corrects an object of another kind rendered after it (a Role whose label was
+// edited live); the cycle ends at its deadline without the ServiceAccount checked.
+func TestAKindSlowToSyncHoldsBackNoOtherKind(t *testing.T) {
+	ns := "loop-stalled"
+	files := map[string]string{
+		"kustomization.yaml": "resources:\n- namespace.yaml\n- sa.yaml\n- role.yaml\n",
+		"namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
+		"sa.yaml":            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: " + ns + "\n",
+		"role.yaml": "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: reader\n  namespace: " + ns +
+			"\n  labels:\n    tier: gold\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n",
+	}
+	mgr, err := manager.New(env.Config, manager.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled := &atomic.Bool{}
+	gate := stalledGate{KindGate: NewWatches(mgr.GetCache(), env.Client, mgr.GetRESTMapper()), kind: "ServiceAccount", stalled: stalled}
+	e := New(Options{Owner: "loop-stalled", LiveFromCache: true, CycleTimeout: 5 * time.Second, Policy: diff.Policy{Mode: diff.ModeCorrect}}, Deps{
+		Source: newDirSource(t, files), Reader: mgr.GetCache(), Client: env.Client, Mapper: mgr.GetRESTMapper(), Kinds: gate,
+	})
+	ctx := startManager(t, mgr)
+	label := func() string {
+		r := &rbacv1.Role{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reader"}, r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Labels["tier"]
+	}
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 || label() != "gold" {
+		t.Fatalf("first cycle: %v %v", err, res.Errors)
+	}
+
+	r := &rbacv1.Role{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reader"}, r); err != nil {
+		t.Fatal(err)
+	}
+	r.Labels["tier"] = "bronze"
+	if err := env.Client.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	stalled.Store(true)
+	testenv.Eventually(t, 20*time.Second, "a cycle to set the Role's label back while ServiceAccounts do not sync", func() bool {
+		res, err := e.Cycle(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Complete {
+			t.Fatalf("a cycle completed without the ServiceAccount checked: %+v", res)
+		}
+		return label() == "gold"
+	})
+}

@@ -170,7 +170,7 @@ func (e *Engine) Reconcile(ctx context.Context, key diff.Key) (reconcile.Result,
 func (e *Engine) reconcileKey(ctx context.Context, s *snapshot, key diff.Key, act bool) outcome {
 	unlock := e.keys.lock(key)
 	defer unlock()
-	if e.settledLocked(ctx, s, key) {
+	if e.settledLocked(ctx, s, key, true) {
 		return outcome{}
 	}
 	d, ok := s.desired[key]
@@ -289,16 +289,19 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 // settled says whether key is an object of s the cache's metadata shows as it was found equal to
 // Git, and clears its report entry if so: the quiet cycle's path, which costs no request and needs
 // no deadline.
+// It never waits for a kind's watch to sync (a worker does): a kind slow to list holds back no
+// other.
 func (e *Engine) settled(ctx context.Context, s *snapshot, key diff.Key) bool {
 	unlock := e.keys.lock(key)
 	defer unlock()
-	return e.settledLocked(ctx, s, key)
+	return e.settledLocked(ctx, s, key, false)
 }
 
-// settledLocked is settled with key's lock held.
-func (e *Engine) settledLocked(ctx context.Context, s *snapshot, key diff.Key) bool {
+// settledLocked is settled with key's lock held; wait says whether it may wait for the kind's
+// watch to sync.
+func (e *Engine) settledLocked(ctx context.Context, s *snapshot, key diff.Key, wait bool) bool {
 	d, ok := s.desired[key]
-	if !ok || slicesContains(s.pending, key) || !e.cleanInCache(ctx, key, d) {
+	if !ok || slicesContains(s.pending, key) || !e.cleanInCache(ctx, key, d, wait) {
 		return false
 	}
 	e.ledger.Clear(specEntry(key))
@@ -308,12 +311,17 @@ func (e *Engine) settledLocked(ctx context.Context, s *snapshot, key diff.Key) b
 // cleanInCache is the quiet cycle's path for a kind cached as metadata: the memo has the state
 // the cache holds of the object as equal to Git. It reads the cache's metadata in place and builds
 // no object; anything else (not cached, a memo to restore, drift) takes evaluate's whole path.
-func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObject) bool {
+func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObject, wait bool) bool {
 	if !e.thin(d.gvk) {
 		return false
 	}
-	if e.deps.Kinds != nil && e.deps.Kinds.Ready(ctx, d.gvk) != nil {
-		return false
+	if e.deps.Kinds != nil {
+		if !wait && !e.deps.Kinds.Serving(d.gvk) {
+			return false
+		}
+		if e.deps.Kinds.Ready(ctx, d.gvk) != nil {
+			return false
+		}
 	}
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(d.gvk)
