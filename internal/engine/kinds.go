@@ -71,8 +71,7 @@ type Watches struct {
 
 type kindWatch struct {
 	mu        sync.Mutex
-	ready     bool
-	served    atomic.Bool // ready, read without mu
+	ready     atomic.Bool // read without mu by Serving
 	forbidden *KindError
 	checked   time.Time
 }
@@ -96,7 +95,7 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 	w.mu.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.ready {
+	if k.ready.Load() {
 		return nil
 	}
 	if k.forbidden != nil && time.Since(k.checked) < recheckForbidden {
@@ -140,8 +139,7 @@ func (w *Watches) Ready(ctx context.Context, gvk schema.GroupVersionKind) error 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	k.ready = true
-	k.served.Store(true)
+	k.ready.Store(true)
 	if w.OnReady != nil {
 		w.OnReady(gvk)
 	}
@@ -154,7 +152,7 @@ func (w *Watches) Serving(gvk schema.GroupVersionKind) bool {
 	w.mu.Lock()
 	k := w.kinds[gvk]
 	w.mu.Unlock()
-	return k != nil && k.served.Load()
+	return k != nil && k.ready.Load()
 }
 
 // cached is the object the daemon's cache holds of gvk: its metadata for a kind diff.MetadataOnly
