@@ -224,10 +224,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 	if (!ok || m.key != mk) && e.restoredClean(ctx, key, mk) {
 		// An earlier driftd found this very state of the object equal to Git.
 		m, ok = memo{key: mk}, true
-		e.mu.Lock()
-		e.memo[key] = m
-		e.memoGen++
-		e.mu.Unlock()
+		e.remember(key, m)
 	}
 	if live == nil && act && e.createsUnchecked() && (!ok || m.key != mk || (m.rejected != nil && m.created != e.created.Load())) {
 		// The creation itself is the check: the API server validates it as it would the dry run,
@@ -272,10 +269,7 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		default:
 			return evaluation{}, fmt.Errorf("%s: %s: dry run: %w", d.file, key, err)
 		}
-		e.mu.Lock()
-		e.memo[key] = m
-		e.memoGen++
-		e.mu.Unlock()
+		e.remember(key, m)
 	}
 	class := diff.ClassModified
 	if live == nil {
@@ -284,6 +278,14 @@ func (e *Engine) evaluate(ctx context.Context, s *snapshot, key diff.Key, d *des
 		return evaluation{live: live, memo: m}, nil
 	}
 	return e.decide(ctx, s, key, d, live, class, m, ""), nil
+}
+
+// remember makes m the memo of key, counting the change (see Engine.memoGen).
+func (e *Engine) remember(key diff.Key, m memo) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.memo[key] = m
+	e.memoGen++
 }
 
 // settled says whether key is an object of s the cache's metadata shows as it was found equal to
@@ -315,13 +317,8 @@ func (e *Engine) cleanInCache(ctx context.Context, key diff.Key, d *desiredObjec
 	if !e.thin(d.gvk) {
 		return false
 	}
-	if e.deps.Kinds != nil {
-		if !wait && !e.deps.Kinds.Serving(d.gvk) {
-			return false
-		}
-		if e.deps.Kinds.Ready(ctx, d.gvk) != nil {
-			return false
-		}
+	if e.deps.Kinds != nil && !e.deps.Kinds.Serving(d.gvk) && (!wait || e.deps.Kinds.Ready(ctx, d.gvk) != nil) {
+		return false
 	}
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(d.gvk)
@@ -478,10 +475,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 			// or in its place (createsUnchecked). A verdict, remembered like one.
 			m := ev.memo
 			m.rejected = r.Err
-			e.mu.Lock()
-			e.memo[key] = m
-			e.memoGen++
-			e.mu.Unlock()
+			e.remember(key, m)
 			ev.sit.Rejected = rejection(key, r.Err)
 			e.redecide(d, ev)
 		}
@@ -519,10 +513,7 @@ func (e *Engine) act(ctx context.Context, s *snapshot, key diff.Key, d *desiredO
 		target = fresh
 		// What driftd just applied equals Git (a dry run now would say so): remembered, so the
 		// watch event of this very write costs no request.
-		e.mu.Lock()
-		e.memo[key] = memo{key: memoKeyOf(d, fresh)}
-		e.memoGen++
-		e.mu.Unlock()
+		e.remember(key, memo{key: memoKeyOf(d, fresh)})
 	}
 	e.ledger.Corrected(target, entry, *f)
 	e.logOf(ctx, key).Info("Drift corrected", "class", f.Class, "action", f.Action)
