@@ -45,6 +45,13 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	// commit's, yielding the CPU, may take longer on the clock than a cycle), and the cycle's
 	// deadline starts again once its snapshot is there.
 	fctx, fcancel := context.WithTimeout(parent, e.opts.CycleTimeout)
+	watches := e.watchKinds(parent)
+	defer watches.stop()
+	if e.snap.Load() == nil {
+		// The first render, which takes a while at thousands of clusters: the kinds of driftd's
+		// inventory are listed meanwhile.
+		watches.start(e.inventoryKinds(fctx))
+	}
 	s, errs, err := e.refresh(fctx, parent)
 	fcancel()
 	if err != nil {
@@ -52,6 +59,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(parent, e.opts.CycleTimeout)
 	defer cancel()
+	watches.start(s.kinds)
 	res := &report.Result{Revision: s.revision, Errors: errs}
 	if e.pace != nil {
 		e.pace.unseal()
@@ -91,6 +99,7 @@ func (e *Engine) run(parent context.Context, act bool) (*report.Result, error) {
 			e.waitForKinds(ctx, s)
 			s = e.resolvePending()
 			res.Revision = s.revision
+			watches.start(s.kinds)
 		}
 	}
 	if e.pace != nil {

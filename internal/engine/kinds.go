@@ -193,3 +193,63 @@ func (e *Engine) waitForKinds(ctx context.Context, s *snapshot) {
 		}
 	}
 }
+
+// kindWatches starts the watches of kinds a cycle is about to read, all at once, and waits for
+// none of them: whoever reads a kind waits for its own (KindGate.Ready), and a kind's error
+// (forbidden, not served) is its reader's to report. Without it the kinds are listed one after
+// another, as the cycle's stages come to them — on a restart at 10,000 clusters, ten lists of
+// up to 110,000 objects in a row.
+type kindWatches struct {
+	e       *Engine
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started map[schema.GroupVersionKind]bool
+}
+
+// watchKinds returns the cycle's kindWatches; its stop ends the waits still under way (the
+// watches stay) and returns once they did.
+func (e *Engine) watchKinds(ctx context.Context) *kindWatches {
+	ctx, cancel := context.WithCancel(ctx)
+	return &kindWatches{e: e, ctx: ctx, cancel: cancel, started: map[schema.GroupVersionKind]bool{}}
+}
+
+func (w *kindWatches) start(kinds []schema.GroupVersionKind) {
+	gate := w.e.deps.Kinds
+	if gate == nil {
+		return
+	}
+	for _, gvk := range kinds {
+		if w.started[gvk] || gate.Serving(gvk) {
+			continue
+		}
+		w.started[gvk] = true
+		w.wg.Go(func() { _ = gate.Ready(w.ctx, gvk) })
+	}
+}
+
+func (w *kindWatches) stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// inventoryKinds are the kinds of driftd's inventory, each once; none when it cannot be read
+// (the cycle's prune says why).
+func (e *Engine) inventoryKinds(ctx context.Context) []schema.GroupVersionKind {
+	if e.deps.Kinds == nil {
+		return nil
+	}
+	inv, err := e.inventoryNow(ctx)
+	if err != nil {
+		return nil
+	}
+	seen := map[schema.GroupVersionKind]bool{}
+	var kinds []schema.GroupVersionKind
+	for key, o := range inv {
+		if gvk := o.gvk(key); !seen[gvk] {
+			seen[gvk] = true
+			kinds = append(kinds, gvk)
+		}
+	}
+	return kinds
+}

@@ -49,6 +49,8 @@ type snapshot struct {
 	gitClusters map[string]bool
 	// namespaces are the Namespaces the render brings.
 	namespaces map[string]bool
+	// kinds are the kinds of order that are served, each once, in stage order.
+	kinds []schema.GroupVersionKind
 	// pending are objects whose kind a CRD of the render defines and the API server does not
 	// serve yet: they are created once that CRD is.
 	pending []diff.Key
@@ -380,6 +382,17 @@ func (e *Engine) resolve(commit, revision string, objs []render.EncodedObject, r
 	// Stage order: what others refer to (or live in) first; within a stage, as rendered.
 	slices.SortStableFunc(order, func(a, b diff.Key) int { return s.desired[a].stage - s.desired[b].stage })
 	s.order = order
+	pending := make(map[diff.Key]bool, len(s.pending))
+	for _, key := range s.pending {
+		pending[key] = true
+	}
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, key := range order {
+		if gvk := s.desired[key].gvk; !pending[key] && !seen[gvk] {
+			seen[gvk] = true
+			s.kinds = append(s.kinds, gvk)
+		}
+	}
 	for _, key := range order {
 		if c := s.clusters[key]; c != "" && !(key.Kind == "Cluster" && key.Group == "cluster.x-k8s.io") {
 			s.parts[key.Namespace+"/"+c] = append(s.parts[key.Namespace+"/"+c], key)
