@@ -391,8 +391,19 @@ type Process struct {
 // container, and stops it when the test ends, logging its output if the test failed.
 func Spawn(tb testing.TB, bin string, args ...string) *Process {
 	tb.Helper()
+	return SpawnEnv(tb, nil, bin, args...)
+}
+
+// SpawnEnv is Spawn with env ("NAME=value") added to the test's environment for the binary
+// alone: a setting meant for driftd (GOMEMLIMIT) must not reach the test's API server, which
+// another process would start with the test's environment.
+func SpawnEnv(tb testing.TB, env []string, bin string, args ...string) *Process {
+	tb.Helper()
 	p := &Process{Out: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, append(args[:1:1], append([]string{"--log-development"}, args[1:]...)...)...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.Out, p.Out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
