@@ -109,8 +109,8 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	start := func() (*driver.Process, time.Time) {
 		t0 := time.Now()
 		// GOMEMLIMIT as the Deployment sets it, from its limit of 1Gi: driftd's alone. Set in the
-		// bench's own environment it reached the API server started from it, whose heap passes
-		// 1 GiB from about 2,000 clusters: it then spent both cores collecting garbage.
+		// bench's own environment it reached the API server started from it, whose heap is over
+		// 1 GiB at 3,000 clusters (2 GiB): it then spent both cores collecting garbage.
 		p := driver.SpawnEnv(b, []string{"GOMEMLIMIT=" + strconv.Itoa(1<<30)}, bin, append([]string{"run"}, args...)...)
 		// Each driftd's whole log is kept beside the table, for what a figure alone does not say.
 		started++
