@@ -5,8 +5,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,5 +268,122 @@ func BenchmarkSnapshotCalls(b *testing.B) {
 				b.ReportMetric(float64(snap.Calls[op]), op+"-calls/op")
 			}
 		})
+	}
+}
+
+// BenchmarkSnapshotFleet is the cloud side of a fleet at scale: BENCH_MACHINES instances (2,000
+// unless set; 60,000 is the cloud of 10,000 clusters), six to a cluster as the bench fleet's pools
+// make them, one reservation each as CAPA launches them, the clusters split over two regions. It
+// reports the snapshot's time, its calls by operation (they follow batches of clusters and pages
+// of instances, not instances) and what the snapshot holds once collected, per instance.
+func BenchmarkSnapshotFleet(b *testing.B) {
+	n := 2000
+	if v := os.Getenv("BENCH_MACHINES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 6 {
+			b.Fatalf("BENCH_MACHINES=%q: want a number of instances, 6 or more", v)
+		}
+	}
+	const perCluster = 6
+	m := cloud(b)
+	regions := []string{"eu-west-1", "us-east-1"}
+	clusters := make([]infra.Cluster, n/perCluster)
+	for i := range clusters {
+		clusters[i] = infra.Cluster{Name: fmt.Sprintf("c%05d", i), Region: regions[i%2]}
+	}
+	launchFleet(b, m, clusters, perCluster)
+	p := New(Options{})
+	var snap *infra.Snapshot
+	var held uint64
+	b.ResetTimer()
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var err error
+		if snap, err = p.Snapshot(context.Background(), clusters); err != nil || !snap.Complete {
+			b.Fatalf("snapshot: %v %v", err, snap.Errors)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held = after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+	}
+	b.StopTimer()
+	if len(snap.Instances) != len(clusters)*perCluster {
+		b.Fatalf("%d instances found, want %d", len(snap.Instances), len(clusters)*perCluster)
+	}
+	b.ReportMetric(float64(len(snap.Instances)), "instances")
+	b.ReportMetric(float64(held)/(1<<20), "held-MiB")
+	b.ReportMetric(float64(held)/float64(len(snap.Instances)), "held-B/instance")
+	for op, calls := range snap.Calls {
+		b.ReportMetric(float64(calls), op+"-calls/op")
+	}
+}
+
+// launchFleet launches perCluster instances of every cluster, a few clusters at a time.
+func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perCluster int32) {
+	b.Helper()
+	ctx := context.Background()
+	type regionClient struct {
+		ec    *ec2.Client
+		image *string
+	}
+	byRegion := map[string]regionClient{}
+	for _, c := range clusters {
+		if _, ok := byRegion[c.Region]; ok {
+			continue
+		}
+		cfg, err := m.AWSConfig(ctx, c.Region)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ec := ec2.NewFromConfig(cfg)
+		images, err := ec.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+		if err != nil || len(images.Images) == 0 {
+			b.Fatalf("no image to launch in %s: %v", c.Region, err)
+		}
+		byRegion[c.Region] = regionClient{ec: ec, image: images.Images[0].ImageId}
+	}
+	work := make(chan infra.Cluster)
+	var mu sync.Mutex
+	var failed error
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for c := range work {
+				rc := byRegion[c.Region]
+				tags := []ec2types.Tag{
+					{Key: aws.String(ClusterTagPrefix + c.Name), Value: aws.String("owned")},
+					{Key: aws.String(RoleTag), Value: aws.String("node")},
+				}
+				for range perCluster {
+					if _, err := rc.ec.RunInstances(ctx, &ec2.RunInstancesInput{
+						ImageId: rc.image, InstanceType: ec2types.InstanceTypeM5Large,
+						MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+						Placement:         &ec2types.Placement{AvailabilityZone: aws.String(c.Region + "a")},
+						TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
+					}); err != nil {
+						mu.Lock()
+						failed = fmt.Errorf("RunInstances for %s: %w", c.Name, err)
+						mu.Unlock()
+						break
+					}
+				}
+			}
+		})
+	}
+	for _, c := range clusters {
+		mu.Lock()
+		stop := failed != nil
+		mu.Unlock()
+		if stop {
+			break
+		}
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	if failed != nil {
+		b.Fatal(failed)
 	}
 }
