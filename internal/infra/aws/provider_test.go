@@ -52,18 +52,9 @@ func launchWith(tb testing.TB, cfg aws.Config, region, cluster, role string, cou
 	if err != nil || len(images.Images) == 0 {
 		tb.Fatalf("no image to launch: %v", err)
 	}
-	tags := append([]ec2types.Tag{
-		{Key: aws.String(ClusterTagPrefix + cluster), Value: aws.String("owned")},
-		{Key: aws.String(RoleTag), Value: aws.String(role)},
-	}, extra...)
 	var ids []string
 	for range count {
-		out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{
-			ImageId: images.Images[0].ImageId, InstanceType: ec2types.InstanceTypeM5Large,
-			MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-			Placement:         &ec2types.Placement{AvailabilityZone: aws.String(region + "a")},
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
-		})
+		out, err := runInstance(ctx, c, images.Images[0].ImageId, region, cluster, role, extra...)
 		if err != nil {
 			tb.Fatalf("RunInstances: %v", err)
 		}
@@ -352,17 +343,8 @@ func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perClu
 		wg.Go(func() {
 			for c := range work {
 				rc := byRegion[c.Region]
-				tags := []ec2types.Tag{
-					{Key: aws.String(ClusterTagPrefix + c.Name), Value: aws.String("owned")},
-					{Key: aws.String(RoleTag), Value: aws.String("node")},
-				}
 				for range perCluster {
-					if _, err := rc.ec.RunInstances(ctx, &ec2.RunInstancesInput{
-						ImageId: rc.image, InstanceType: ec2types.InstanceTypeM5Large,
-						MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-						Placement:         &ec2types.Placement{AvailabilityZone: aws.String(c.Region + "a")},
-						TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
-					}); err != nil {
+					if _, err := runInstance(ctx, rc.ec, rc.image, c.Region, c.Name, "node"); err != nil {
 						mu.Lock()
 						failed = fmt.Errorf("RunInstances for %s: %w", c.Name, err)
 						mu.Unlock()
@@ -386,4 +368,19 @@ func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perClu
 	if failed != nil {
 		b.Fatal(failed)
 	}
+}
+
+// runInstance launches one instance of cluster in its own reservation, with CAPA's tags (and
+// extra), as CAPA launches a machine.
+func runInstance(ctx context.Context, c *ec2.Client, image *string, region, cluster, role string, extra ...ec2types.Tag) (*ec2.RunInstancesOutput, error) {
+	tags := append([]ec2types.Tag{
+		{Key: aws.String(ClusterTagPrefix + cluster), Value: aws.String("owned")},
+		{Key: aws.String(RoleTag), Value: aws.String(role)},
+	}, extra...)
+	return c.RunInstances(ctx, &ec2.RunInstancesInput{
+		ImageId: image, InstanceType: ec2types.InstanceTypeM5Large,
+		MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		Placement:         &ec2types.Placement{AvailabilityZone: aws.String(region + "a")},
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
+	})
 }
