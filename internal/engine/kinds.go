@@ -200,7 +200,7 @@ func (e *Engine) waitForKinds(ctx context.Context, s *snapshot) {
 // another, as the cycle's stages come to them — on a restart at 10,000 clusters, ten lists of
 // up to 110,000 objects in a row.
 type kindWatches struct {
-	e       *Engine
+	gate    KindGate // nil: nothing to start
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -211,20 +211,19 @@ type kindWatches struct {
 // watches stay) and returns once they did.
 func (e *Engine) watchKinds(ctx context.Context) *kindWatches {
 	ctx, cancel := context.WithCancel(ctx)
-	return &kindWatches{e: e, ctx: ctx, cancel: cancel, started: map[schema.GroupVersionKind]bool{}}
+	return &kindWatches{gate: e.deps.Kinds, ctx: ctx, cancel: cancel, started: map[schema.GroupVersionKind]bool{}}
 }
 
 func (w *kindWatches) start(kinds []schema.GroupVersionKind) {
-	gate := w.e.deps.Kinds
-	if gate == nil {
+	if w.gate == nil {
 		return
 	}
 	for _, gvk := range kinds {
-		if w.started[gvk] || gate.Serving(gvk) {
+		if w.started[gvk] || w.gate.Serving(gvk) {
 			continue
 		}
 		w.started[gvk] = true
-		w.wg.Go(func() { _ = gate.Ready(w.ctx, gvk) })
+		w.wg.Go(func() { _ = w.gate.Ready(w.ctx, gvk) })
 	}
 }
 
