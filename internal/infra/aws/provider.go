@@ -139,14 +139,23 @@ func (p *Provider) Snapshot(ctx context.Context, clusters []infra.Cluster) (*inf
 			continue
 		}
 		sort.Strings(names)
+		// The instances in one listing of pages: by the clusters' tags while one filter holds
+		// them, past that every CAPA instance of the location, those of clusters outside the
+		// fleet dropped page by page (a listing per batch of names would ask more and read the
+		// same pages).
+		filter := tagKeys(names)
+		if len(names) > maxFilterValues {
+			filter = []string{ClusterTagPrefix + "*"}
+		}
+		if err := p.instances(ctx, rc, sc.region, filter, byName, snap); err != nil {
+			snap.FailClusters(fmt.Errorf("%s: DescribeInstances: %w", where, err), members...)
+			continue // the account or region does not answer: asking it more only delays the cycle
+		}
 		for start := 0; start < len(names); start += maxFilterValues {
 			batch := names[start:min(start+maxFilterValues, len(names))]
-			if err := p.instances(ctx, rc, sc.region, batch, byName, snap); err != nil {
-				snap.FailClusters(fmt.Errorf("%s: DescribeInstances: %w", where, err), members...)
-				break // the account or region does not answer: asking it more only delays the cycle
-			}
 			if err := p.groups(ctx, rc, sc.region, batch, byName, snap); err != nil {
 				snap.FailClusters(fmt.Errorf("%s: DescribeAutoScalingGroups: %w", where, err), members...)
+				break
 			}
 		}
 	}
@@ -205,10 +214,12 @@ func tagKeys(names []string) []string {
 	return keys
 }
 
-// instances lists every instance carrying one of the clusters' tags, in every state.
-func (p *Provider) instances(ctx context.Context, rc *regionClients, region string, names []string, keys map[string]string, snap *infra.Snapshot) error {
+// instances lists, in every state, the instances whose tag keys match one of tagKeys (EC2 filter
+// values: exact, or with a * wildcard) and that carry the tag of a cluster in keys (name → the
+// cluster's key); the others are dropped.
+func (p *Provider) instances(ctx context.Context, rc *regionClients, region string, tagKeys []string, keys map[string]string, snap *infra.Snapshot) error {
 	pages := ec2.NewDescribeInstancesPaginator(rc.ec2, &ec2.DescribeInstancesInput{
-		Filters:    []ec2types.Filter{{Name: aws.String("tag-key"), Values: tagKeys(names)}},
+		Filters:    []ec2types.Filter{{Name: aws.String("tag-key"), Values: tagKeys}},
 		MaxResults: aws.Int32(p.opts.PageSize),
 	})
 	for pages.HasMorePages() {
@@ -218,16 +229,18 @@ func (p *Provider) instances(ctx context.Context, rc *regionClients, region stri
 		}
 		for _, r := range page.Reservations {
 			for _, i := range r.Instances {
-				inst := instance(region, i)
-				inst.Cluster = keys[inst.Cluster]
-				snap.Instances = append(snap.Instances, inst)
+				if inst, ok := instance(region, i, keys); ok {
+					snap.Instances = append(snap.Instances, inst)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func instance(region string, i ec2types.Instance) infra.Instance {
+// instance is i as the inventory holds it, of the cluster in keys whose tag it carries; false when
+// it carries none of theirs.
+func instance(region string, i ec2types.Instance, keys map[string]string) (infra.Instance, bool) {
 	tags := map[string]string{}
 	for _, t := range i.Tags {
 		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
@@ -247,11 +260,12 @@ func instance(region string, i ec2types.Instance) infra.Instance {
 		inst.LaunchTime = *i.LaunchTime
 	}
 	for k := range tags {
-		if name, ok := strings.CutPrefix(k, ClusterTagPrefix); ok {
-			inst.Cluster = name
+		if name, ok := strings.CutPrefix(k, ClusterTagPrefix); ok && keys[name] != "" {
+			inst.Cluster = keys[name]
+			return inst, true
 		}
 	}
-	return inst
+	return inst, false
 }
 
 func state(s *ec2types.InstanceState) string {

@@ -54,7 +54,7 @@ func launchWith(tb testing.TB, cfg aws.Config, region, cluster, role string, cou
 	}
 	var ids []string
 	for range count {
-		out, err := runInstance(ctx, c, images.Images[0].ImageId, region, cluster, role, extra...)
+		out, err := runInstance(ctx, c, images.Images[0].ImageId, region+"a", cluster, role, extra...)
 		if err != nil {
 			tb.Fatalf("RunInstances: %v", err)
 		}
@@ -126,6 +126,43 @@ func TestSnapshotFindsTaggedInstancesAndGroupsAcrossRegions(t *testing.T) {
 	// reservation, and the group launched its 2 together; a final empty page may follow a full one.)
 	if n := snap.Calls["DescribeInstances"]; n < 4 || n > 5 {
 		t.Errorf("DescribeInstances calls = %d, want the 4 pages (5 with a trailing empty page)", n)
+	}
+}
+
+// TestSnapshotListsARegionOfManyClustersOnce: past the 200 clusters one filter takes, a region's
+// instances come in one listing of pages (not one per batch of names), and an instance of a CAPA
+// cluster outside the fleet, read with them, is not in the snapshot.
+func TestSnapshotListsARegionOfManyClustersOnce(t *testing.T) {
+	m := cloud(t)
+	clusters := make([]infra.Cluster, maxFilterValues+1)
+	for i := range clusters {
+		clusters[i] = infra.Cluster{Name: fmt.Sprintf("c%03d", i), Namespace: "fleet", Region: "eu-west-1"}
+	}
+	launchFleet(t, m, clusters, 1)
+	outsider := launch(t, m, "eu-west-1", "not-in-the-fleet", "node", 1)
+
+	snap, err := New(Options{}).Snapshot(context.Background(), clusters)
+	if err != nil || !snap.Complete {
+		t.Fatalf("snapshot: %v %v", err, snap.Errors)
+	}
+	perCluster := map[string]int{}
+	for _, i := range snap.Instances {
+		perCluster[i.Cluster]++
+		if i.ID == outsider[0] {
+			t.Errorf("the outsider's instance %s is in the snapshot as %q", i.ID, i.Cluster)
+		}
+	}
+	for _, c := range clusters {
+		if perCluster[c.Key()] != 1 {
+			t.Errorf("cluster %s has %d instances, want 1", c.Key(), perCluster[c.Key()])
+		}
+	}
+	if len(snap.Instances) != len(clusters) {
+		t.Errorf("%d instances, want %d", len(snap.Instances), len(clusters))
+	}
+	// 202 instances fit a page of 1,000: one call, where a call per batch of 200 names made two.
+	if n := snap.Calls["DescribeInstances"]; n != 1 {
+		t.Errorf("DescribeInstances calls = %d, want 1", n)
 	}
 }
 
@@ -264,9 +301,10 @@ func BenchmarkSnapshotCalls(b *testing.B) {
 
 // BenchmarkSnapshotFleet is the cloud side of a fleet at scale: BENCH_MACHINES instances (2,000
 // unless set; 60,000 is the cloud of 10,000 clusters), six to a cluster as the bench fleet's pools
-// make them, one reservation each as CAPA launches them, the clusters split over two regions. It
-// reports the snapshot's time, its calls by operation (they follow batches of clusters and pages
-// of instances, not instances) and what the snapshot holds once collected, per instance.
+// make them, one reservation each as CAPA launches them, the clusters split over regions (two, and
+// one more for every 10,000 instances past 20,000) and their zones. It reports the snapshot's
+// time, its calls by operation (they follow pages of instances, not instances or clusters) and
+// what the snapshot holds once collected, per instance.
 func BenchmarkSnapshotFleet(b *testing.B) {
 	n := 2000
 	if v := os.Getenv("BENCH_MACHINES"); v != "" {
@@ -277,10 +315,12 @@ func BenchmarkSnapshotFleet(b *testing.B) {
 	}
 	const perCluster = 6
 	m := cloud(b)
-	regions := []string{"eu-west-1", "us-east-1"}
+	// A region's default subnets hold 4,091 addresses a zone: 10,000 instances fit over three.
+	regions := []string{"eu-west-1", "us-east-1", "us-west-2", "eu-central-1", "ap-southeast-2", "ca-central-1"}
+	regions = regions[:min(len(regions), max(2, (n+9999)/10000))]
 	clusters := make([]infra.Cluster, n/perCluster)
 	for i := range clusters {
-		clusters[i] = infra.Cluster{Name: fmt.Sprintf("c%05d", i), Region: regions[i%2]}
+		clusters[i] = infra.Cluster{Name: fmt.Sprintf("c%05d", i), Region: regions[i%len(regions)]}
 	}
 	launchFleet(b, m, clusters, perCluster)
 	p := New(Options{})
@@ -304,6 +344,7 @@ func BenchmarkSnapshotFleet(b *testing.B) {
 		b.Fatalf("%d instances found, want %d", len(snap.Instances), len(clusters)*perCluster)
 	}
 	b.ReportMetric(float64(len(snap.Instances)), "instances")
+	b.ReportMetric(float64(len(regions)), "regions")
 	b.ReportMetric(float64(held)/(1<<20), "held-MiB")
 	b.ReportMetric(float64(held)/float64(len(snap.Instances)), "held-B/instance")
 	for op, calls := range snap.Calls {
@@ -311,13 +352,15 @@ func BenchmarkSnapshotFleet(b *testing.B) {
 	}
 }
 
-// launchFleet launches perCluster instances of every cluster, a few clusters at a time.
-func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perCluster int32) {
-	b.Helper()
+// launchFleet launches perCluster instances of every cluster, a few clusters at a time, the
+// instances of a region spread over its zones.
+func launchFleet(tb testing.TB, m *testenv.Moto, clusters []infra.Cluster, perCluster int) {
+	tb.Helper()
 	ctx := context.Background()
 	type regionClient struct {
 		ec    *ec2.Client
 		image *string
+		zones []string
 	}
 	byRegion := map[string]regionClient{}
 	for _, c := range clusters {
@@ -326,27 +369,40 @@ func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perClu
 		}
 		cfg, err := m.AWSConfig(ctx, c.Region)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		ec := ec2.NewFromConfig(cfg)
 		images, err := ec.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 		if err != nil || len(images.Images) == 0 {
-			b.Fatalf("no image to launch in %s: %v", c.Region, err)
+			tb.Fatalf("no image to launch in %s: %v", c.Region, err)
 		}
-		byRegion[c.Region] = regionClient{ec: ec, image: images.Images[0].ImageId}
+		azs, err := ec.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{})
+		if err != nil || len(azs.AvailabilityZones) == 0 {
+			tb.Fatalf("no zone to launch in %s: %v", c.Region, err)
+		}
+		rc := regionClient{ec: ec, image: images.Images[0].ImageId}
+		for _, z := range azs.AvailabilityZones {
+			rc.zones = append(rc.zones, aws.ToString(z.ZoneName))
+		}
+		byRegion[c.Region] = rc
 	}
-	work := make(chan infra.Cluster)
+	type job struct {
+		c infra.Cluster
+		i int
+	}
+	work := make(chan job)
 	var mu sync.Mutex
 	var failed error
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			for c := range work {
-				rc := byRegion[c.Region]
-				for range perCluster {
-					if _, err := runInstance(ctx, rc.ec, rc.image, c.Region, c.Name, "node"); err != nil {
+			for j := range work {
+				rc := byRegion[j.c.Region]
+				for k := range perCluster {
+					zone := rc.zones[(j.i*perCluster+k)%len(rc.zones)]
+					if _, err := runInstance(ctx, rc.ec, rc.image, zone, j.c.Name, "node"); err != nil {
 						mu.Lock()
-						failed = fmt.Errorf("RunInstances for %s: %w", c.Name, err)
+						failed = fmt.Errorf("RunInstances for %s: %w", j.c.Name, err)
 						mu.Unlock()
 						break
 					}
@@ -354,25 +410,25 @@ func launchFleet(b *testing.B, m *testenv.Moto, clusters []infra.Cluster, perClu
 			}
 		})
 	}
-	for _, c := range clusters {
+	for i, c := range clusters {
 		mu.Lock()
 		stop := failed != nil
 		mu.Unlock()
 		if stop {
 			break
 		}
-		work <- c
+		work <- job{c, i}
 	}
 	close(work)
 	wg.Wait()
 	if failed != nil {
-		b.Fatal(failed)
+		tb.Fatal(failed)
 	}
 }
 
-// runInstance launches one instance of cluster in its own reservation, with CAPA's tags (and
-// extra), as CAPA launches a machine.
-func runInstance(ctx context.Context, c *ec2.Client, image *string, region, cluster, role string, extra ...ec2types.Tag) (*ec2.RunInstancesOutput, error) {
+// runInstance launches one instance of cluster in zone in its own reservation, with CAPA's tags
+// (and extra), as CAPA launches a machine.
+func runInstance(ctx context.Context, c *ec2.Client, image *string, zone, cluster, role string, extra ...ec2types.Tag) (*ec2.RunInstancesOutput, error) {
 	tags := append([]ec2types.Tag{
 		{Key: aws.String(ClusterTagPrefix + cluster), Value: aws.String("owned")},
 		{Key: aws.String(RoleTag), Value: aws.String(role)},
@@ -380,7 +436,7 @@ func runInstance(ctx context.Context, c *ec2.Client, image *string, region, clus
 	return c.RunInstances(ctx, &ec2.RunInstancesInput{
 		ImageId: image, InstanceType: ec2types.InstanceTypeM5Large,
 		MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-		Placement:         &ec2types.Placement{AvailabilityZone: aws.String(region + "a")},
+		Placement:         &ec2types.Placement{AvailabilityZone: aws.String(zone)},
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: tags}},
 	})
 }
