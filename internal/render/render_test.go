@@ -278,3 +278,59 @@ spec:
 		}
 	}
 }
+
+// TestASplitRenderIsKustomizesOwnBuild: a top kustomization listing folders is rendered entry by
+// entry; the objects and their files are those of kustomize's build of the whole, with a folder's
+// own buildMetadata ignored below the top as kustomize ignores it — whether the top carries
+// nothing for its entries (each folder built on its own) or a namespace (each through a
+// kustomization of its own).
+func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
+	for name, top := range map[string]string{
+		"resources only":   "resources: [a, b, c.yaml]\n",
+		"with a namespace": "namespace: top\nresources: [a, b, c.yaml]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{
+				"kustomization.yaml":   top,
+				"a/kustomization.yaml": "namespace: na\nbuildMetadata: [managedByLabel, originAnnotations]\nlabels: [{pairs: {team: a}}]\nresources: [x.yaml]\n",
+				"a/x.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n",
+				"b/Kustomization":      "namePrefix: p-\nresources: [y.yaml]\n",
+				"b/y.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
+				"c.yaml":               "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\n",
+			}
+			root := fixture.WriteTree(t, files)
+			res, err := Render(root, "", Options{})
+			if err != nil || len(res.Objects) != 3 {
+				t.Fatalf("render: %v, %d objects", err, len(res.Objects))
+			}
+			rm, err := krusty.MakeKustomizer(&krusty.Options{PluginConfig: types.DisabledPluginConfig()}).Run(filesys.MakeFsOnDisk(), root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []map[string]any
+			for _, r := range rm.Resources() {
+				js, err := r.MarshalJSON()
+				if err != nil {
+					t.Fatal(err)
+				}
+				u := &unstructured.Unstructured{}
+				if err := u.UnmarshalJSON(js); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, u.Object)
+			}
+			var got []map[string]any
+			files2 := map[string]string{}
+			for _, o := range res.Objects {
+				got = append(got, o.Object)
+				files2[o.GetName()] = o.File
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("objects (-kustomize's build +rendered):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[string]string{"x": "a/x.yaml", "p-y": "b/y.yaml", "z": "c.yaml"}, files2); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

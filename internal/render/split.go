@@ -65,6 +65,11 @@ func (r *renderer) buildSplit(dir string, entries []string, fields map[string]an
 	parts := make([]*part, len(entries))
 	for i, e := range entries {
 		p := &part{entry: e, dir: path.Join(dir, fmt.Sprintf(".driftd-part-%d", i)), file: !r.fs.IsDir(path.Join(dir, e)), done: make(chan struct{})}
+		if !p.file && r.buildsAlone(path.Join(dir, e), fields) {
+			p.dir = path.Join(dir, e)
+			parts[i] = p
+			continue
+		}
 		k := map[string]any{"resources": []any{path.Join("..", e)}}
 		for f, v := range fields {
 			k[f] = v
@@ -134,4 +139,32 @@ func (r *renderer) buildSplit(dir string, entries []string, fields map[string]an
 		p.objs = nil
 	}
 	return errs, nil
+}
+
+// buildsAlone reports whether the folder entry can be built as the top of its own build instead
+// of through a synthetic kustomization, and readies it for that: when the top kustomization
+// carries nothing for its entries but its buildMetadata (no namespace, labels or annotations), a
+// folder's kustomization built on its own renders the same objects as built through one listing
+// it, once it has the top's buildMetadata — kustomize reads buildMetadata from the top only, so
+// the folder's own, ignored below a top, is replaced. It spares kustomize a level of
+// kustomization (its transformer configuration, its origin tracking) for every entry.
+func (r *renderer) buildsAlone(folder string, fields map[string]any) bool {
+	for f := range fields {
+		if f != "apiVersion" && f != "kind" && f != "buildMetadata" {
+			return false
+		}
+	}
+	file := r.kustomizationFile(folder)
+	if file == "" {
+		return false
+	}
+	k, err := r.readKustomization(file)
+	if err != nil {
+		return false // the synthetic kustomization's build says what is wrong with it
+	}
+	if kind, _ := k["kind"].(string); kind != "" && kind != "Kustomization" {
+		return false // a Component is not built on its own
+	}
+	k["buildMetadata"] = fields["buildMetadata"]
+	return r.writeKustomization(file, k) == nil
 }

@@ -301,8 +301,8 @@ func BenchmarkSnapshotCalls(b *testing.B) {
 
 // BenchmarkSnapshotFleet is the cloud side of a fleet at scale: BENCH_MACHINES instances (2,000
 // unless set; 60,000 is the cloud of 10,000 clusters), six to a cluster as the bench fleet's pools
-// make them, one reservation each as CAPA launches them, the clusters split over regions (two, and
-// one more for every 10,000 instances past 20,000) and their zones. It reports the snapshot's
+// make them, one reservation each as CAPA launches them, the clusters split over regions (two, or
+// one for every 3,000 instances, up to twenty) and their zones. It reports the snapshot's
 // time, its calls by operation (they follow pages of instances, not instances or clusters) and
 // what the snapshot holds once collected, per instance.
 func BenchmarkSnapshotFleet(b *testing.B) {
@@ -315,9 +315,14 @@ func BenchmarkSnapshotFleet(b *testing.B) {
 	}
 	const perCluster = 6
 	m := cloud(b)
-	// A region's default subnets hold 4,091 addresses a zone: 10,000 instances fit over three.
-	regions := []string{"eu-west-1", "us-east-1", "us-west-2", "eu-central-1", "ap-southeast-2", "ca-central-1"}
-	regions = regions[:min(len(regions), max(2, (n+9999)/10000))]
+	// 3,000 instances a region at most: moto reads an instance's tags by scanning every tag of
+	// its region, so its time per page grows with the square of a region's instances.
+	regions := []string{
+		"eu-west-1", "us-east-1", "us-west-2", "eu-central-1", "ap-southeast-2", "ca-central-1", "us-east-2",
+		"us-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "ap-south-1", "ap-southeast-1", "ap-northeast-1",
+		"ap-northeast-2", "ap-northeast-3", "sa-east-1", "eu-south-1", "me-south-1", "af-south-1",
+	}
+	regions = regions[:min(len(regions), max(2, (n+2999)/3000))]
 	clusters := make([]infra.Cluster, n/perCluster)
 	for i := range clusters {
 		clusters[i] = infra.Cluster{Name: fmt.Sprintf("c%05d", i), Region: regions[i%len(regions)]}
