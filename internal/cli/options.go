@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -55,6 +60,33 @@ func (o *sourceOptions) verifiedStore(c client.Client, namespace, owner string) 
 // renderer renders in a child process within the render budgets.
 func (o *sourceOptions) renderer() sandbox.Renderer {
 	return sandbox.Renderer{Limits: o.render}
+}
+
+// renderCache keeps the last complete render beside the clone, for a restarted daemon: under a
+// key of this very binary (its digest) and the render budgets, besides the commit and folder.
+func (o *sourceOptions) renderCache() *render.Cache {
+	limits, err := json.Marshal(o.render)
+	salt := sync.OnceValues(func() ([]byte, error) {
+		if err != nil {
+			return nil, err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Open(exe)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return nil, fmt.Errorf("reading driftd's executable: %w", err)
+		}
+		return append(h.Sum(nil), limits...), nil
+	})
+	go func() { _, _ = salt() }() // ready by the time the first fetch is
+	return &render.Cache{File: filepath.Join(source.CacheRoot(o.CacheDir), render.CacheFileName(o.URL, o.Ref, o.path)), Salt: salt}
 }
 
 func (o *sourceOptions) validateRender() error {

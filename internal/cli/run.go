@@ -164,7 +164,8 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	watches.Cloud = p.opts.Cloud
 	ledger := report.NewLedger(report.NewEvents(recorder), report.NewMetrics(registry, p.opts.Owner), status)
 	e := engine.New(p.opts, engine.Deps{
-		Source: p.src, Render: o.source.renderer(), Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
+		Source: p.src, Render: o.source.renderer(), Renders: o.source.renderCache(),
+		Reader: mgr.GetCache(), Client: p.client, Mapper: mgr.GetRESTMapper(), Kinds: watches,
 		Ledger:    ledger,
 		Status:    status,
 		Memo:      engine.NewMemoStore(p.client, o.namespace, p.opts.Owner),

@@ -96,6 +96,13 @@ type Renderer interface {
 	Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error)
 }
 
+// RenderCache keeps a complete render of a commit for a later process (render.Cache). Load
+// returns nil, and an error only to log, when it has none for the commit and folder.
+type RenderCache interface {
+	Load(commit, path string) (*render.Encoded, error)
+	Store(commit, path string, enc *render.Encoded) error
+}
+
 // inProcess renders in the engine's own process, with render's default budgets (tests).
 type inProcess struct{}
 
@@ -115,6 +122,9 @@ type Deps struct {
 	// Render renders a checkout; nil renders in the engine's own process (tests only: the daemon
 	// and plan render in internal/sandbox's child process).
 	Render Renderer
+	// Renders keeps the last complete render across restarts (render.Cache); nil renders every
+	// commit a process meets.
+	Renders RenderCache
 	// Reader reads live objects. Required.
 	Reader client.Reader
 	// Client dry-runs and writes. Required.

@@ -156,7 +156,7 @@ func (e *Engine) refresh(ctx, rctx context.Context) (*snapshot, []error, error) 
 		// until its deadline, again) until the branch moves or driftd restarts.
 		next = degrade(cur, "the render of "+co.Revision()+" failed")
 	case cur == nil || co.Commit != cur.commit:
-		rendered, rerr := e.deps.Render.Render(rctx, co.Dir, e.opts.Path, cur != nil)
+		rendered, rerr := e.render(rctx, co, cur != nil)
 		if rerr != nil && rctx.Err() == nil {
 			e.failed = co.Commit
 		}
@@ -188,6 +188,28 @@ func (e *Engine) refresh(ctx, rctx context.Context) (*snapshot, []error, error) 
 		e.publish(next)
 	}
 	return next, append(errs, next.errs...), nil
+}
+
+// render renders co, or takes the render kept of its commit (an earlier process rendered it),
+// and keeps a complete render for the next process.
+func (e *Engine) render(ctx context.Context, co *source.Checkout, background bool) (*render.Encoded, error) {
+	if e.deps.Renders != nil {
+		kept, err := e.deps.Renders.Load(co.Commit, e.opts.Path)
+		if err != nil {
+			e.deps.Log.Error(err, "The kept render cannot be used; rendering again", "revision", co.Revision())
+		}
+		if kept != nil {
+			e.deps.Log.Info("Took the render kept of this commit", "revision", co.Revision(), "objects", len(kept.Objects))
+			return kept, nil
+		}
+	}
+	rendered, err := e.deps.Render.Render(ctx, co.Dir, e.opts.Path, background)
+	if err == nil && e.deps.Renders != nil {
+		if serr := e.deps.Renders.Store(co.Commit, e.opts.Path, rendered); serr != nil {
+			e.deps.Log.Error(serr, "The render cannot be kept for a restart", "revision", co.Revision())
+		}
+	}
+	return rendered, err
 }
 
 // restoreVerified hands the source the last verified commit an earlier driftd remembered, once.

@@ -105,13 +105,18 @@ func New(opts Options) (*Source, error) {
 			return nil, fmt.Errorf("--verify-signatures %s: %w", opts.VerifyKeyringFile, err)
 		}
 	}
-	cache := opts.CacheDir
-	if cache == "" {
-		cache = filepath.Join(os.TempDir(), "driftd-source")
-	}
 	sum := sha256.Sum256([]byte(opts.URL + "\x00" + opts.Ref))
-	return &Source{opts: opts, dir: filepath.Join(cache, hex.EncodeToString(sum[:8])), auth: auth, ca: ca,
+	return &Source{opts: opts, dir: filepath.Join(CacheRoot(opts.CacheDir), hex.EncodeToString(sum[:8])), auth: auth, ca: ca,
 		redact: newRedactor(opts.URL, password), keyring: keyring}, nil
+}
+
+// CacheRoot is the folder clones are kept in (Options.CacheDir): dir, or a folder under
+// os.TempDir() when dir is empty.
+func CacheRoot(dir string) string {
+	if dir == "" {
+		return filepath.Join(os.TempDir(), "driftd-source")
+	}
+	return dir
 }
 
 // Last returns the last checkout Fetch produced, or nil.

@@ -48,6 +48,7 @@ type scaleRow struct {
 	restartRequests               float64
 	restartWrites, restartDryRuns float64
 	restart                       time.Duration // from the restarted driftd's start to its first complete report
+	restartNewPod                 time.Duration // the same, started with an empty cache folder (a new pod)
 	commitApplied                 time.Duration // from the new commit's push to its change in the cluster; 0: not within commitWait
 }
 
@@ -58,7 +59,8 @@ type scaleRow struct {
 // live objects Cluster API would have made beside Git's (a MachineSet, Machines, infrastructure
 // machines and bootstrap configs for every pool), the quiet cycle (writes and dry runs counted by
 // the API server itself, and its duration), edit → corrected latency while full cycles and the
-// render of a new commit run, peak RSS and the heap, and a restart after one change.
+// render of a new commit run, peak RSS and the heap, and a restart after one change: in the same
+// pod (the render kept on the cache folder) and in a new one (an empty cache folder).
 func BenchmarkScale(b *testing.B) {
 	root, bin := buildDriftd(b)
 	var rows []scaleRow
@@ -106,12 +108,12 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 		"--leader-elect", "--render-max-memory", "384Mi",
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--profiling")
 	started := 0
-	start := func() (*driver.Process, time.Time) {
+	start := func(extra ...string) (*driver.Process, time.Time) {
 		t0 := time.Now()
 		// GOMEMLIMIT as the Deployment sets it, from its limit of 1Gi: driftd's alone. Set in the
 		// bench's own environment it reached the API server started from it, whose heap is over
 		// 1 GiB at 3,000 clusters (2 GiB): it then spent both cores collecting garbage.
-		p := driver.SpawnEnv(b, []string{"GOMEMLIMIT=" + strconv.Itoa(1<<30)}, bin, append([]string{"run"}, args...)...)
+		p := driver.SpawnEnv(b, []string{"GOMEMLIMIT=" + strconv.Itoa(1<<30)}, bin, append(append([]string{"run"}, args...), extra...)...)
 		// Each driftd's whole log is kept beside the table, for what a figure alone does not say.
 		started++
 		log := filepath.Join(root, "bin", "bench", fmt.Sprintf("driftd-%d-%d.log", n, started))
@@ -218,6 +220,19 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	if r := driver.New(env).Replicas("c00001", "c00001-md-0"); r != 3 {
 		b.Errorf("the change made while driftd was down is not corrected: replicas %d", r)
 	}
+
+	// The same in a new pod (a failover, a pod moved): its cache folder is empty, the commit is
+	// cloned and rendered again.
+	if !p.Stop(time.Minute) {
+		b.Fatal("driftd did not stop within a minute of SIGTERM")
+	}
+	driver.New(env).Scale(b, "kubectl-edit", "c00001", "c00001-md-0", 8)
+	p, t0 = start("--git-cache-dir", b.TempDir())
+	firstReport(p, 10*time.Minute)
+	row.restartNewPod = time.Since(t0)
+	if r := driver.New(env).Replicas("c00001", "c00001-md-0"); r != 3 {
+		b.Errorf("the change made while driftd was down is not corrected in a new pod: replicas %d", r)
+	}
 	p.Stop(time.Minute)
 
 	b.ReportMetric(row.created.Seconds(), "created-s")
@@ -233,6 +248,7 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	b.ReportMetric(row.commitApplied.Seconds(), "commit-applied-s")
 	b.ReportMetric(row.restartRequests, "restart-requests")
 	b.ReportMetric(row.restart.Seconds(), "restart-s")
+	b.ReportMetric(row.restartNewPod.Seconds(), "restart-new-pod-s")
 	return row
 }
 
@@ -524,8 +540,8 @@ func (r requests) byVerb() map[string]float64 {
 
 func scaleTable(rows []scaleRow) string {
 	var s strings.Builder
-	s.WriteString("| clusters (objects + live) | created from empty | requests while creating | quiet cycle: writes / dry runs (lease renewals), duration | edit → corrected p50 / p99 / max | peak RSS (per cluster) | heap in use | new commit applied | restart after 1 change: requests (writes / dry runs), first report |\n")
-	s.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	s.WriteString("| clusters (objects + live) | created from empty | requests while creating | quiet cycle: writes / dry runs (lease renewals), duration | edit → corrected p50 / p99 / max | peak RSS (per cluster) | heap in use | new commit applied | restart after 1 change: requests (writes / dry runs), first report | first report of a restart in a new pod (no cache) |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	// By size, whatever order they ran in (a long run may take its largest first).
 	rows = slices.SortedFunc(slices.Values(rows), func(a, b scaleRow) int { return a.clusters - b.clusters })
 	for _, r := range rows {
@@ -543,10 +559,10 @@ func scaleTable(rows []scaleRow) string {
 		if r.commitApplied == 0 {
 			applied = "not within " + commitWait.String()
 		}
-		fmt.Fprintf(&s, "| %d (%d + %d) | %.0f s (%.0f objects/s) | %s | %.0f / %.0f (%.0f), %.2f s | %.2f / %.2f / %.2f s%s | %.0f MiB (%.3f) | %.0f MiB | %s | %.0f (%.0f / %.0f), %.1f s |\n",
+		fmt.Fprintf(&s, "| %d (%d + %d) | %.0f s (%.0f objects/s) | %s | %.0f / %.0f (%.0f), %.2f s | %.2f / %.2f / %.2f s%s | %.0f MiB (%.3f) | %.0f MiB | %s | %.0f (%.0f / %.0f), %.1f s | %.1f s |\n",
 			r.clusters, r.objects, r.live, r.created.Seconds(), float64(r.objects)/r.created.Seconds(), strings.Join(verbs, ", "),
 			r.quietWrites, r.quietDryRuns, r.quietLeases, r.quietCycle.Seconds(), r.p50.Seconds(), r.p99.Seconds(), r.maxLatency.Seconds(), notCorrected,
-			r.peakRSS, r.peakRSS/float64(r.clusters), r.heap, applied, r.restartRequests, r.restartWrites, r.restartDryRuns, r.restart.Seconds())
+			r.peakRSS, r.peakRSS/float64(r.clusters), r.heap, applied, r.restartRequests, r.restartWrites, r.restartDryRuns, r.restart.Seconds(), r.restartNewPod.Seconds())
 	}
 	return s.String()
 }
