@@ -104,7 +104,8 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	metrics := testenv.FreeAddr(b)
 	// As config/ runs it (a leader elected, the render's budget, GOMEMLIMIT from the limit of 1Gi),
 	// a full cycle every scaleInterval.
-	args := append(driver.New(env).Args(b, repo.Dir, owner), "--namespace", ns, "--interval", scaleInterval.String(),
+	// Served over git's smart HTTP, as a Git host serves it: the host packs what driftd clones.
+	args := append(driver.New(env).Args(b, repo.ServeHTTP(b, "", ""), owner), "--namespace", ns, "--interval", scaleInterval.String(),
 		"--leader-elect", "--render-max-memory", "384Mi",
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--profiling")
 	started := 0
