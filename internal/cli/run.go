@@ -181,6 +181,11 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.leaderElect {
+		if err := mgr.Add(standby(mgr.Elected(), e, o.leaseDuration, o.interval, logger.WithName("standby"))); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -221,6 +226,37 @@ func checkSandbox(ctx context.Context, r sandbox.Renderer, logger logr.Logger) {
 	default:
 		logger.Error(errors.New("the render sandbox lets something through"), "Render sandbox check",
 			"http", res.HTTP, "dial", res.Dial, "exec", res.Exec, "seccomp", res.Seccomp)
+	}
+}
+
+// standby keeps, on a replica that is not leading, the render of the head ready for a takeover
+// (engine.Prepare): a standby that takes over then starts from the clone and render on its own
+// cache volume instead of cloning and rendering the fleet first. It begins once a lease duration
+// passed without an election (a replica starting alone is elected within it and renders in its
+// first cycle, not here), then follows the branch every interval; an election stops it, and
+// abandons a render under way for the cycle to run in the foreground.
+func standby(elected <-chan struct{}, e *engine.Engine, wait, interval time.Duration, log logr.Logger) everyReplica {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-elected:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			if err := e.Prepare(ctx); err != nil && ctx.Err() == nil {
+				log.Info("Cannot keep the render of the head for a takeover; the takeover renders it", "error", err.Error())
+			}
+			wait = interval
+		}
 	}
 }
 

@@ -179,6 +179,8 @@ type Engine struct {
 	verifiedSaved  string
 	// failed is the commit whose render failed last; it is not rendered again.
 	failed string
+	// prepared is the commit a standby kept the render of last (Prepare).
+	prepared string
 	// keys serialises the reconciles of one object.
 	keys keyLocks
 	// requeue hands an object whose reconcile failed transiently to the workqueue (the daemon).

@@ -63,3 +63,44 @@ func TestARestartTakesTheRenderKeptOfItsCommit(t *testing.T) {
 		t.Errorf("after the new commit cm-a holds %q (%v), want %q", cm.Data["value"], err, "two")
 	}
 }
+
+// TestAStandbyKeepsTheRenderOfTheHeadForATakeover: Prepare, a standby's, renders the head once
+// and sends no request to the API server; the engine's first cycle after it (the takeover)
+// renders nothing and applies the kept render; Prepare then does nothing more.
+func TestAStandbyKeepsTheRenderOfTheHeadForATakeover(t *testing.T) {
+	ns := "render-standby"
+	src := newDirSource(t, configMaps(ns, "one", "cm-a"))
+	proxy := env.NewAPIProxy(t)
+	r := &recordingRenderer{}
+	e := newEngine(t, src, proxyClient(t, proxy), Options{})
+	e.deps.Render = r
+	e.deps.Renders = &render.Cache{File: filepath.Join(t.TempDir(), "render"), Salt: func() ([]byte, error) { return []byte(t.Name()), nil }}
+	ctx := context.Background()
+	proxy.Reset()
+	for range 2 { // the second finds the head's render kept already
+		if err := e.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent := proxy.Requests(nil); len(sent) > 0 {
+		t.Errorf("Prepare sent %d requests to the API server, the first %s %s; a standby sends none", len(sent), sent[0].Method, sent[0].Path)
+	}
+	if len(r.background) != 1 || !r.background[0] {
+		t.Fatalf("Prepare rendered %v (background or not), want one render in the background", r.background)
+	}
+
+	if res, err := e.Cycle(ctx); err != nil || len(res.Errors) > 0 || !res.Complete {
+		t.Fatalf("the takeover's cycle: %v %v", err, res.Errors)
+	}
+	if len(r.background) != 1 {
+		t.Errorf("the takeover rendered again (%d renders in all), want the kept render", len(r.background))
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cm-a"}, cm); err != nil || cm.Data["value"] != "one" {
+		t.Errorf("cm-a after the takeover's cycle: %v %v", cm.Data, err)
+	}
+	src.Set(t, configMaps(ns, "two", "cm-a"))
+	if err := e.Prepare(ctx); err != nil || len(r.background) != 1 {
+		t.Errorf("Prepare after a cycle ran: %v, %d renders; want nothing done", err, len(r.background))
+	}
+}

@@ -190,6 +190,49 @@ func (e *Engine) refresh(ctx, rctx context.Context) (*snapshot, []error, error) 
 	return next, append(errs, next.errs...), nil
 }
 
+// Prepare readies a standby to take over: it fetches the source and keeps the render of its head
+// (Deps.Renders), so that the first cycle after an election renders nothing new. It reads and
+// writes nothing in the cluster, and does nothing once a cycle ran. It holds the refresh lock: a
+// cycle never fetches while it renders. The source verifies (--verify-signatures) what it
+// fetches, but the last verified commit the leader remembered is handed to it only by the first
+// cycle: a render kept here is used only for the commit that cycle's own fetch accepts.
+func (e *Engine) Prepare(ctx context.Context) error {
+	if e.deps.Renders == nil {
+		return nil
+	}
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	if e.snap.Load() != nil {
+		return nil
+	}
+	co, err := e.deps.Source.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	if co.Commit == e.prepared {
+		return nil
+	}
+	if kept, err := e.deps.Renders.Load(co.Commit, e.opts.Path); kept != nil && err == nil {
+		e.prepared = co.Commit
+		return nil
+	}
+	rendered, err := e.deps.Render.Render(ctx, co.Dir, e.opts.Path, true)
+	if err != nil {
+		// Not tried again here; the first cycle after an election renders it in the foreground
+		// and reports what fails.
+		if ctx.Err() == nil {
+			e.prepared = co.Commit
+		}
+		return fmt.Errorf("rendering %s: %w", co.Revision(), err)
+	}
+	if err := e.deps.Renders.Store(co.Commit, e.opts.Path, rendered); err != nil {
+		return err
+	}
+	e.prepared = co.Commit
+	e.deps.Log.Info("Kept the render of the head for a takeover", "revision", co.Revision(), "objects", len(rendered.Objects))
+	return nil
+}
+
 // render renders co, or takes the render kept of its commit (an earlier process rendered it),
 // and keeps a complete render for the next process.
 func (e *Engine) render(ctx context.Context, co *source.Checkout, background bool) (*render.Encoded, error) {

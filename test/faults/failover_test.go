@@ -14,7 +14,8 @@ import (
 // TestTheLeaderKilledTheStandbyTakesOver: two replicas with leader election, as config/ deploys
 // them, each reaching the API server through a proxy of its own. The leader is killed with
 // SIGKILL (no lease released); the standby takes over within the lease and corrects an edit made
-// meanwhile. While it stood by it wrote nothing but its attempts at the lease.
+// meanwhile, from the render it kept of the head while it stood by (it renders nothing when it
+// takes over). While it stood by it wrote nothing but its attempts at the lease.
 func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	ns := "fault-failover"
 	repo := testenv.NewGitRepo(t, fleet.AWS(ns))
@@ -35,6 +36,10 @@ func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the standby asking for the lease", func() bool {
 		return len(standbyProxy.Requests(func(r testenv.Request) bool { return strings.Contains(r.Path, "/leases/") })) > 0
 	})
+	// A lease duration (35 s) after it started without being elected, it keeps the head's render.
+	testenv.Eventually(t, 90*time.Second, "the standby keeping the render of the head", func() bool {
+		return strings.Contains(standby.Out.String(), "Kept the render of the head for a takeover")
+	})
 	if cycleDone(standby) {
 		t.Fatal("the standby ran a cycle beside a live leader")
 	}
@@ -44,6 +49,9 @@ func TestTheLeaderKilledTheStandbyTakesOver(t *testing.T) {
 	drv.Scale(t, "kubectl-edit", ns, "prod-md-0", 7)
 	testenv.Eventually(t, 60*time.Second, "the standby to correct the edit", func() bool { return drv.Replicas(ns, "prod-md-0") == 3 })
 	t.Logf("the edit corrected %s after the leader was killed (lease 35 s)", time.Since(killed).Round(time.Second))
+	if !strings.Contains(standby.Out.String(), "Took the render kept of this commit") {
+		t.Errorf("the new leader rendered the head again instead of taking the render it kept:\n%s", standby.Out.String())
+	}
 
 	t.Logf("writes of the standby:\n  %s", strings.Join(writes(standbyProxy), "\n  "))
 	var took time.Time
