@@ -256,21 +256,9 @@ spec:
 	if err != nil || len(res.Objects) != 2 {
 		t.Fatalf("render: %v, %d objects", err, len(res.Objects))
 	}
-	rm, err := krusty.MakeKustomizer(&krusty.Options{PluginConfig: types.DisabledPluginConfig()}).Run(filesys.MakeFsOnDisk(), root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string]map[string]any{}
-	for _, r := range rm.Resources() {
-		js, err := r.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(js); err != nil {
-			t.Fatal(err)
-		}
-		want[u.GetName()] = u.Object
+	for _, o := range kustomizeBuild(t, root) {
+		want[(&unstructured.Unstructured{Object: o}).GetName()] = o
 	}
 	for _, o := range res.Objects {
 		if diff := cmp.Diff(want[o.GetName()], o.Object); diff != "" {
@@ -303,22 +291,7 @@ func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
 			if err != nil || len(res.Objects) != 3 {
 				t.Fatalf("render: %v, %d objects", err, len(res.Objects))
 			}
-			rm, err := krusty.MakeKustomizer(&krusty.Options{PluginConfig: types.DisabledPluginConfig()}).Run(filesys.MakeFsOnDisk(), root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want []map[string]any
-			for _, r := range rm.Resources() {
-				js, err := r.MarshalJSON()
-				if err != nil {
-					t.Fatal(err)
-				}
-				u := &unstructured.Unstructured{}
-				if err := u.UnmarshalJSON(js); err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, u.Object)
-			}
+			want := kustomizeBuild(t, root)
 			var got []map[string]any
 			files2 := map[string]string{}
 			for _, o := range res.Objects {
@@ -333,4 +306,27 @@ func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kustomizeBuild is kustomize's own build of root from disk, each object through its JSON as
+// Kubernetes reads it, in kustomize's order.
+func kustomizeBuild(t *testing.T, root string) []map[string]any {
+	t.Helper()
+	rm, err := krusty.MakeKustomizer(&krusty.Options{PluginConfig: types.DisabledPluginConfig()}).Run(filesys.MakeFsOnDisk(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []map[string]any
+	for _, r := range rm.Resources() {
+		js, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, u.Object)
+	}
+	return objs
 }
