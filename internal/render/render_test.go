@@ -268,10 +268,10 @@ spec:
 }
 
 // TestASplitRenderIsKustomizesOwnBuild: a top kustomization listing folders is rendered entry by
-// entry; the objects and their files are those of kustomize's build of the whole, with a folder's
-// own buildMetadata ignored below the top as kustomize ignores it — whether the top carries
-// nothing for its entries (each folder built on its own) or a namespace (each through a
-// kustomization of its own).
+// entry; the objects, in their order, and their files are those of kustomize's build of the
+// whole, a folder carrying buildMetadata (which kustomize takes from the top alone) and
+// sortOptions of its own — whether the top carries nothing for its entries (each folder built on
+// its own) or a namespace (each through a kustomization of its own).
 func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
 	for name, top := range map[string]string{
 		"resources only":   "resources: [a, b, c.yaml]\n",
@@ -280,15 +280,15 @@ func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			files := map[string]string{
 				"kustomization.yaml":   top,
-				"a/kustomization.yaml": "namespace: na\nbuildMetadata: [managedByLabel, originAnnotations]\nlabels: [{pairs: {team: a}}]\nresources: [x.yaml]\n",
-				"a/x.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n",
+				"a/kustomization.yaml": "namespace: na\nbuildMetadata: [managedByLabel, originAnnotations]\nsortOptions: {order: fifo}\nlabels: [{pairs: {team: a}}]\nresources: [x.yaml]\n",
+				"a/x.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: crx}\n",
 				"b/Kustomization":      "namePrefix: p-\nresources: [y.yaml]\n",
 				"b/y.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
 				"c.yaml":               "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\n",
 			}
 			root := fixture.WriteTree(t, files)
 			res, err := Render(root, "", Options{})
-			if err != nil || len(res.Objects) != 3 {
+			if err != nil || len(res.Objects) != 4 {
 				t.Fatalf("render: %v, %d objects", err, len(res.Objects))
 			}
 			want := kustomizeBuild(t, root)
@@ -301,7 +301,7 @@ func TestASplitRenderIsKustomizesOwnBuild(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("objects (-kustomize's build +rendered):\n%s", diff)
 			}
-			if diff := cmp.Diff(map[string]string{"x": "a/x.yaml", "p-y": "b/y.yaml", "z": "c.yaml"}, files2); diff != "" {
+			if diff := cmp.Diff(map[string]string{"x": "a/x.yaml", "crx": "a/x.yaml", "p-y": "b/y.yaml", "z": "c.yaml"}, files2); diff != "" {
 				t.Errorf("files (-want +got):\n%s", diff)
 			}
 		})

@@ -165,6 +165,11 @@ func (r *renderer) buildsAlone(folder string, fields map[string]any) bool {
 	if kind, _ := k["kind"].(string); kind != "" && kind != "Kustomization" {
 		return false // a Component is not built on its own
 	}
+	for _, topOnly := range []string{"sortOptions", "openapi"} {
+		if _, ok := k[topOnly]; ok {
+			return false // kustomize reads it at the top of a build, and ignores it (or reads it otherwise) below
+		}
+	}
 	k["buildMetadata"] = fields["buildMetadata"]
 	return r.writeKustomization(file, k) == nil
 }
