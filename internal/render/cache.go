@@ -80,15 +80,18 @@ func (c *Cache) Load(commit, dir string) (*Encoded, error) {
 	if h.Key != key {
 		return nil, nil
 	}
-	if h.Size < 0 || h.Objects < 0 || h.Objects > int(h.Size) {
-		return nil, fmt.Errorf("%s: a header out of bounds", c.File)
+	// The body is read whole only when the file is as long as the header says: a damaged size
+	// allocates nothing.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if h.Objects < 0 || h.Size != fi.Size()-int64(len(line)) || int64(h.Objects) > h.Size {
+		return nil, fmt.Errorf("%s: %d bytes after its header, which says %d (%d objects)", c.File, fi.Size()-int64(len(line)), h.Size, h.Objects)
 	}
 	body := make([]byte, h.Size)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("%s: cut short: %w", c.File, err)
-	}
-	if n, _ := r.Read(make([]byte, 1)); n != 0 {
-		return nil, fmt.Errorf("%s: longer than its header says", c.File)
 	}
 	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != h.Sum {
 		return nil, fmt.Errorf("%s: its content does not match its checksum", c.File)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -87,8 +88,9 @@ func TestACacheGivesBackTheRenderOfItsKeyAlone(t *testing.T) {
 	}
 }
 
-// TestADamagedCacheIsNoRender: a kept render changed by one byte, cut short or grown is refused
-// with an error naming the file, never handed on in part.
+// TestADamagedCacheIsNoRender: a kept render changed by one byte, cut short or grown, or whose
+// header claims another size, is refused with an error naming the file, never handed on in part
+// (and a size claimed is not allocated before it is checked against the file's).
 func TestADamagedCacheIsNoRender(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "render")
 	c := testCache(file, "salt")
@@ -109,6 +111,7 @@ func TestADamagedCacheIsNoRender(t *testing.T) {
 		"a header only":     whole[:header],
 		"not a cache":       []byte("apiVersion: v1\n"),
 		"a body of nothing": append(bytes.Clone(whole[:header]), make([]byte, len(whole)-header)...),
+		"a size of 1 TiB":   append([]byte(strings.Replace(string(whole[:header]), `"size":`, `"size":1099511627776`+`,"was":`, 1)), whole[header:]...),
 	} {
 		if err := os.WriteFile(file, content, 0o600); err != nil {
 			t.Fatal(err)
