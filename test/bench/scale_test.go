@@ -222,8 +222,9 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 		b.Errorf("the change made while driftd was down is not corrected: replicas %d", r)
 	}
 
-	// The same in a new pod (a failover, a pod moved): its cache folder is empty, the commit is
-	// cloned and rendered again.
+	// The same in a new pod (moved, or started anew; a standby that takes over has kept the
+	// clone and the render of the head already): its cache folder is empty, the commit is cloned
+	// and rendered again.
 	if !p.Stop(time.Minute) {
 		b.Fatal("driftd did not stop within a minute of SIGTERM")
 	}
