@@ -100,13 +100,15 @@ type blockedRender struct {
 }
 
 func (r *blockedRender) Render(ctx context.Context, root, path string, background bool) (*render.Encoded, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.done() {
-		if time.Now().After(deadline) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for !r.done() && !r.waitedOut {
+		select {
+		case <-deadline:
 			r.waitedOut = true
-			break
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return inProcess{}.Render(ctx, root, path, background)
 }

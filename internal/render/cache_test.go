@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
 // cacheWriterEnv makes the test binary a process that stores renders into a cache without end,
@@ -140,17 +142,17 @@ func TestACacheWriterKilledMidWriteLeavesTheLastRender(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Killed once it is writing: its file aside has begun.
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			if aside, _ := filepath.Glob(filepath.Join(dir, ".render.*")); len(aside) > 0 {
-				if fi, err := os.Stat(aside[0]); err == nil && fi.Size() > 0 {
-					break
+		// Killed while it writes, at a different point each round: once its file aside holds
+		// round+1 MiB (the render is about 20 MiB, written through a 1 MiB buffer).
+		fixture.EventuallyEvery(t, time.Millisecond, 30*time.Second, fmt.Sprintf("the writer's file aside at %d MiB", round+1), func() bool {
+			aside, _ := filepath.Glob(filepath.Join(dir, ".render.*"))
+			for _, a := range aside {
+				if fi, err := os.Stat(a); err == nil && fi.Size() >= int64(round+1)<<20 {
+					return true
 				}
 			}
-			time.Sleep(time.Millisecond)
-		}
-		time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+			return false
+		})
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 

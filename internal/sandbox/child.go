@@ -238,6 +238,9 @@ func testHook(root string) {
 	}
 	switch what {
 	case "block":
+		// The test learns the child got this far (its request read, its priority set) from a
+		// file beside the one that asked for the block.
+		_ = os.WriteFile(filepath.Join(root, name+".reached"), nil, 0o600)
 		select {}
 	case "sleep":
 		time.Sleep(3 * time.Second)

@@ -58,15 +58,16 @@ func childNiceValues(t *testing.T, background bool) map[int]int {
 		cancel()
 		<-done
 	}()
-	var pid int
-	for deadline := time.Now().Add(30 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no render child started")
-		}
-		pid = childPID(t)
+	// The child blocks once it has its request and its priority, and says so; by then its
+	// runtime has its threads.
+	fixture.Eventually(t, 30*time.Second, "the render child at its block", func() bool {
+		_, err := os.Stat(filepath.Join(root, "fleet", "HANG.reached"))
+		return err == nil
+	})
+	pid := childPID(t)
+	if pid == 0 {
+		t.Fatal("no render child of this process")
 	}
-	// The child blocks once it has its request; by then its runtime has its threads.
-	time.Sleep(500 * time.Millisecond)
 	threads := niceValues(t, pid)
 	if len(threads) == 0 {
 		t.Fatal("the child has no threads to read")

@@ -6,31 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/driftd/driftd/internal/testenv/fixture"
 )
 
-// Eventually polls cond every 50 ms until it holds, failing the test after timeout. Tests wait
-// for conditions this way, never for a fixed time: a loaded 2-core machine is slow by different
-// amounts from run to run.
-func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	EventuallyEvery(tb, 50*time.Millisecond, timeout, what, cond)
-}
+// Eventually polls cond until it holds, failing the test after timeout (fixture.Eventually, which
+// packages below testenv use too).
+var Eventually = fixture.Eventually
 
-// EventuallyEvery is Eventually asking cond every period: for a condition that costs the process
-// it asks (a scrape of its metrics) more than a benchmark may add to what it measures.
-func EventuallyEvery(tb testing.TB, period, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	ticker := time.NewTicker(period)
-	defer ticker.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-deadline:
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-ticker.C:
-		}
-	}
-}
+// EventuallyEvery is Eventually asking cond every period (fixture.EventuallyEvery).
+var EventuallyEvery = fixture.EventuallyEvery
 
 // MetricValue reads one sample from a Prometheus text endpoint at addr (host:port): the first
 // series of the metric whose labels include those given in name (`name{a="b"}`; the series may

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	watchtools "k8s.io/client-go/tools/watch"
+	"sigs.k8s.io/yaml"
 
 	"github.com/driftd/driftd/internal/diff"
 	"github.com/driftd/driftd/internal/render"
@@ -94,11 +95,21 @@ func benchScale(b *testing.B, root, bin string, n int) scaleRow {
 	ctx := context.Background()
 	files := fleet.Namespaced(n)
 	repo := testenv.NewGitRepo(b, files)
-	// driftd's own namespace, which installing config/ creates; the fleet's Namespaces come from Git.
-	const ns, owner = "driftd-system", "scale"
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	// driftd's own namespace, from config/ as installing it creates it; every Namespace of the
+	// fleet comes from Git.
+	const owner = "scale"
+	own, err := os.ReadFile(filepath.Join(root, "config", "default", "namespace.yaml"))
+	if err != nil {
 		b.Fatal(err)
 	}
+	system := &corev1.Namespace{}
+	if err := yaml.UnmarshalStrict(own, system); err != nil {
+		b.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, system); err != nil {
+		b.Fatal(err)
+	}
+	ns := system.Name
 	row := scaleRow{clusters: n, objects: 11 * n}
 	api := apiCounters{env: env}
 	metrics := testenv.FreeAddr(b)
@@ -296,6 +307,8 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) ([]time
 		}
 	}()
 	const edits = 100
+	pace := time.NewTicker(300 * time.Millisecond) // an edit every 300 ms: a rate, not a wait
+	defer pace.Stop()
 	for i := range edits {
 		if i == edits/2 {
 			during()
@@ -309,7 +322,7 @@ func editLatencies(b *testing.B, env *testenv.Env, n int, during func()) ([]time
 		edited[c] = time.Now()
 		mu.Unlock()
 		driver.New(env).Scale(b, "kubectl-edit", c, c+"-md-0", int64(10+i))
-		time.Sleep(300 * time.Millisecond)
+		<-pace.C
 	}
 	// An edit slow to be corrected, or not corrected at all, is a figure, not a failure: the
 	// row says how many were not corrected within editWait.
