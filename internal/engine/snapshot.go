@@ -212,11 +212,7 @@ func (e *Engine) Prepare(ctx context.Context) error {
 	if co.Commit == e.prepared {
 		return nil
 	}
-	if kept, err := e.deps.Renders.Load(co.Commit, e.opts.Path); kept != nil && err == nil {
-		e.prepared = co.Commit
-		return nil
-	}
-	rendered, err := e.deps.Render.Render(ctx, co.Dir, e.opts.Path, true)
+	rendered, err := e.render(ctx, co, true)
 	if err != nil {
 		// Not tried again here; the first cycle after an election renders it in the foreground
 		// and reports what fails.
@@ -224,9 +220,6 @@ func (e *Engine) Prepare(ctx context.Context) error {
 			e.prepared = co.Commit
 		}
 		return fmt.Errorf("rendering %s: %w", co.Revision(), err)
-	}
-	if err := e.deps.Renders.Store(co.Commit, e.opts.Path, rendered); err != nil {
-		return err
 	}
 	e.prepared = co.Commit
 	e.deps.Log.Info("Kept the render of the head for a takeover", "revision", co.Revision(), "objects", len(rendered.Objects))
